@@ -1,0 +1,163 @@
+"""`conveyor`: run the processes (migrate, queuer, worker, web) and operate the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import click
+
+from conveyor.config import ConfigError, Settings, load_settings
+from conveyor.logs import configure_logging
+
+
+def package_version() -> str:
+    try:
+        return version("conveyor-queue")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+class State:
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+
+    def settings(self, **overrides: Any) -> Settings:
+        clean = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            return load_settings(self.config, overrides=clean)
+        except ConfigError as error:
+            raise click.ClickException(f"invalid configuration:\n{error}") from None
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_version(), "--version", prog_name="conveyor")
+@click.option("--config", "-c", type=click.Path(dir_okay=False), envvar="CONVEYOR_CONFIG",
+              help="YAML configuration file (environment variables override it).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """Conveyor: a durable job queue on PostgreSQL and Redis."""
+    ctx.obj = State(config)
+
+
+@main.command()
+@pass_state
+def migrate(state: State) -> None:
+    """Create or upgrade the schema (safe to run from several processes at once)."""
+    from conveyor.store.migrate import migrate as run_migrations
+
+    settings = state.settings()
+    db = settings.database
+    try:
+        applied = run_migrations(db.url, db.schema_name, db.connect_timeout)
+    except Exception as error:  # noqa: BLE001 - any failure becomes a one-line message
+        raise click.ClickException(f"migration failed: {error}") from None
+    if applied:
+        for migration in applied:
+            click.echo(f"applied {migration.version:03d}_{migration.name}")
+    else:
+        click.echo(f"schema {db.schema_name!r} is up to date")
+
+
+@main.command()
+@click.option("--no-maintenance", is_flag=True,
+              help="Only dispatch; leave rescue, reconcile and prune to other queuers.")
+@click.option("--health-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve /healthz, /readyz and /metrics on this port (0: off).")
+@pass_state
+def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
+    """Move ready jobs from PostgreSQL into Redis (and run maintenance when elected)."""
+    from conveyor.queuer import Queuer
+    from conveyor.worker.process import install_loop_policy
+
+    settings = state.settings(**{"health.port": health_port})
+    configure_logging(settings)
+    install_loop_policy()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        worker = Queuer(settings, maintenance=not no_maintenance)
+        health = None
+        if settings.health.port:
+            from conveyor.web.health import serve_health
+
+            health = await serve_health(settings, settings.health.port, worker)
+        try:
+            await worker.run(stop)
+        finally:
+            if health is not None:
+                await health.stop()
+
+    asyncio.run(serve())
+
+
+@main.command()
+@click.option("--app", "app_path", required=True,
+              help="Where your tasks are registered, as 'package.module:app'.")
+@click.option("--queues", "-q", default=None,
+              help="Comma-separated queues, served in this order (default: worker.queues).")
+@click.option("--concurrency", "-n", type=click.IntRange(1, 10000), default=None,
+              help="Jobs run at once per process (worker.count).")
+@click.option("--processes", "-p", type=click.IntRange(1, 256), default=None,
+              help="Worker processes under one supervisor (worker.processes).")
+@click.option("--lane-order", type=click.Choice(["queue", "priority"]), default=None,
+              help="queue: each queue's high, normal, low in turn; priority: every high lane "
+                   "before any normal lane.")
+@click.option("--health-port", type=click.IntRange(0, 65535), default=None,
+              help="First port for /healthz, /readyz, /metrics (one per process; 0: off).")
+@pass_state
+def worker(state: State, app_path: str, queues: str | None, concurrency: int | None,
+           processes: int | None, lane_order: str | None, health_port: int | None) -> None:
+    """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
+    from conveyor.tasks import check_queue_name
+    from conveyor.worker.process import load_app
+    from conveyor.worker.runner import WorkerOptions
+    from conveyor.worker.supervisor import Supervisor
+
+    settings = state.settings(**{
+        "worker.count": concurrency, "worker.processes": processes,
+        "worker.lane_order": lane_order, "health.port": health_port,
+    })
+    configure_logging(settings)
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    names = names or list(settings.worker.queues)
+    try:
+        for name in names:
+            check_queue_name(name)
+        app = load_app(app_path)
+    except (ValueError, ImportError) as error:
+        raise click.BadParameter(str(error)) from None
+    if not names:
+        names = sorted({task.queue for task in app.tasks.values()})
+    if not names:
+        raise click.UsageError("no queues to serve: pass --queues or register tasks")
+    options = WorkerOptions(queues=names, concurrency=settings.worker.count,
+                            lane_order=settings.worker.lane_order)
+    supervisor = Supervisor(app_path, settings, options, settings.worker.processes,
+                            settings.health.port or None)
+    sys.exit(supervisor.run())
+
+
+def register_subcommands() -> None:
+    """Commands that live in their own modules attach themselves here."""
+    import importlib
+
+    for module in ("conveyor.cli.admin", "conveyor.cli.web", "conveyor.cli.bench",
+                   "conveyor.cli.demo"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+register_subcommands()

@@ -1,0 +1,124 @@
+"""The producer side: enqueue (one, many, inside the caller's transaction), look up, cancel.
+
+Enqueue validates everything before it touches PostgreSQL, writes all rows with one
+statement, and returns only after COMMIT (or, with `connection=`, leaves the commit to
+the caller: the job then exists if and only if the caller's transaction commits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from conveyor.errors import EnqueueError, UnknownTaskError
+from conveyor.ids import uuid7
+from conveyor.tasks import Task, check_priority, check_queue_name
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    priority: int | None = None
+    run_at: datetime | None = None
+    delay: float | timedelta | None = None
+    max_attempts: int | None = None
+    idempotency_key: str | None = None
+    queue: str | None = None
+
+
+@dataclass
+class InsertBatch:
+    """Column arrays for the `insert_jobs` statement, in the caller's order."""
+
+    ids: list[UUID]
+    params: dict[str, list[Any]]
+
+    @property
+    def keys(self) -> list[str | None]:
+        keys: list[str | None] = self.params["idempotency_key"]
+        return keys
+
+
+def resolve_task(tasks: dict[str, Task], task_or_name: Task | str) -> Task:
+    if isinstance(task_or_name, Task):
+        registered = tasks.get(task_or_name.name)
+        if registered is None:
+            raise UnknownTaskError(task_or_name.name, list(tasks))
+        return registered
+    if not isinstance(task_or_name, str):
+        raise EnqueueError(f"expected a task or a task name, not {type(task_or_name).__name__}")
+    try:
+        return tasks[task_or_name]
+    except KeyError:
+        raise UnknownTaskError(task_or_name, list(tasks)) from None
+
+
+def build_batch(
+    task: Task, payloads: Iterable[Any], options: EnqueueOptions, payload_limit: int
+) -> InsertBatch:
+    """Validate every payload and option first, so a bad one means no row at all."""
+    queue = check_queue_name(options.queue) if options.queue is not None else task.queue
+    priority = check_priority(options.priority if options.priority is not None else task.priority)
+    max_attempts = options.max_attempts if options.max_attempts is not None else task.max_attempts
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise EnqueueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
+    if options.run_at is not None and options.delay is not None:
+        raise EnqueueError("give run_at or delay, not both")
+    if options.run_at is not None and options.run_at.tzinfo is None:
+        raise EnqueueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
+    delay = _delay_seconds(options.delay)
+    encoded = [task.encode_payload(payload, payload_limit) for payload in payloads]
+    count = len(encoded)
+    if options.idempotency_key is not None and count > 1:
+        raise EnqueueError("one idempotency_key cannot name several jobs")
+    ids = [uuid7() for _ in range(count)]
+    params: dict[str, list[Any]] = {
+        "id": ids,
+        "queue_name": [queue] * count,
+        "task": [task.name] * count,
+        "priority": [priority] * count,
+        "payload": encoded,
+        "max_attempts": [max_attempts] * count,
+        "run_at": [options.run_at] * count,
+        "delay_seconds": [delay] * count,
+        "idempotency_key": [options.idempotency_key] * count,
+        "timeout_seconds": [task.timeout] * count,
+        "lease_seconds": [task.lease] * count,
+    }
+    return InsertBatch(ids, params)
+
+
+def merge_batches(batches: Sequence[InsertBatch]) -> InsertBatch:
+    if len(batches) == 1:
+        return batches[0]
+    merged = InsertBatch([], {name: [] for name in batches[0].params})
+    for batch in batches:
+        merged.ids.extend(batch.ids)
+        for name, values in batch.params.items():
+            merged.params[name].extend(values)
+    return merged
+
+
+def resolve_ids(
+    batch: InsertBatch, inserted: Iterable[UUID], existing: dict[str, UUID]
+) -> list[UUID]:
+    """Ids in input order: new ones, or the existing job for an idempotency key seen before."""
+    fresh = set(inserted)
+    result = []
+    for job_id, key in zip(batch.ids, batch.keys, strict=True):
+        if job_id in fresh or key is None:
+            result.append(job_id)
+        else:
+            result.append(existing[key])
+    return result
+
+
+def _delay_seconds(delay: float | timedelta | None) -> float | None:
+    if delay is None:
+        return None
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise EnqueueError(f"delay must be a non-negative number of seconds, not {delay!r}")
+    return float(seconds)

@@ -1,0 +1,53 @@
+"""Exceptions a caller of Conveyor can catch, each with a message that names the problem."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every error Conveyor raises on purpose."""
+
+
+class EnqueueError(ConveyorError, ValueError):
+    """The job was refused before anything was written."""
+
+
+class UnknownTaskError(EnqueueError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        hint = ", ".join(sorted(known)[:10]) or "none registered"
+        super().__init__(f"unknown task {name!r} (registered tasks: {hint})")
+        self.name = name
+
+
+class PayloadError(EnqueueError):
+    """The payload cannot be stored: not JSON, failing the task's schema, or too large."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLargeError(PayloadError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"payload is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class DatabaseUnavailable(ConveyorError):
+    """PostgreSQL did not answer; nothing was committed."""
+
+
+class JobNotFound(ConveyorError, LookupError):
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"no job with id {job_id}")
+        self.job_id = job_id
+
+
+class JobCancelled(ConveyorError):
+    """Raised inside a handler (by ctx.raise_if_cancelled) when an operator cancelled it."""
+
+
+class TaskTimeout(ConveyorError, TimeoutError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"task timed out after {seconds:g} s")
+        self.seconds = seconds

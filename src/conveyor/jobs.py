@@ -1,0 +1,56 @@
+"""The job as callers see it, and the status vocabulary shared by every surface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+QUEUED: Final = "queued"
+DISPATCHED: Final = "dispatched"
+RUNNING: Final = "running"
+COMPLETED: Final = "completed"
+DEAD: Final = "dead"
+CANCELLED: Final = "cancelled"
+STATUSES: Final = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED)
+TERMINAL: Final = (COMPLETED, DEAD, CANCELLED)
+# Shown, never stored: a queued job waiting out its retry backoff.
+RETRY_SCHEDULED: Final = "retry_scheduled"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: UUID
+    queue_name: str
+    task: str
+    status: str
+    priority: int
+    payload: Any
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    dispatched_at: datetime | None
+    started: datetime | None
+    completed: datetime | None
+    failed: datetime | None
+    worker_id: str | None
+    last_error: str | None
+    idempotency_key: str | None
+    cancel_requested: bool
+    created: datetime
+    updated: datetime
+
+    @property
+    def display_status(self) -> str:
+        if self.status == QUEUED and self.attempt > 0:
+            return RETRY_SCHEDULED
+        return self.status
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})

@@ -1,0 +1,160 @@
+"""Redis key layout and the few operations the queue needs from Redis.
+
+Redis only holds a bounded buffer of job ids per queue (never payloads: PostgreSQL has
+them, and claim returns them), so losing Redis loses no information.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import redis.asyncio as aioredis
+
+LaneName = Literal["high", "normal", "low"]
+LANES: tuple[LaneName, ...] = ("high", "normal", "low")
+HIGH_PRIORITY_MAX = 50
+NORMAL_PRIORITY_MAX = 150
+
+
+def lane_for_priority(priority: int) -> LaneName:
+    """Lower number is more urgent, as in the specification's routing table."""
+    if priority <= HIGH_PRIORITY_MAX:
+        return "high"
+    if priority <= NORMAL_PRIORITY_MAX:
+        return "normal"
+    return "low"
+
+
+def _load_lua(name: str) -> str:
+    return resources.files("conveyor").joinpath("lua").joinpath(name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key Conveyor uses, derived from one configurable prefix."""
+
+    prefix: str = ""
+
+    def lane(self, queue: str, lane: LaneName) -> str:
+        base = f"{self.prefix}queue:{queue}"
+        return base if lane == "normal" else f"{base}:{lane}"
+
+    def lanes(self, queue: str) -> list[str]:
+        return [self.lane(queue, lane) for lane in LANES]
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}conveyor:epoch"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.prefix}conveyor:paused"
+
+
+def lane_order(queues: Sequence[str], keys: Keys, order: Literal["queue", "priority"]) -> list[str]:
+    """The BLMPOP key list: queue by queue (high, normal, low each), or all highs first."""
+    if order == "queue":
+        return [key for queue in queues for key in keys.lanes(queue)]
+    return [keys.lane(queue, lane) for lane in LANES for queue in queues]
+
+
+class EpochLost(Exception):
+    """Redis no longer holds the epoch we pushed under: its contents were lost."""
+
+
+class Lanes:
+    """Push, pop and inspect lanes. Every method is one round trip."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._push = client.register_script(_load_lua("push.lua"))
+
+    async def current_epoch(self) -> str | None:
+        value = await self.client.get(self.keys.epoch)
+        return None if value is None else _text(value)
+
+    async def claim_epoch(self) -> tuple[str, bool]:
+        """Return the epoch in force, creating one if Redis has none (True if we did)."""
+        fresh = uuid.uuid4().hex
+        created = await self.client.set(self.keys.epoch, fresh, nx=True)
+        if created:
+            return fresh, True
+        current = await self.current_epoch()
+        if current is None:  # wiped again between the two calls; try once more later
+            raise EpochLost("epoch vanished while being read")
+        return current, False
+
+    async def push(self, epoch: str, groups: dict[str, list[str]]) -> int:
+        """Push ids to lanes atomically under `epoch`; raise EpochLost if Redis was wiped."""
+        lane_keys = [key for key, ids in groups.items() if ids]
+        if not lane_keys:
+            return 0
+        args: list[str] = [epoch]
+        args.extend(str(len(groups[key])) for key in lane_keys)
+        for key in lane_keys:
+            args.extend(groups[key])
+        pushed = int(await self._push(keys=[self.keys.epoch, *lane_keys], args=args))
+        if pushed < 0:
+            raise EpochLost("epoch changed: Redis lost its contents")
+        return pushed
+
+    async def pop(self, lane_keys: Sequence[str], count: int, timeout: float) -> list[str]:
+        """Block until one lane has ids, then take up to `count` from the first non-empty."""
+        if not lane_keys or count <= 0:
+            return []
+        result = await self.client.blmpop(
+            timeout, len(lane_keys), *lane_keys, direction="RIGHT", count=count
+        )
+        if not result:
+            return []
+        return [_text(item) for item in result[1]]
+
+    async def contents(self, queues: Iterable[str]) -> set[str]:
+        """Every id sitting in the lanes of `queues` (bounded by the buffer size)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for key in self.keys.lanes(queue):
+                pipe.lrange(key, 0, -1)
+        found: set[str] = set()
+        for items in await pipe.execute():
+            found.update(_text(item) for item in items)
+        return found
+
+    async def lengths(self, queues: Iterable[str]) -> dict[tuple[str, LaneName], int]:
+        names = list(queues)
+        pipe = self.client.pipeline(transaction=False)
+        for queue in names:
+            for lane in LANES:
+                pipe.llen(self.keys.lane(queue, lane))
+        values = iter(await pipe.execute())
+        return {(queue, lane): int(next(values)) for queue in names for lane in LANES}
+
+    async def paused(self) -> set[str]:
+        return {_text(item) for item in await self.client.smembers(self.keys.paused)}
+
+    async def set_paused(self, queues: Iterable[str]) -> None:
+        """Replace the paused set with `queues` (used when rebuilding after a wipe)."""
+        names = list(queues)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys.paused)
+        if names:
+            pipe.sadd(self.keys.paused, *names)
+        await pipe.execute()
+
+    async def pause(self, queue: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.sadd(self.keys.paused, queue)
+        pipe.delete(*self.keys.lanes(queue))
+        await pipe.execute()
+
+    async def resume(self, queue: str) -> None:
+        await self.client.srem(self.keys.paused, queue)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

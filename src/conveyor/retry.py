@@ -1,0 +1,47 @@
+"""When a failed attempt runs again. The wait is stored in PostgreSQL (`run_at`), never slept."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+BackoffFunction = Callable[[int], float]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff 2^attempt x base, capped, with optional jitter.
+
+    `retry_on` limits which exceptions retry (others go straight to the dead-letter queue);
+    `backoff` replaces the formula with a function of the attempt number.
+    """
+
+    base: float = 1.0
+    cap: float = 300.0
+    jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: BackoffFunction | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.cap < 0:
+            raise ValueError("retry base and cap must not be negative")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        if self.backoff is not None:
+            return max(0.0, float(self.backoff(attempt)))
+        delay = min(self.cap, self.base * (2 ** min(attempt, 62)))
+        if self.jitter:
+            # "Equal jitter": keeps at least half the delay so retries stay spread out
+            # but never collapse to zero under a thundering herd.
+            delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - not security
+        return delay
+
+    def bounds(self, attempt: int) -> tuple[float, float]:
+        """The smallest and largest delay `delay(attempt)` can return (for tests and docs)."""
+        full = min(self.cap, self.base * (2 ** min(attempt, 62)))
+        return (full / 2, full) if self.jitter else (full, full)
+
+    def should_retry(self, error: BaseException) -> bool:
+        return isinstance(error, self.retry_on)

@@ -1,0 +1,50 @@
+-- name: insert_jobs
+-- Bulk insert in one statement. Queue rows are created on first use in the same
+-- statement so a job can never reference a queue the queuer does not know.
+WITH new_queues AS (
+    INSERT INTO {schema}.job_queues (name)
+    SELECT DISTINCT q FROM unnest(%(queue_name)s::text[]) AS q
+    ON CONFLICT (name) DO NOTHING
+)
+INSERT INTO {schema}.jobs (
+    id, queue_name, task, priority, payload, max_attempts, run_at,
+    idempotency_key, timeout_seconds, lease_seconds)
+SELECT t.id, t.queue_name, t.task, t.priority, t.payload::jsonb, t.max_attempts,
+       CASE WHEN t.delay_seconds IS NOT NULL THEN now() + t.delay_seconds * interval '1 second'
+            ELSE coalesce(t.run_at, now()) END,
+       t.idempotency_key, t.timeout_seconds, t.lease_seconds
+FROM unnest(%(id)s::uuid[], %(queue_name)s::text[], %(task)s::text[], %(priority)s::int[],
+            %(payload)s::text[], %(max_attempts)s::int[], %(run_at)s::timestamptz[],
+            %(delay_seconds)s::float8[], %(idempotency_key)s::text[],
+            %(timeout_seconds)s::float8[], %(lease_seconds)s::float8[])
+     AS t(id, queue_name, task, priority, payload, max_attempts, run_at, delay_seconds,
+          idempotency_key, timeout_seconds, lease_seconds)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, idempotency_key;
+
+-- name: job_ids_by_idempotency_key
+SELECT idempotency_key, id FROM {schema}.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
+
+-- name: get_job
+SELECT id, queue_name, task, status, priority, payload, attempt, max_attempts, run_at,
+       dispatched_at, started, completed, failed, worker_id, last_error, idempotency_key,
+       cancel_requested, created, updated
+FROM {schema}.jobs WHERE id = %(id)s;
+
+-- name: cancel_job
+-- Waiting jobs end at once; a running job is asked to stop and ends when its handler does.
+WITH waiting AS (
+    UPDATE {schema}.jobs
+    SET status = 'cancelled', dispatched_at = NULL, updated = now()
+    WHERE id = %(id)s AND status IN ('queued', 'dispatched')
+    RETURNING id, queue_name, task, attempt
+), running AS (
+    UPDATE {schema}.jobs
+    SET cancel_requested = true, updated = now()
+    WHERE id = %(id)s AND status = 'running' AND NOT cancel_requested
+    RETURNING id
+), logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
+    SELECT id, queue_name, task, 'cancelled', attempt, %(reason)s FROM waiting
+)
+SELECT (SELECT count(*) FROM waiting) AS cancelled, (SELECT count(*) FROM running) AS requested;

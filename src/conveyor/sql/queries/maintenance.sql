@@ -1,0 +1,65 @@
+-- name: find_lost_jobs
+-- Running jobs whose lease ran out, or whose worker stopped beating or said it stopped.
+SELECT j.id, j.lease_token
+FROM {schema}.jobs j
+LEFT JOIN {schema}.workers w ON w.id = j.worker_id
+WHERE j.status = 'running'
+  AND (j.lease_expires_at < now()
+       OR w.id IS NULL
+       OR w.stopped IS NOT NULL
+       OR w.last_heartbeat < now() - %(dead_after)s * interval '1 second')
+ORDER BY j.lease_expires_at
+LIMIT %(limit)s;
+
+-- name: find_worker_jobs
+SELECT id, lease_token FROM {schema}.jobs WHERE status = 'running' AND worker_id = %(worker_id)s;
+
+-- name: rescue_jobs
+-- Give lost attempts back to the queue, or to the dead-letter queue when they were the
+-- last. Guarded by the fencing token and the status: a job completed or claimed again
+-- since it was chosen is left alone (the rescuer-versus-completion race).
+WITH lost AS (
+    UPDATE {schema}.jobs j
+    SET status = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+        run_at = now(), failed = now(), last_error = %(reason)s,
+        lease_expires_at = NULL, dispatched_at = NULL, updated = now()
+    FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS c(id, token)
+    WHERE j.id = c.id AND j.lease_token = c.token AND j.status = 'running'
+    RETURNING j.id, j.queue_name, j.task, j.status, j.attempt, j.worker_id, j.started
+), logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message,
+                                   worker_id, started, finished, duration)
+    SELECT id, queue_name, task, CASE WHEN status = 'dead' THEN 'dead' ELSE 'lost' END,
+           attempt, %(reason)s, worker_id, started, now(), now() - started
+    FROM lost
+)
+SELECT id, queue_name, status FROM lost;
+
+-- name: dispatched_before
+SELECT id, queue_name FROM {schema}.jobs
+WHERE status = 'dispatched' AND dispatched_at < now() - %(grace)s * interval '1 second';
+
+-- name: prune_finished_jobs
+WITH doomed AS (
+    SELECT id FROM {schema}.jobs
+    WHERE (status IN ('completed', 'cancelled') AND updated < now() - %(retention)s * interval '1 second')
+       OR (status = 'dead' AND updated < now() - %(dead_retention)s * interval '1 second')
+    LIMIT %(limit)s
+)
+DELETE FROM {schema}.jobs j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: prune_job_logs
+WITH doomed AS (
+    SELECT l.id FROM {schema}.job_logs l
+    WHERE l.finished < now() - %(retention)s * interval '1 second'
+      AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.id = l.job_id)
+    LIMIT %(limit)s
+)
+DELETE FROM {schema}.job_logs l USING doomed WHERE l.id = doomed.id
+RETURNING l.id;
+
+-- name: prune_workers
+DELETE FROM {schema}.workers
+WHERE last_heartbeat < now() - %(retention)s * interval '1 second'
+  AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.worker_id = workers.id AND j.status = 'running');

@@ -1,0 +1,52 @@
+-- name: dispatch_ready
+-- Move ready jobs of active queues into the dispatched state, at most `batch` per queue
+-- and never more than the queue's free room in the Redis buffer. SKIP LOCKED lets several
+-- queuers run side by side without handing out the same job twice.
+WITH room AS (
+    SELECT q.name,
+           greatest(%(buffer)s - (SELECT count(*) FROM {schema}.jobs d
+                                  WHERE d.status = 'dispatched' AND d.queue_name = q.name), 0)
+               AS free
+    FROM {schema}.job_queues q
+    WHERE q.is_active
+), picked AS (
+    SELECT p.id
+    FROM room CROSS JOIN LATERAL (
+        SELECT j.id FROM {schema}.jobs j
+        WHERE j.status = 'queued' AND j.queue_name = room.name AND j.run_at <= now()
+        ORDER BY j.priority, j.run_at
+        LIMIT least(room.free, %(batch)s)
+        FOR UPDATE SKIP LOCKED
+    ) p
+    WHERE room.free > 0
+)
+UPDATE {schema}.jobs j
+SET status = 'dispatched', dispatched_at = now(), updated = now()
+FROM picked
+WHERE j.id = picked.id AND j.status = 'queued'
+RETURNING j.id, j.queue_name, j.priority;
+
+-- name: undispatch
+-- The push to Redis failed: put the jobs back so the next pass tries again.
+UPDATE {schema}.jobs SET status = 'queued', dispatched_at = NULL, updated = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'dispatched';
+
+-- name: undispatch_all_before
+-- Redis lost its contents: everything dispatched before the loss is waiting nowhere.
+UPDATE {schema}.jobs SET status = 'queued', dispatched_at = NULL, updated = now()
+WHERE status = 'dispatched' AND dispatched_at <= %(before)s;
+
+-- name: db_now
+SELECT now() AS now;
+
+-- name: paused_queues
+SELECT name FROM {schema}.job_queues WHERE NOT is_active ORDER BY name;
+
+-- name: has_backlog
+-- True when some active queue has ready jobs but no room left in Redis.
+SELECT EXISTS (
+    SELECT 1 FROM {schema}.job_queues q
+    WHERE q.is_active AND EXISTS (
+        SELECT 1 FROM {schema}.jobs j
+        WHERE j.status = 'queued' AND j.queue_name = q.name AND j.run_at <= now())
+) AS backlog;

@@ -1,0 +1,91 @@
+-- name: register_worker
+INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s)
+ON CONFLICT (id) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
+    concurrency = excluded.concurrency, last_heartbeat = now(), stopped = NULL;
+
+-- name: claim_jobs
+-- Claim popped job ids in one statement: dispatched -> running with a new attempt number
+-- and fencing token. Ids of a paused queue go back to queued instead; ids that match
+-- nothing (duplicates, cancelled, deleted rows) are simply not returned.
+WITH paused AS (
+    SELECT name FROM {schema}.job_queues WHERE NOT is_active
+), held_back AS (
+    UPDATE {schema}.jobs
+    SET status = 'queued', dispatched_at = NULL, updated = now()
+    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'dispatched'
+      AND queue_name IN (SELECT name FROM paused)
+    RETURNING id
+)
+UPDATE {schema}.jobs j
+SET status = 'running', attempt = j.attempt + 1, lease_token = j.lease_token + 1,
+    started = now(), worker_id = %(worker_id)s,
+    lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second',
+    updated = now()
+WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = 'dispatched'
+  AND j.queue_name NOT IN (SELECT name FROM paused)
+RETURNING j.id, j.queue_name, j.task, j.priority, j.payload, j.attempt, j.max_attempts,
+          j.lease_token, j.timeout_seconds,
+          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited_seconds;
+
+-- name: heartbeat
+-- One statement per worker per beat: the registry row, the leases that are past half
+-- their life, and which of our jobs we still own or were asked to cancel.
+WITH me AS (
+    UPDATE {schema}.workers
+    SET last_heartbeat = now(), jobs_in_flight = cardinality(%(ids)s::uuid[])
+    WHERE id = %(worker_id)s
+    RETURNING id
+), renewed AS (
+    UPDATE {schema}.jobs j
+    SET lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second'
+    FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
+    WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+      AND j.lease_expires_at < now() + coalesce(j.lease_seconds, %(lease)s) * interval '0.5 second'
+    RETURNING j.id
+)
+SELECT (SELECT count(*) FROM me) AS registered,
+       array(SELECT j.id FROM {schema}.jobs j
+             JOIN unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
+               ON j.id = h.id AND j.lease_token = h.token AND j.status = 'running') AS owned,
+       array(SELECT j.id FROM {schema}.jobs j
+             JOIN unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
+               ON j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+             WHERE j.cancel_requested) AS cancel_requested;
+
+-- name: record_outcomes
+-- Finish many attempts in one statement. Each row only lands if the attempt still owns
+-- the job (same fencing token, still running): a stale worker changes nothing.
+WITH o AS (
+    SELECT * FROM unnest(%(id)s::uuid[], %(token)s::bigint[], %(status)s::text[],
+                         %(retry_in)s::float8[], %(error)s::text[], %(traceback)s::text[],
+                         %(duration)s::float8[], %(log_status)s::text[], %(attempt_delta)s::int[])
+        AS o(id, token, status, retry_in, error, traceback, duration, log_status, attempt_delta)
+), done AS (
+    UPDATE {schema}.jobs j
+    SET status = o.status,
+        attempt = j.attempt + o.attempt_delta,
+        completed = CASE WHEN o.status = 'completed' THEN now() ELSE j.completed END,
+        failed = CASE WHEN o.error IS NOT NULL THEN now() ELSE j.failed END,
+        run_at = CASE WHEN o.status = 'queued'
+                      THEN now() + coalesce(o.retry_in, 0) * interval '1 second'
+                      ELSE j.run_at END,
+        last_error = coalesce(o.error, j.last_error),
+        lease_expires_at = NULL, dispatched_at = NULL, cancel_requested = false,
+        updated = now()
+    FROM o
+    WHERE j.id = o.id AND j.lease_token = o.token AND j.status = 'running'
+    RETURNING j.id, j.queue_name, j.task, j.attempt - o.attempt_delta AS attempt, j.worker_id,
+              j.started, o.log_status, o.error, o.traceback, o.duration
+), logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message,
+                                   traceback, worker_id, started, finished, duration)
+    SELECT id, queue_name, task, log_status, attempt, error, traceback, worker_id, started,
+           now(), duration * interval '1 second'
+    FROM done
+)
+SELECT id FROM done;
+
+-- name: deregister_worker
+UPDATE {schema}.workers SET stopped = now(), jobs_in_flight = 0 WHERE id = %(worker_id)s;

@@ -1,0 +1,64 @@
+"""Connection set-up shared by every process: fast JSON, short timeouts, clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from conveyor.errors import DatabaseUnavailable
+
+# PostgreSQL returns jsonb as text; orjson parses it several times faster than json.
+set_json_loads(orjson.loads)
+set_json_dumps(lambda value: orjson.dumps(value).decode())
+
+APPLICATION_NAME = "conveyor"
+
+
+def connect_kwargs(role: str, connect_timeout: float) -> dict[str, Any]:
+    return {
+        "application_name": f"{APPLICATION_NAME}-{role}",
+        "connect_timeout": max(1, int(connect_timeout)),
+        "autocommit": True,
+    }
+
+
+def sync_pool(url: str, role: str, size: int, connect_timeout: float) -> ConnectionPool:
+    return ConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs=connect_kwargs(role, connect_timeout),
+        timeout=connect_timeout,
+        open=False,
+        check=ConnectionPool.check_connection,
+        name=f"conveyor-{role}",
+    )
+
+
+def async_pool(url: str, role: str, size: int, connect_timeout: float) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs=connect_kwargs(role, connect_timeout),
+        timeout=connect_timeout,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        name=f"conveyor-{role}",
+    )
+
+
+def describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def unavailable(error: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"PostgreSQL is unavailable: {describe(error)}")
+
+
+OPERATIONAL_ERRORS = (psycopg.OperationalError, psycopg.errors.AdminShutdown)

@@ -1,0 +1,167 @@
+"""Task declarations: what a job runs, where it queues and how it retries.
+
+A handler takes the JSON payload, and optionally a `JobContext` as second argument. If the
+payload parameter is annotated with a pydantic model, payloads are validated against it
+at enqueue (a clear error naming the field) and handed to the handler as that model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import orjson
+import pydantic
+
+from conveyor.errors import JobCancelled, PayloadError, PayloadTooLargeError
+from conveyor.retry import RetryPolicy
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(?::[A-Za-z0-9_.\-]+)*$")
+RESERVED_SUFFIXES = (":high", ":low")
+
+
+def check_queue_name(name: str) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.match(name) or len(name) > 100:
+        raise ValueError(
+            f"queue name {name!r} must be 1-100 letters, digits, '_', '.', '-', "
+            "in parts separated by single ':'"
+        )
+    if name.endswith(RESERVED_SUFFIXES):
+        raise ValueError(f"queue name {name!r} must not end in ':high' or ':low' (lane names)")
+    return name
+
+
+def check_priority(priority: int) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 1000:
+        raise ValueError(f"priority must be an integer from 0 (most urgent) to 1000, not {priority!r}")
+    return priority
+
+
+@dataclass
+class JobContext:
+    """What a running handler may know about its job."""
+
+    job_id: UUID
+    task: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The job id, stable across attempts: use it to make side effects happen once."""
+        return str(self.job_id)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+
+@dataclass
+class Task:
+    name: str
+    func: Callable[..., Any]
+    queue: str
+    priority: int = 100
+    max_attempts: int = 3
+    timeout: float | None = None
+    lease: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    schema: type[pydantic.BaseModel] | None = None
+    wants_context: bool = False
+    is_async: bool = False
+    enqueue_hook: Callable[..., Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+        check_priority(self.priority)
+        if self.max_attempts < 1:
+            raise ValueError(f"task {self.name}: max_attempts must be at least 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"task {self.name}: timeout must be positive")
+        self.is_async = inspect.iscoroutinefunction(self.func)
+        params = list(inspect.signature(self.func).parameters.values())
+        self.wants_context = len(params) >= 2
+        if self.schema is None and params:
+            annotation = _resolved_annotation(self.func, params[0].name)
+            if inspect.isclass(annotation) and issubclass(annotation, pydantic.BaseModel):
+                self.schema = annotation
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def enqueue(self, payload: Any = None, **options: Any) -> UUID:
+        """Shortcut for `app.enqueue(task, payload, ...)`."""
+        if self.enqueue_hook is None:
+            raise RuntimeError(f"task {self.name} is not registered with a Conveyor app")
+        result: UUID = self.enqueue_hook(self, payload, **options)
+        return result
+
+    def encode_payload(self, payload: Any, limit: int) -> str:
+        """Validate and serialise a payload; raise PayloadError naming what is wrong."""
+        if self.schema is not None:
+            payload = _validate(self.schema, payload, self.name)
+        elif isinstance(payload, pydantic.BaseModel):
+            payload = payload.model_dump(mode="json")
+        try:
+            encoded = orjson.dumps(payload)
+        except TypeError as error:
+            raise PayloadError(f"payload for task {self.name} is not JSON-serialisable: {error}")
+        if len(encoded) > limit:
+            raise PayloadTooLargeError(len(encoded), limit)
+        return encoded.decode()
+
+    def decode_payload(self, payload: Any) -> Any:
+        """Turn a stored payload into the handler's argument; PayloadError if it no longer fits."""
+        if self.schema is None:
+            return payload
+        try:
+            return self.schema.model_validate(payload)
+        except pydantic.ValidationError as error:
+            raise PayloadError(
+                f"invalid payload for task {self.name}: {_first_error(error)}",
+                field=_first_field(error),
+            ) from None
+
+
+def _resolved_annotation(func: Callable[..., Any], name: str) -> Any:
+    try:
+        hints = inspect.get_annotations(func, eval_str=True)
+    except Exception:  # noqa: BLE001 - unresolvable hints simply mean "no schema"
+        return None
+    return hints.get(name)
+
+
+def _validate(schema: type[pydantic.BaseModel], payload: Any, task: str) -> Any:
+    try:
+        model = payload if isinstance(payload, schema) else schema.model_validate(payload)
+    except pydantic.ValidationError as error:
+        raise PayloadError(
+            f"invalid payload for task {task}: {_first_error(error)}", field=_first_field(error)
+        ) from None
+    return model.model_dump(mode="json")
+
+
+def _first_field(error: pydantic.ValidationError) -> str | None:
+    details = error.errors()
+    if not details:
+        return None
+    return ".".join(str(part) for part in details[0]["loc"]) or None
+
+
+def _first_error(error: pydantic.ValidationError) -> str:
+    parts = []
+    for detail in error.errors():
+        where = ".".join(str(part) for part in detail["loc"]) or "payload"
+        parts.append(f"field {where!r}: {detail['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,91 @@
+"""Writes attempt outcomes in batches.
+
+Outcomes queue up while a write is in flight and go together in the next statement, so a
+busy worker writes one statement per batch and an idle one writes at once: no timer,
+no added latency. A job counts as finished only once that statement has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from uuid import UUID
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from conveyor.retrying import Backoff
+from conveyor.store import Queries
+from conveyor.worker.outcome import Outcome, outcome_params
+
+log = logging.getLogger("conveyor.worker")
+MAX_BATCH = 1000
+
+
+class Completer:
+    def __init__(self, pool: AsyncConnectionPool, queries: Queries) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.counts: Counter[str] = Counter()
+        self._pending: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def submit(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been written (or given up on)."""
+        if self._pending:
+            self._wake.set()
+            await self._idle.wait()
+
+    async def close(self) -> None:
+        await self.flush()
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        backoff = Backoff(initial=0.05, cap=5.0)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    await self._write(batch)
+                    backoff.reset()
+                except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as error:
+                    # Keep the outcomes: PostgreSQL is the only place they may land.
+                    self._pending[:0] = batch
+                    delay = backoff.next()
+                    log.warning("could not record %d outcome(s) (%s); retrying in %.1f s",
+                                len(batch), error, delay)
+                    await asyncio.sleep(delay)
+            self._idle.set()
+            if self._closing:
+                return
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.queries["record_outcomes"], outcome_params(batch))
+            applied: set[UUID] = {row[0] for row in await cur.fetchall()}
+        for outcome in batch:
+            if outcome.job_id in applied:
+                self.counts[outcome.log_status] += 1
+            else:
+                # The attempt lost its lease (rescued, then maybe claimed again): fenced.
+                self.counts["stale"] += 1
+                log.warning("stale attempt of job %s (token %d) ignored: %s",
+                            outcome.job_id, outcome.token, outcome.log_status)

@@ -1,0 +1,124 @@
+"""Run one claimed job's handler and turn whatever happens into an Outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
+from conveyor.retry import RetryPolicy
+from conveyor.tasks import JobContext, Task
+from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
+
+
+@dataclass
+class ClaimedJob:
+    """A row returned by the claim statement."""
+
+    id: UUID
+    queue: str
+    task: str
+    priority: int
+    payload: Any
+    attempt: int
+    max_attempts: int
+    token: int
+    timeout: float | None
+    waited: float
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ClaimedJob:
+        return cls(*row)
+
+
+class HandedBack(Exception):
+    """The worker is shutting down and interrupted this attempt."""
+
+
+async def run_job(
+    job: ClaimedJob,
+    task: Task | None,
+    ctx: JobContext,
+    executor: Executor,
+    fallback_retry: RetryPolicy,
+) -> Outcome:
+    started = time.perf_counter()
+
+    def done(status: str, error: BaseException | None = None, retry_in: float | None = None,
+             with_traceback: bool = True) -> Outcome:
+        return Outcome(
+            job_id=job.id, token=job.token, log_status=status,
+            duration=time.perf_counter() - started,
+            error=None if error is None else _describe(error),
+            traceback=_traceback(error) if error is not None and with_traceback else None,
+            retry_in=retry_in,
+        )
+
+    def failed(error: BaseException, policy: RetryPolicy, retryable: bool = True) -> Outcome:
+        if retryable and job.attempt < job.max_attempts and policy.should_retry(error):
+            return done(RETRY, error, retry_in=policy.delay(job.attempt))
+        return done(DEAD, error)
+
+    if task is None:
+        # Perhaps a deploy in progress: a later attempt may land on a worker that has it.
+        error = LookupError(f"unknown task {job.task!r}: no handler registered in this worker")
+        return failed(error, fallback_retry)
+    try:
+        argument = task.decode_payload(job.payload)
+    except PayloadError as error:
+        # The stored payload will not change by itself: retrying cannot help.
+        return failed(error, task.retry, retryable=False)
+    call = _bind(task, argument, ctx)
+    try:
+        if task.is_async:
+            await _with_timeout(call(), job.timeout)
+        else:
+            loop = asyncio.get_running_loop()
+            await _with_timeout(loop.run_in_executor(executor, call), job.timeout)
+    except HandedBack:
+        raise
+    except JobCancelled as error:
+        return done(CANCELLED, error, with_traceback=False)
+    except asyncio.CancelledError:
+        if ctx.cancelled:
+            return done(CANCELLED, JobCancelled(f"job {job.id} was cancelled"),
+                        with_traceback=False)
+        raise
+    except TaskTimeout as error:
+        return failed(error, task.retry)
+    except Exception as error:  # noqa: BLE001 - any handler error is the job's failure
+        return failed(error, task.retry)
+    if ctx.cancelled:
+        return done(CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False)
+    return done(COMPLETED)
+
+
+def _bind(task: Task, argument: Any, ctx: JobContext) -> Callable[[], Any]:
+    if task.wants_context:
+        return lambda: task.func(argument, ctx)
+    return lambda: task.func(argument)
+
+
+async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
+    if timeout is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise TaskTimeout(timeout) from None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))

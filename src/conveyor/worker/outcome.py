@@ -1,0 +1,52 @@
+"""How one attempt ended, in the shape the `record_outcomes` statement takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+COMPLETED = "completed"
+RETRY = "failed"  # the attempt failed; the job is queued again with a backoff
+DEAD = "dead"
+CANCELLED = "cancelled"
+HANDED_BACK = "handed_back"  # shutdown interrupted it; the attempt does not count
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: UUID
+    token: int
+    log_status: str
+    duration: float
+    error: str | None = None
+    traceback: str | None = None
+    retry_in: float | None = None
+
+    @property
+    def job_status(self) -> str:
+        return {
+            COMPLETED: "completed",
+            RETRY: "queued",
+            DEAD: "dead",
+            CANCELLED: "cancelled",
+            HANDED_BACK: "queued",
+        }[self.log_status]
+
+    @property
+    def attempt_delta(self) -> int:
+        return -1 if self.log_status == HANDED_BACK else 0
+
+
+def outcome_params(outcomes: list[Outcome]) -> dict[str, list[Any]]:
+    return {
+        "id": [o.job_id for o in outcomes],
+        "token": [o.token for o in outcomes],
+        "status": [o.job_status for o in outcomes],
+        "retry_in": [o.retry_in for o in outcomes],
+        "error": [o.error for o in outcomes],
+        "traceback": [o.traceback for o in outcomes],
+        "duration": [o.duration for o in outcomes],
+        "log_status": [o.log_status for o in outcomes],
+        "attempt_delta": [o.attempt_delta for o in outcomes],
+    }

@@ -1,0 +1,271 @@
+"""The worker loop: pop, claim, run, report; heartbeat; drain on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+import psycopg
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from conveyor.app import Conveyor
+from conveyor.lanes import Keys, Lanes, lane_order
+from conveyor.queuer import PG_ERRORS, REDIS_ERRORS, redis_client
+from conveyor.retry import RetryPolicy
+from conveyor.retrying import Backoff
+from conveyor.store.connect import async_pool
+from conveyor.tasks import JobContext
+from conveyor.worker.completer import Completer
+from conveyor.worker.execute import ClaimedJob, HandedBack, run_job
+from conveyor.worker.outcome import HANDED_BACK, Outcome
+
+log = logging.getLogger("conveyor.worker")
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class WorkerOptions:
+    queues: list[str]
+    concurrency: int = 10
+    lane_order: Literal["queue", "priority"] = "queue"
+    worker_id: str = field(default_factory=new_worker_id)
+
+
+@dataclass
+class InFlight:
+    job: ClaimedJob
+    ctx: JobContext
+    task: asyncio.Task[None]
+    is_async: bool
+    handing_back: bool = False
+
+
+class Worker:
+    def __init__(self, app: Conveyor, options: WorkerOptions) -> None:
+        if not options.queues:
+            raise ValueError("a worker needs at least one queue to serve")
+        self.app = app
+        self.settings = app.settings
+        self.options = options
+        self.id = options.worker_id
+        self.keys = Keys(self.settings.redis.key_prefix)
+        self.counts: Counter[str] = Counter()
+        self.ready = False
+        self.not_ready_reason = "starting"
+        self.in_flight: dict[uuid.UUID, InFlight] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._paused: set[str] = set()
+        self._paused_checked = 0.0
+        self._executor = ThreadPoolExecutor(
+            max_workers=options.concurrency * 2, thread_name_prefix="conveyor-job"
+        )
+        self._fallback_retry = RetryPolicy(
+            base=self.settings.retry.base, cap=self.settings.retry.cap,
+            jitter=self.settings.retry.jitter,
+        )
+        self._pool: AsyncConnectionPool | None = None
+        self._redis: aioredis.Redis | None = None
+        self._lanes: Lanes | None = None
+        self.completer: Completer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        db = self.settings.database
+        self._pool = async_pool(db.url, "worker", 4, db.connect_timeout)
+        await self._pool.open(wait=False)
+        self._redis = redis_client(self.settings)
+        self._lanes = Lanes(self._redis, self.keys)
+        self.completer = Completer(self._pool, self.app.queries)
+        self.completer.start()
+
+    async def run(self, stop: asyncio.Event, grace: float | None = None) -> None:
+        """Work until `stop` is set, then drain for `grace` seconds and hand back the rest."""
+        if self._pool is None:
+            await self.start()
+        beat = asyncio.ensure_future(self._heartbeat_loop())
+        fetch = asyncio.ensure_future(self._fetch_loop())
+        await stop.wait()
+        self._stopping.set()
+        self._slot_freed.set()
+        await fetch
+        await self.drain(self.settings.worker.shutdown_grace if grace is None else grace)
+        beat.cancel()
+        await self.close()
+
+    def request_stop_now(self) -> None:
+        """A second signal: hand back everything at once."""
+        for flight in list(self.in_flight.values()):
+            self._hand_back(flight)
+
+    async def drain(self, grace: float) -> None:
+        if self.in_flight:
+            log.info("waiting up to %.0f s for %d job(s) to finish", grace, len(self.in_flight))
+            await asyncio.wait([f.task for f in self.in_flight.values()], timeout=grace)
+        for flight in list(self.in_flight.values()):
+            self._hand_back(flight)
+        if self.in_flight:
+            await asyncio.wait([f.task for f in self.in_flight.values()], timeout=5)
+
+    async def close(self) -> None:
+        if self.completer is not None:
+            await self.completer.close()
+        if self._pool is not None:
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(self.app.queries["deregister_worker"],
+                                       {"worker_id": self.id})
+            except PG_ERRORS:
+                log.warning("could not mark worker %s stopped", self.id)
+            await self._pool.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        assert self._pool is not None  # noqa: S101
+        async with self._pool.connection() as conn:
+            await conn.execute(self.app.queries["register_worker"], {
+                "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
+                "queues": self.options.queues, "concurrency": self.options.concurrency,
+            })
+
+    async def _fetch_loop(self) -> None:
+        backoff = Backoff(initial=0.1, cap=5.0)
+        registered = False
+        while not self._stopping.is_set():
+            free = self.options.concurrency - len(self.in_flight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                if not registered:
+                    await self._register()
+                    registered = True
+                await self._fetch(free)
+                backoff.reset()
+                self.ready, self.not_ready_reason = True, ""
+            except (*REDIS_ERRORS, *PG_ERRORS) as error:
+                where = "Redis" if isinstance(error, REDIS_ERRORS) else "PostgreSQL"
+                delay = backoff.next()
+                self.ready, self.not_ready_reason = False, f"{where} unreachable: {error}"
+                log.warning("%s unreachable (%s); retrying in %.1f s", where, error, delay)
+                self.counts["errors"] += 1
+                await asyncio.sleep(delay)
+
+    async def _lane_keys(self) -> list[str]:
+        assert self._lanes is not None  # noqa: S101
+        now = time.monotonic()
+        if now - self._paused_checked > 0.5:
+            self._paused = await self._lanes.paused()
+            self._paused_checked = now
+        queues = [queue for queue in self.options.queues if queue not in self._paused]
+        return lane_order(queues, self.keys, self.options.lane_order)
+
+    async def _fetch(self, free: int) -> None:
+        assert self._lanes is not None and self._pool is not None  # noqa: S101
+        keys = await self._lane_keys()
+        if not keys:  # every queue we serve is paused
+            await asyncio.sleep(self.settings.worker.fetch_timeout)
+            return
+        ids = await self._lanes.pop(keys, free, self.settings.worker.fetch_timeout)
+        if not ids:
+            return
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self.app.queries["claim_jobs"], {
+                "ids": ids, "worker_id": self.id, "lease": self.settings.worker.lease,
+            })
+            rows = await cur.fetchall()
+        self.counts["claimed"] += len(rows)
+        if len(rows) < len(ids):
+            # Duplicates, cancelled or deleted rows, paused queues: never run, just counted.
+            self.counts["dropped"] += len(ids) - len(rows)
+            log.info("dropped %d popped id(s) that could not be claimed", len(ids) - len(rows))
+        for row in rows:
+            self._launch(ClaimedJob.from_row(row))
+
+    # -- running -------------------------------------------------------------------------
+
+    def _launch(self, job: ClaimedJob) -> None:
+        task = self.app.tasks.get(job.task)
+        ctx = JobContext(job.id, job.task, job.queue, job.attempt, job.max_attempts)
+        runner = asyncio.get_running_loop().create_task(self._run(job, ctx))
+        self.in_flight[job.id] = InFlight(job, ctx, runner, task is None or task.is_async)
+
+    async def _run(self, job: ClaimedJob, ctx: JobContext) -> None:
+        assert self.completer is not None  # noqa: S101
+        started = time.perf_counter()
+        try:
+            outcome = await run_job(job, self.app.tasks.get(job.task), ctx, self._executor,
+                                    self._fallback_retry)
+        except (HandedBack, asyncio.CancelledError):
+            outcome = Outcome(job.id, job.token, HANDED_BACK, time.perf_counter() - started,
+                              error="worker shut down before the job finished")
+        except Exception as error:  # noqa: BLE001 - a bug here must not kill the worker
+            log.exception("internal error running job %s", job.id)
+            outcome = Outcome(job.id, job.token, HANDED_BACK, time.perf_counter() - started,
+                              error=f"internal worker error: {error}")
+        self.in_flight.pop(job.id, None)
+        self.completer.submit(outcome)
+        self._slot_freed.set()
+
+    def _hand_back(self, flight: InFlight) -> None:
+        if not flight.handing_back:
+            flight.handing_back = True
+            flight.task.cancel()
+
+    def _cancel(self, flight: InFlight) -> None:
+        flight.ctx._cancelled.set()
+        if flight.is_async:
+            flight.task.cancel()
+
+    # -- heartbeat -----------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.worker.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.heartbeat()
+            except PG_ERRORS as error:
+                log.warning("heartbeat failed: %s", error)
+
+    async def heartbeat(self) -> None:
+        assert self._pool is not None  # noqa: S101
+        flights = list(self.in_flight.values())
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self.app.queries["heartbeat"], {
+                "worker_id": self.id, "lease": self.settings.worker.lease,
+                "ids": [f.job.id for f in flights], "tokens": [f.job.token for f in flights],
+            })
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101 - the statement always returns one row
+        registered, owned, cancel_requested = row[0], set(row[1]), set(row[2])
+        if not registered:  # our registry row was pruned or deleted: put it back
+            await self._register()
+        for flight in flights:
+            if flight.job.id not in owned and flight.job.id in self.in_flight:
+                self.counts["lost_lease"] += 1
+                log.warning("job %s was taken from this worker (lease lost)", flight.job.id)
+            elif flight.job.id in cancel_requested and not flight.ctx.cancelled:
+                log.info("job %s was cancelled by an operator", flight.job.id)
+                self._cancel(flight)
+
+
+__all__ = ["Worker", "WorkerOptions", "new_worker_id"]

@@ -1,0 +1,146 @@
+"""Runs P worker processes, restarts the ones that die, and rescues their jobs at once.
+
+A child that dies (SIGKILL, a handler that kills its own process, OOM) leaves running
+jobs behind; the supervisor knows its worker id, so it gives those attempts back right
+away instead of waiting for the lease to run out. Children that die young are restarted
+with a growing delay, so a poison pill cannot make a crash loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass, replace
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import psycopg
+
+from conveyor.config import Settings
+from conveyor.maintenance import rescue
+from conveyor.store import load_queries
+from conveyor.store.connect import connect_kwargs
+from conveyor.worker.process import child_main
+from conveyor.worker.runner import WorkerOptions, new_worker_id
+
+log = logging.getLogger("conveyor.supervisor")
+MIN_HEALTHY_UPTIME = 10.0
+MAX_RESTART_DELAY = 30.0
+
+
+@dataclass
+class Child:
+    slot: int
+    process: BaseProcess
+    worker_id: str
+    started: float
+    restart_delay: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, app_path: str, settings: Settings, options: WorkerOptions,
+                 processes: int, health_port: int | None = None) -> None:
+        self.app_path = app_path
+        self.settings = settings
+        self.options = options
+        self.processes = processes
+        self.health_port = health_port
+        self.children: dict[int, Child] = {}
+        self.restarts = 0
+        self._signals = 0
+        self._context = multiprocessing.get_context("spawn")
+
+    def _spawn(self, slot: int, restart_delay: float = 0.0) -> Child:
+        worker_id = new_worker_id() + f"-{slot}"
+        options = replace(self.options, worker_id=worker_id)
+        port = self.health_port + slot if self.health_port else None
+        process = self._context.Process(
+            target=child_main, args=(self.app_path, self.settings, options, port),
+            name=f"conveyor-worker-{slot}", daemon=False,
+        )
+        process.start()
+        log.info("started worker process %d (pid %s, id %s)", slot, process.pid, worker_id)
+        return Child(slot, process, worker_id, time.monotonic(), restart_delay)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        for child in self.children.values():
+            if child.process.is_alive() and child.process.pid:
+                # A second signal is forwarded too: the child then hands back at once.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.process.pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in range(self.processes):
+            self.children[slot] = self._spawn(slot)
+        pending: dict[int, tuple[float, float]] = {}  # slot -> (restart at, delay used)
+        while not self._signals:
+            for slot, child in list(self.children.items()):
+                if child.process.exitcode is None:
+                    continue
+                del self.children[slot]
+                pending[slot] = self._after_death(child)
+            now = time.monotonic()
+            for slot, (when, delay) in list(pending.items()):
+                if now >= when and not self._signals:
+                    self.children[slot] = self._spawn(slot, delay)
+                    self.restarts += 1
+                    del pending[slot]
+            time.sleep(0.1)
+        return self._shutdown()
+
+    def _after_death(self, child: Child) -> tuple[float, float]:
+        uptime = time.monotonic() - child.started
+        log.warning("worker process %d (pid %s) exited with %s after %.1f s",
+                    child.slot, child.process.pid, child.process.exitcode, uptime)
+        self.rescue(child.worker_id)
+        if uptime >= MIN_HEALTHY_UPTIME:
+            delay = 0.0
+        else:
+            delay = min(MAX_RESTART_DELAY, max(0.5, child.restart_delay * 2))
+        if delay:
+            log.warning("restarting worker process %d in %.1f s", child.slot, delay)
+        return time.monotonic() + delay, delay
+
+    def rescue(self, worker_id: str) -> int:
+        """Give back the running attempts of a dead child (guarded like any rescue)."""
+        try:
+            return asyncio.run(self._rescue(worker_id))
+        except (psycopg.Error, OSError) as error:
+            log.warning("could not rescue jobs of %s now (%s); the rescuer will", worker_id, error)
+            return 0
+
+    async def _rescue(self, worker_id: str) -> int:
+        db = self.settings.database
+        queries = load_queries(db.schema_name)
+        async with await psycopg.AsyncConnection.connect(
+            db.url, **connect_kwargs("supervisor", db.connect_timeout)
+        ) as conn:
+            rows = await (await conn.execute(queries["find_worker_jobs"],
+                                             {"worker_id": worker_id})).fetchall()
+            result = await rescue(conn, queries, [(row[0], row[1]) for row in rows])
+            await conn.execute(queries["deregister_worker"], {"worker_id": worker_id})
+        if result.total:
+            log.warning("rescued %d job(s) of dead worker %s (%d now dead)",
+                        result.total, worker_id, len(result.dead))
+        return result.total
+
+    def _shutdown(self) -> int:
+        deadline = time.monotonic() + self.settings.worker.shutdown_grace + 10
+        for child in self.children.values():
+            remaining = max(0.0, deadline - time.monotonic())
+            child.process.join(remaining)
+        for child in self.children.values():
+            if child.process.exitcode is None:
+                log.warning("worker process %d did not stop in time; killing it", child.slot)
+                child.process.kill()
+                child.process.join(5)
+                self.rescue(child.worker_id)
+        return 0

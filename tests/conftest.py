@@ -1,0 +1,188 @@
+"""Shared fixtures: every test gets its own PostgreSQL schema and its own Redis key prefix,
+so tests run in any order, in parallel, against the real servers (never mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from conveyor.app import Conveyor
+from conveyor.config import Settings, load_settings
+from conveyor.queuer import Queuer
+from conveyor.store.migrate import migrate
+from conveyor.worker.runner import Worker, WorkerOptions
+
+ADMIN_URL = os.environ.get("CONVEYOR_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_DB = os.environ.get("CONVEYOR_TEST_DATABASE", "conveyor_test")
+REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def database_url(admin_url: str = ADMIN_URL, name: str = TEST_DB) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def test_database() -> str:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        exists = conn.execute(b"SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DB,)).fetchone()
+        if not exists:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(f'CREATE DATABASE "{TEST_DB}"'.encode())
+    return database_url()
+
+
+FAST = {
+    "queuer.poll_interval": 0.1,
+    "worker.heartbeat_interval": 0.2,
+    "worker.dead_after": 2.0,
+    "worker.fetch_timeout": 0.2,
+    "worker.shutdown_grace": 5.0,
+    "maintenance.rescue_interval": 0.2,
+    "maintenance.reconcile_interval": 0.5,
+    "maintenance.reconcile_grace": 0.5,
+    "retry.base": 0.05,
+    "retry.cap": 0.2,
+}
+
+
+def make_settings(db_url: str, schema: str, prefix: str, **overrides: Any) -> Settings:
+    values = {
+        "database.url": db_url,
+        "database.schema": schema,
+        "redis.url": REDIS_URL,
+        "redis.key_prefix": prefix,
+        **FAST,
+        **overrides,
+    }
+    return load_settings(None, env={}, overrides=values)
+
+
+def drop_namespace(db_url: str, schema: str, redis_url: str, prefix: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            b"WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            b"AND application_name LIKE 'conveyor%%' AND query LIKE %s",
+            (f"%{schema}%",),
+        )
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+    with contextlib.suppress(redis.exceptions.ConnectionError):
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def namespace(test_database: str) -> Iterator[tuple[str, str]]:
+    tag = uuid.uuid4().hex[:12]
+    schema, prefix = f"t_{tag}", f"t_{tag}:"
+    yield schema, prefix
+    drop_namespace(test_database, schema, REDIS_URL, prefix)
+
+
+@pytest.fixture
+def settings_factory(test_database: str, namespace: tuple[str, str]) -> Callable[..., Settings]:
+    schema, prefix = namespace
+
+    def factory(**overrides: Any) -> Settings:
+        return make_settings(test_database, schema, prefix, **overrides)
+
+    return factory
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    result = settings_factory()
+    migrate(result.database.url, result.database.schema_name)
+    return result
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Conveyor]:
+    application = Conveyor(settings)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """A plain autocommit connection with search_path on the test schema, for assertions."""
+    with psycopg.connect(settings.database.url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database.schema_name}"'.encode())
+        yield conn
+
+
+class Running:
+    """In-process queuer and workers, stopped and drained at the end of the test."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self.app = app
+        self.stops: list[asyncio.Event] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.queuers: list[Queuer] = []
+        self.workers: list[Worker] = []
+
+    def queuer(self, **kwargs: Any) -> Queuer:
+        queuer = Queuer(self.app.settings, **kwargs)
+        self._start(queuer.run)
+        self.queuers.append(queuer)
+        return queuer
+
+    def worker(self, queues: list[str], concurrency: int = 10, **kwargs: Any) -> Worker:
+        worker = Worker(self.app, WorkerOptions(queues=queues, concurrency=concurrency, **kwargs))
+        self._start(worker.run)
+        self.workers.append(worker)
+        return worker
+
+    def _start(self, run: Callable[[asyncio.Event], Any]) -> None:
+        stop = asyncio.Event()
+        self.stops.append(stop)
+        self.tasks.append(asyncio.get_running_loop().create_task(run(stop)))
+
+    async def stop(self) -> None:
+        for stop in self.stops:
+            stop.set()
+        results = await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.stops.clear()
+        self.tasks.clear()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+@pytest.fixture
+async def running(app: Conveyor) -> AsyncIterator[Running]:
+    system = Running(app)
+    yield system
+    await system.stop()
+    await app.aclose()
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0,
+                     interval: float = 0.05, message: str = "condition") -> None:
+    """Poll a condition (tests wait for outcomes; they never assert on timing)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+def status_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    rows = conn.execute(b"SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+    return {row[0]: row[1] for row in rows}
