@@ -186,3 +186,6 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0,
 def status_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     rows = conn.execute(b"SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
     return {row[0]: row[1] for row in rows}
+
+
+from tests.processes import procs  # noqa: E402, F401 - fixture shared by the fault tests

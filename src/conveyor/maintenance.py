@@ -130,10 +130,14 @@ class Reconciler:
         if not missing:
             return ReconcileResult()
         async with self.pool.connection() as conn:
-            await conn.execute(self.queries["undispatch"], {"ids": missing})
-        self.counts["requeued"] += len(missing)
-        log.warning("%d dispatched job(s) were missing from Redis; queued them again", len(missing))
-        return ReconcileResult(missing)
+            cur = await conn.execute(self.queries["undispatch"], {"ids": missing})
+            # Most candidates were merely claimed between our two reads: count real resets.
+            requeued = [row[0] for row in await cur.fetchall()]
+        if requeued:
+            self.counts["requeued"] += len(requeued)
+            log.warning("%d dispatched job(s) were missing from Redis; queued them again",
+                        len(requeued))
+        return ReconcileResult(requeued)
 
 
 @dataclass

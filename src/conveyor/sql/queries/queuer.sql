@@ -29,7 +29,8 @@ RETURNING j.id, j.queue_name, j.priority;
 -- name: undispatch
 -- The push to Redis failed: put the jobs back so the next pass tries again.
 UPDATE {schema}.jobs SET status = 'queued', dispatched_at = NULL, updated = now()
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'dispatched';
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'dispatched'
+RETURNING id;
 
 -- name: undispatch_all_before
 -- Redis lost its contents: everything dispatched before the loss is waiting nowhere.

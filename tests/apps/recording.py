@@ -1,0 +1,82 @@
+"""A test app whose handlers record every execution in an append-only table.
+
+Worker subprocesses import it as `tests.apps.recording:app`; settings come from the
+environment the test sets (schema, key prefix, fast intervals). Each payload says how
+the handler should behave, so one app serves every fault scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import signal
+import time
+from typing import Any
+
+import psycopg_pool
+
+from conveyor import Conveyor, JobContext, RetryPolicy
+
+app = Conveyor()
+_schema = app.settings.database.schema_name
+_pool: psycopg_pool.ConnectionPool | None = None
+
+
+def pool() -> psycopg_pool.ConnectionPool:
+    global _pool
+    if _pool is None:
+        _pool = psycopg_pool.ConnectionPool(
+            app.settings.database.url, min_size=1, max_size=8,
+            kwargs={"autocommit": True, "options": f"-c search_path={_schema}"},
+        )
+        atexit.register(_pool.close)
+    return _pool
+
+
+def record(ctx: JobContext) -> None:
+    with pool().connection() as conn:
+        conn.execute(
+            b"INSERT INTO executions (job_id, attempt, pid) VALUES (%s, %s, %s)",
+            (ctx.job_id, ctx.attempt, os.getpid()),
+        )
+
+
+def behave(payload: dict[str, Any], ctx: JobContext) -> None:
+    record(ctx)
+    if payload.get("effect"):
+        # The idempotency key makes the side effect happen once, however often we run.
+        with pool().connection() as conn:
+            conn.execute(
+                b"INSERT INTO effects (job_id) VALUES (%s) ON CONFLICT DO NOTHING", (ctx.job_id,)
+            )
+    if payload.get("kill_on_attempts") and ctx.attempt in payload["kill_on_attempts"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if payload.get("kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    deadline = time.monotonic() + float(payload.get("sleep", 0))
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    if payload.get("fail"):
+        raise RuntimeError(f"planned failure on attempt {ctx.attempt}")
+
+
+@app.task(name="job", queue="work", max_attempts=3, retry=RetryPolicy(base=0.05, cap=0.2))
+def job(payload: dict[str, Any], ctx: JobContext) -> None:
+    behave(payload, ctx)
+
+
+@app.task(
+    name="async_job", queue="work", max_attempts=3, retry=RetryPolicy(base=0.05, cap=0.2)
+)
+async def async_job(payload: dict[str, Any], ctx: JobContext) -> None:
+    await asyncio.to_thread(record, ctx)
+    await asyncio.sleep(float(payload.get("sleep", 0)))
+    if payload.get("fail"):
+        raise RuntimeError(f"planned failure on attempt {ctx.attempt}")
+
+
+@app.task(name="poison", queue="poison", max_attempts=3)
+def poison(payload: dict[str, Any], ctx: JobContext) -> None:
+    record(ctx)
+    os.kill(os.getpid(), signal.SIGKILL)

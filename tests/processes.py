@@ -1,0 +1,188 @@
+"""Real processes for fault tests: workers, queuers and private Redis servers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from conveyor.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment that makes a child process load the same settings as the test."""
+    s = settings
+    values = {
+        "DATABASE_URL": s.database.url,
+        "DATABASE__SCHEMA": s.database.schema_name,
+        "REDIS_URL": s.redis.url,
+        "REDIS__KEY_PREFIX": s.redis.key_prefix,
+        "QUEUER__POLL_INTERVAL": f"{s.queuer.poll_interval}s",
+        "WORKER__HEARTBEAT_INTERVAL": f"{s.worker.heartbeat_interval}s",
+        "WORKER__DEAD_AFTER": f"{s.worker.dead_after}s",
+        "WORKER__FETCH_TIMEOUT": f"{s.worker.fetch_timeout}s",
+        "WORKER__SHUTDOWN_GRACE": f"{s.worker.shutdown_grace}s",
+        "WORKER__LEASE": f"{s.worker.lease}s",
+        "MAINTENANCE__RESCUE_INTERVAL": f"{s.maintenance.rescue_interval}s",
+        "MAINTENANCE__RECONCILE_INTERVAL": f"{s.maintenance.reconcile_interval}s",
+        "MAINTENANCE__RECONCILE_GRACE": f"{s.maintenance.reconcile_grace}s",
+        "LOG__LEVEL": "info",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "REDIS"))}
+    env.update(values)
+    env.update(extra)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class Processes:
+    """Starts `conveyor` subprocesses in their own process groups; kills them all at the end."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def conveyor(self, *args: str, name: str, **env: str) -> subprocess.Popen[bytes]:
+        with open(self.log_dir / f"{name}-{len(self.started)}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "conveyor", *args],
+                env=env_for(self.settings, **env), cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.started.append(process)
+        return process
+
+    def worker(self, queues: str = "work", processes: int = 1, concurrency: int = 4,
+               **env: str) -> subprocess.Popen[bytes]:
+        return self.conveyor("worker", "--app", "tests.apps.recording:app", "--queues", queues,
+                             "--processes", str(processes), "--concurrency", str(concurrency),
+                             name="worker", **env)
+
+    def queuer(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        return self.conveyor("queuer", *args, name="queuer", **env)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+
+
+def children_of(pid: int) -> list[int]:
+    """The supervisor's worker processes (its spawned children, not the resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+            if int(fields[1]) == pid and b"spawn_main" in cmdline and fields[0] != "Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A private redis-server on a free port, stopped and restarted by pid."""
+
+    def __init__(self, tmp: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp), *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                if client.ping():
+                    client.close()
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+
+def create_recording_tables(settings: Settings) -> None:
+    with psycopg.connect(settings.database.url, autocommit=True) as conn:
+        schema = settings.database.schema_name
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{schema}".executions ('
+            "job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL,"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp());"
+            f'CREATE TABLE IF NOT EXISTS "{schema}".effects (job_id uuid PRIMARY KEY)'.encode()
+        )
+
+
+def queue_check(conn: psycopg.Connection[Any], job_ids: list[Any]) -> dict[str, int]:
+    """The queue invariant: every committed enqueue ends completed or dead, and no job ran
+    more often than it had attempts. Returns the final status counts."""
+    rows = conn.execute(
+        b"SELECT j.id, j.status, j.attempt, "
+        b"(SELECT count(*) FROM executions e WHERE e.job_id = j.id) "
+        b"FROM jobs j WHERE j.id = ANY(%s)", (job_ids,),
+    ).fetchall()
+    assert len(rows) == len(job_ids), "a committed job is missing"
+    counts: dict[str, int] = {}
+    for job_id, status, attempt, executions in rows:
+        assert status in ("completed", "dead"), f"job {job_id} ended {status}"
+        assert executions <= attempt, f"job {job_id} ran {executions}x in {attempt} attempt(s)"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def terminal_snapshot(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        b"SELECT id, status, attempt, lease_token, completed, failed, updated FROM jobs "
+        b"WHERE status IN ('completed', 'dead', 'cancelled') ORDER BY id"
+    ).fetchall()
+
+
+@pytest.fixture
+def procs(settings: Settings, tmp_path: Path) -> Iterator[Processes]:
+    create_recording_tables(settings)
+    running = Processes(settings, tmp_path)
+    yield running
+    running.stop_all()

@@ -1,0 +1,219 @@
+"""Maintenance passes on fabricated state, one `run_once()` each, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import psycopg
+import redis
+
+from conveyor.app import Conveyor
+from conveyor.config import Settings
+from conveyor.lanes import Keys
+from conveyor.queuer import Queuer
+from conveyor.worker.outcome import COMPLETED, Outcome, outcome_params
+from tests.conftest import Running, wait_until
+
+
+def insert_job(db: psycopg.Connection[Any], status: str, **columns: Any) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    values = {"id": job_id, "queue_name": "work", "task": "job", "status": status,
+              "payload": "{}", **columns}
+    names = ", ".join(values)
+    marks = ", ".join(f"%({name})s" for name in values)
+    db.execute(b"INSERT INTO job_queues (name) VALUES ('work') ON CONFLICT DO NOTHING")
+    db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})".encode(), values)
+    return job_id
+
+
+def insert_worker(db: psycopg.Connection[Any], worker_id: str, heartbeat_age: float) -> None:
+    db.execute(
+        b"INSERT INTO workers (id, host, pid, queues, concurrency, last_heartbeat) "
+        b"VALUES (%s, 'h', 1, '{work}', 1, now() - %s * interval '1 second')",
+        (worker_id, heartbeat_age),
+    )
+
+
+async def started_queuer(settings: Settings) -> Queuer:
+    queuer = Queuer(settings)
+    await queuer.start()
+    return queuer
+
+
+async def test_rescuer_requeues_expired_lease_and_kills_last_attempt(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    insert_worker(db, "w-live", 0)
+    expired = insert_job(db, "running", attempt=1, max_attempts=3, lease_token=1,
+                         worker_id="w-live", lease_expires_at="2000-01-01T00:00:00Z",
+                         started="2000-01-01T00:00:00Z")
+    last = insert_job(db, "running", attempt=3, max_attempts=3, lease_token=3,
+                      worker_id="w-live", lease_expires_at="2000-01-01T00:00:00Z")
+    healthy = insert_job(db, "running", attempt=1, lease_token=1, worker_id="w-live",
+                         lease_expires_at="2100-01-01T00:00:00Z")
+    queuer = await started_queuer(settings)
+    try:
+        assert queuer.rescuer is not None
+        result = await queuer.rescuer.run_once()
+    finally:
+        await queuer.close()
+    assert result.requeued == [expired] and result.dead == [last]
+    rows = dict(db.execute(b"SELECT id, status FROM jobs").fetchall())
+    assert rows == {expired: "queued", last: "dead", healthy: "running"}
+    logs = db.execute(b"SELECT job_id, status, log_message FROM job_logs ORDER BY status").fetchall()
+    assert logs == [(last, "dead", "worker lost"), (expired, "lost", "worker lost")]
+
+
+async def test_rescuer_rescues_jobs_of_a_silent_worker(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    insert_worker(db, "w-silent", heartbeat_age=3600)
+    job = insert_job(db, "running", attempt=1, lease_token=1, worker_id="w-silent",
+                     lease_expires_at="2100-01-01T00:00:00Z")
+    orphan = insert_job(db, "running", attempt=1, lease_token=1, worker_id="never-registered",
+                        lease_expires_at="2100-01-01T00:00:00Z")
+    queuer = await started_queuer(settings)
+    try:
+        assert queuer.rescuer is not None
+        result = await queuer.rescuer.run_once()
+    finally:
+        await queuer.close()
+    assert sorted(result.requeued) == sorted([job, orphan])
+
+
+async def test_rescuer_loses_the_race_to_a_completion(
+    settings: Settings, db: psycopg.Connection[Any], app: Conveyor
+) -> None:
+    """Scenario 4: hold the rescuer between choosing and writing; the worker completes."""
+    insert_worker(db, "w", 0)
+    done = insert_job(db, "running", attempt=1, lease_token=7, worker_id="w",
+                      lease_expires_at="2000-01-01T00:00:00Z")
+    reclaimed = insert_job(db, "running", attempt=1, lease_token=3, worker_id="w",
+                           lease_expires_at="2000-01-01T00:00:00Z")
+    queuer = await started_queuer(settings)
+    rescuer = queuer.rescuer
+    assert rescuer is not None
+
+    async def in_the_gap() -> None:
+        outcome = Outcome(done, 7, COMPLETED, 0.01)
+        db.execute(app.queries["record_outcomes"], outcome_params([outcome]))
+        # Meanwhile the other job was rescued elsewhere and claimed again (new token).
+        db.execute(b"UPDATE jobs SET lease_token = 4, attempt = 2, "
+                   b"lease_expires_at = now() + interval '1 hour' WHERE id = %s", (reclaimed,))
+
+    rescuer.before_write = in_the_gap
+    try:
+        result = await rescuer.run_once()
+    finally:
+        await queuer.close()
+    assert result.total == 0
+    rows = dict(db.execute(b"SELECT id, (status, attempt, lease_token) FROM jobs").fetchall())
+    assert rows[done] == ("completed", "1", "7")
+    assert rows[reclaimed] == ("running", "2", "4")
+    assert db.execute(b"SELECT status FROM job_logs").fetchall() == [("completed",)]
+
+
+async def test_stale_outcome_changes_nothing(db: psycopg.Connection[Any], app: Conveyor) -> None:
+    job = insert_job(db, "running", attempt=2, lease_token=2, worker_id="new")
+    stale = Outcome(job, 1, COMPLETED, 0.5)
+    applied = db.execute(app.queries["record_outcomes"], outcome_params([stale])).fetchall()
+    assert applied == []
+    assert db.execute(b"SELECT status, lease_token FROM jobs").fetchone() == ("running", 2)
+    assert db.execute(b"SELECT count(*) FROM job_logs").fetchone() == (0,)
+
+
+async def test_reconciler_requeues_dispatched_jobs_missing_from_redis(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    """Scenario 6 and 9: a queuer killed before its push, or an evicted lane."""
+    lost = insert_job(db, "dispatched", dispatched_at="2000-01-01T00:00:00Z")
+    present = insert_job(db, "dispatched", dispatched_at="2000-01-01T00:00:00Z")
+    fresh = insert_job(db, "dispatched", dispatched_at="2100-01-01T00:00:00Z")
+    client = redis.Redis.from_url(settings.redis.url)
+    client.lpush(Keys(settings.redis.key_prefix).lane("work", "normal"), str(present))
+    client.close()
+    queuer = await started_queuer(settings)
+    try:
+        assert queuer.reconciler is not None
+        result = await queuer.reconciler.run_once()
+    finally:
+        await queuer.close()
+    assert result.requeued == [lost]
+    rows = dict(db.execute(b"SELECT id, status FROM jobs").fetchall())
+    assert rows == {lost: "queued", present: "dispatched", fresh: "dispatched"}
+
+
+async def test_wiped_redis_is_rebuilt_from_postgres(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    """Scenario 7 on fabricated state: the epoch key is gone, so is every lane."""
+    queuer = await started_queuer(settings)
+    try:
+        await queuer.sync_epoch()
+        job = insert_job(db, "dispatched", dispatched_at="2000-01-01T00:00:00Z")
+        db.execute(b"UPDATE job_queues SET is_active = false WHERE name = 'work'")
+        client = redis.Redis.from_url(settings.redis.url)
+        keys = list(client.scan_iter(match=f"{settings.redis.key_prefix}*"))
+        client.delete(*keys)
+        await queuer.sync_epoch()
+        assert db.execute(b"SELECT status FROM jobs WHERE id = %s", (job,)).fetchone() == ("queued",)
+        paused = client.smembers(Keys(settings.redis.key_prefix).paused)
+        assert paused == {b"work"}, "pauses are restored from PostgreSQL"
+        client.close()
+    finally:
+        await queuer.close()
+
+
+async def test_duplicate_dispatch_runs_once(
+    app: Conveyor, running: Running, db: psycopg.Connection[Any], settings: Settings
+) -> None:
+    """Scenario 5: the same id pushed twice; one claim wins, the duplicate is dropped."""
+    runs: list[str] = []
+
+    @app.task(name="job", queue="work")
+    def job(payload: Any) -> None:
+        runs.append("ran")
+
+    job_id = app.enqueue(job, {})
+    db.execute(b"UPDATE jobs SET status = 'dispatched', dispatched_at = now()")
+    client = redis.Redis.from_url(settings.redis.url)
+    lane = Keys(settings.redis.key_prefix).lane("work", "normal")
+    client.lpush(lane, str(job_id), str(job_id))
+    client.close()
+    worker = running.worker(["work"], concurrency=1)
+    await wait_until(lambda: app.get_job(job_id).status == "completed", message="completion")
+    await wait_until(lambda: worker.counts["dropped"] == 1, message="the duplicate dropped")
+    assert runs == ["ran"]
+
+
+async def test_deleted_rows_are_dropped_and_the_worker_goes_on(
+    app: Conveyor, running: Running, db: psycopg.Connection[Any], settings: Settings
+) -> None:
+    """Scenario 11: the row vanished before the claim, or while the job ran."""
+    gate = asyncio.Event()
+
+    @app.task(name="slow", queue="work")
+    async def slow(payload: Any) -> None:
+        await gate.wait()
+
+    @app.task(name="quick", queue="work")
+    def quick(payload: Any) -> None:
+        return None
+
+    ghost = uuid.uuid4()
+    client = redis.Redis.from_url(settings.redis.url)
+    client.lpush(Keys(settings.redis.key_prefix).lane("work", "normal"), str(ghost))
+    client.close()
+    running.queuer()
+    worker = running.worker(["work"], concurrency=2)
+    doomed = app.enqueue(slow, {})
+    await wait_until(lambda: app.get_job(doomed).status == "running", message="slow job running")
+    db.execute(b"DELETE FROM jobs WHERE id = %s", (doomed,))
+    gate.set()
+    assert worker.completer is not None
+    await wait_until(lambda: worker.completer.counts["stale"] == 1, message="stale completion")
+    after = app.enqueue(quick, {})
+    await wait_until(lambda: app.get_job(after).status == "completed", message="next job")
+    assert worker.counts["dropped"] >= 1
