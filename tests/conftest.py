@@ -20,7 +20,9 @@ from conveyor.queuer import Queuer
 from conveyor.store.migrate import migrate
 from conveyor.worker.runner import Worker, WorkerOptions
 
-ADMIN_URL = os.environ.get("CONVEYOR_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "CONVEYOR_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 TEST_DB = os.environ.get("CONVEYOR_TEST_DATABASE", "conveyor_test")
 REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -32,7 +34,9 @@ def database_url(admin_url: str = ADMIN_URL, name: str = TEST_DB) -> str:
 @pytest.fixture(scope="session")
 def test_database() -> str:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        exists = conn.execute(b"SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DB,)).fetchone()
+        exists = conn.execute(
+            b"SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DB,)
+        ).fetchone()
         if not exists:
             with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(f'CREATE DATABASE "{TEST_DB}"'.encode())
@@ -168,8 +172,12 @@ async def running(app: Conveyor) -> AsyncIterator[Running]:
     await app.aclose()
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0,
-                     interval: float = 0.05, message: str = "condition") -> None:
+async def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> None:
     """Poll a condition (tests wait for outcomes; they never assert on timing)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

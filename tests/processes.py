@@ -60,17 +60,31 @@ class Processes:
         with open(self.log_dir / f"{name}-{len(self.started)}.log", "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "conveyor", *args],
-                env=env_for(self.settings, **env), cwd=ROOT, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                env=env_for(self.settings, **env),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.started.append(process)
         return process
 
-    def worker(self, queues: str = "work", processes: int = 1, concurrency: int = 4,
-               **env: str) -> subprocess.Popen[bytes]:
-        return self.conveyor("worker", "--app", "tests.apps.recording:app", "--queues", queues,
-                             "--processes", str(processes), "--concurrency", str(concurrency),
-                             name="worker", **env)
+    def worker(
+        self, queues: str = "work", processes: int = 1, concurrency: int = 4, **env: str
+    ) -> subprocess.Popen[bytes]:
+        return self.conveyor(
+            "worker",
+            "--app",
+            "tests.apps.recording:app",
+            "--queues",
+            queues,
+            "--processes",
+            str(processes),
+            "--concurrency",
+            str(concurrency),
+            name="worker",
+            **env,
+        )
 
     def queuer(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         return self.conveyor("queuer", *args, name="queuer", **env)
@@ -122,9 +136,22 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
         for _ in range(100):
@@ -162,7 +189,8 @@ def queue_check(conn: psycopg.Connection[Any], job_ids: list[Any]) -> dict[str, 
     rows = conn.execute(
         b"SELECT j.id, j.status, j.attempt, "
         b"(SELECT count(*) FROM executions e WHERE e.job_id = j.id) "
-        b"FROM jobs j WHERE j.id = ANY(%s)", (job_ids,),
+        b"FROM jobs j WHERE j.id = ANY(%s)",
+        (job_ids,),
     ).fetchall()
     assert len(rows) == len(job_ids), "a committed job is missing"
     counts: dict[str, int] = {}

@@ -82,7 +82,9 @@ def test_transactional_enqueue_rolls_back(app: Conveyor, db: psycopg.Connection[
     assert rows == [(kept, {"a": 2})]
 
 
-def test_bulk_enqueue_writes_all_in_one_statement(app: Conveyor, db: psycopg.Connection[Any]) -> None:
+def test_bulk_enqueue_writes_all_in_one_statement(
+    app: Conveyor, db: psycopg.Connection[Any]
+) -> None:
     @app.task(queue="analytics:daily-aggregate", priority=120)
     def aggregate(payload: Any) -> None:
         return None

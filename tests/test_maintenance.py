@@ -19,8 +19,14 @@ from tests.conftest import Running, wait_until
 
 def insert_job(db: psycopg.Connection[Any], status: str, **columns: Any) -> uuid.UUID:
     job_id = uuid.uuid4()
-    values = {"id": job_id, "queue_name": "work", "task": "job", "status": status,
-              "payload": "{}", **columns}
+    values = {
+        "id": job_id,
+        "queue_name": "work",
+        "task": "job",
+        "status": status,
+        "payload": "{}",
+        **columns,
+    }
     names = ", ".join(values)
     marks = ", ".join(f"%({name})s" for name in values)
     db.execute(b"INSERT INTO job_queues (name) VALUES ('work') ON CONFLICT DO NOTHING")
@@ -46,13 +52,33 @@ async def test_rescuer_requeues_expired_lease_and_kills_last_attempt(
     settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     insert_worker(db, "w-live", 0)
-    expired = insert_job(db, "running", attempt=1, max_attempts=3, lease_token=1,
-                         worker_id="w-live", lease_expires_at="2000-01-01T00:00:00Z",
-                         started="2000-01-01T00:00:00Z")
-    last = insert_job(db, "running", attempt=3, max_attempts=3, lease_token=3,
-                      worker_id="w-live", lease_expires_at="2000-01-01T00:00:00Z")
-    healthy = insert_job(db, "running", attempt=1, lease_token=1, worker_id="w-live",
-                         lease_expires_at="2100-01-01T00:00:00Z")
+    expired = insert_job(
+        db,
+        "running",
+        attempt=1,
+        max_attempts=3,
+        lease_token=1,
+        worker_id="w-live",
+        lease_expires_at="2000-01-01T00:00:00Z",
+        started="2000-01-01T00:00:00Z",
+    )
+    last = insert_job(
+        db,
+        "running",
+        attempt=3,
+        max_attempts=3,
+        lease_token=3,
+        worker_id="w-live",
+        lease_expires_at="2000-01-01T00:00:00Z",
+    )
+    healthy = insert_job(
+        db,
+        "running",
+        attempt=1,
+        lease_token=1,
+        worker_id="w-live",
+        lease_expires_at="2100-01-01T00:00:00Z",
+    )
     queuer = await started_queuer(settings)
     try:
         assert queuer.rescuer is not None
@@ -62,7 +88,9 @@ async def test_rescuer_requeues_expired_lease_and_kills_last_attempt(
     assert result.requeued == [expired] and result.dead == [last]
     rows = dict(db.execute(b"SELECT id, status FROM jobs").fetchall())
     assert rows == {expired: "queued", last: "dead", healthy: "running"}
-    logs = db.execute(b"SELECT job_id, status, log_message FROM job_logs ORDER BY status").fetchall()
+    logs = db.execute(
+        b"SELECT job_id, status, log_message FROM job_logs ORDER BY status"
+    ).fetchall()
     assert logs == [(last, "dead", "worker lost"), (expired, "lost", "worker lost")]
 
 
@@ -70,10 +98,22 @@ async def test_rescuer_rescues_jobs_of_a_silent_worker(
     settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     insert_worker(db, "w-silent", heartbeat_age=3600)
-    job = insert_job(db, "running", attempt=1, lease_token=1, worker_id="w-silent",
-                     lease_expires_at="2100-01-01T00:00:00Z")
-    orphan = insert_job(db, "running", attempt=1, lease_token=1, worker_id="never-registered",
-                        lease_expires_at="2100-01-01T00:00:00Z")
+    job = insert_job(
+        db,
+        "running",
+        attempt=1,
+        lease_token=1,
+        worker_id="w-silent",
+        lease_expires_at="2100-01-01T00:00:00Z",
+    )
+    orphan = insert_job(
+        db,
+        "running",
+        attempt=1,
+        lease_token=1,
+        worker_id="never-registered",
+        lease_expires_at="2100-01-01T00:00:00Z",
+    )
     queuer = await started_queuer(settings)
     try:
         assert queuer.rescuer is not None
@@ -88,10 +128,22 @@ async def test_rescuer_loses_the_race_to_a_completion(
 ) -> None:
     """Scenario 4: hold the rescuer between choosing and writing; the worker completes."""
     insert_worker(db, "w", 0)
-    done = insert_job(db, "running", attempt=1, lease_token=7, worker_id="w",
-                      lease_expires_at="2000-01-01T00:00:00Z")
-    reclaimed = insert_job(db, "running", attempt=1, lease_token=3, worker_id="w",
-                           lease_expires_at="2000-01-01T00:00:00Z")
+    done = insert_job(
+        db,
+        "running",
+        attempt=1,
+        lease_token=7,
+        worker_id="w",
+        lease_expires_at="2000-01-01T00:00:00Z",
+    )
+    reclaimed = insert_job(
+        db,
+        "running",
+        attempt=1,
+        lease_token=3,
+        worker_id="w",
+        lease_expires_at="2000-01-01T00:00:00Z",
+    )
     queuer = await started_queuer(settings)
     rescuer = queuer.rescuer
     assert rescuer is not None
@@ -100,8 +152,11 @@ async def test_rescuer_loses_the_race_to_a_completion(
         outcome = Outcome(done, 7, COMPLETED, 0.01)
         db.execute(app.queries["record_outcomes"], outcome_params([outcome]))
         # Meanwhile the other job was rescued elsewhere and claimed again (new token).
-        db.execute(b"UPDATE jobs SET lease_token = 4, attempt = 2, "
-                   b"lease_expires_at = now() + interval '1 hour' WHERE id = %s", (reclaimed,))
+        db.execute(
+            b"UPDATE jobs SET lease_token = 4, attempt = 2, "
+            b"lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+            (reclaimed,),
+        )
 
     rescuer.before_write = in_the_gap
     try:
@@ -158,7 +213,9 @@ async def test_wiped_redis_is_rebuilt_from_postgres(
         keys = list(client.scan_iter(match=f"{settings.redis.key_prefix}*"))
         client.delete(*keys)
         await queuer.sync_epoch()
-        assert db.execute(b"SELECT status FROM jobs WHERE id = %s", (job,)).fetchone() == ("queued",)
+        assert db.execute(b"SELECT status FROM jobs WHERE id = %s", (job,)).fetchone() == (
+            "queued",
+        )
         paused = client.smembers(Keys(settings.redis.key_prefix).paused)
         assert paused == {b"work"}, "pauses are restored from PostgreSQL"
         client.close()

@@ -70,6 +70,7 @@ class Conveyor:
     @overload
     def task(
         self,
+        /,
         *,
         name: str | None = ...,
         queue: str = ...,
@@ -146,7 +147,9 @@ class Conveyor:
     ) -> UUID:
         """Enqueue one job; return its id once it is committed (or once written into
         `connection`'s open transaction)."""
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, idempotency_key, queue)
+        options = client.EnqueueOptions(
+            priority, run_at, delay, max_attempts, idempotency_key, queue
+        )
         return self._write(self._batch(task, [payload], options), connection)[0]
 
     def enqueue_many(
@@ -179,7 +182,9 @@ class Conveyor:
         queue: str | None = None,
         connection: psycopg.AsyncConnection[Any] | None = None,
     ) -> UUID:
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, idempotency_key, queue)
+        options = client.EnqueueOptions(
+            priority, run_at, delay, max_attempts, idempotency_key, queue
+        )
         return (await self._awrite(self._batch(task, [payload], options), connection))[0]
 
     async def aenqueue_many(
@@ -200,12 +205,13 @@ class Conveyor:
 
     def _write(self, batch: client.InsertBatch, conn: psycopg.Connection[Any] | None) -> list[UUID]:
         if conn is not None:
-            return self._insert(conn, batch)
+            return client.counted(batch, self._insert(conn, batch))
         try:
             with self.pool().connection() as pooled, pooled.transaction():
-                return self._insert(pooled, batch)
+                ids = self._insert(pooled, batch)
         except _DB_ERRORS as error:
             raise unavailable(error) from error
+        return client.counted(batch, ids)
 
     def _insert(self, conn: psycopg.Connection[Any], batch: client.InsertBatch) -> list[UUID]:
         with conn.cursor() as cur:
@@ -222,12 +228,13 @@ class Conveyor:
         self, batch: client.InsertBatch, conn: psycopg.AsyncConnection[Any] | None
     ) -> list[UUID]:
         if conn is not None:
-            return await self._ainsert(conn, batch)
+            return client.counted(batch, await self._ainsert(conn, batch))
         try:
             async with (await self.async_pool()).connection() as pooled, pooled.transaction():
-                return await self._ainsert(pooled, batch)
+                ids = await self._ainsert(pooled, batch)
         except _DB_ERRORS as error:
             raise unavailable(error) from error
+        return client.counted(batch, ids)
 
     async def _ainsert(
         self, conn: psycopg.AsyncConnection[Any], batch: client.InsertBatch

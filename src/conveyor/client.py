@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from conveyor import metrics
 from conveyor.errors import EnqueueError, UnknownTaskError
 from conveyor.ids import uuid7
 from conveyor.tasks import Task, check_priority, check_queue_name
@@ -122,3 +123,11 @@ def _delay_seconds(delay: float | timedelta | None) -> float | None:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         raise EnqueueError(f"delay must be a non-negative number of seconds, not {delay!r}")
     return float(seconds)
+
+
+def counted(batch: InsertBatch, ids: list[UUID]) -> list[UUID]:
+    """Count written jobs (idempotent repeats that found an existing job are not new)."""
+    fresh = len(set(ids) & set(batch.ids))
+    if fresh:
+        metrics.ENQUEUED.labels(batch.params["queue_name"][0], batch.params["task"][0]).inc(fresh)
+    return ids

@@ -107,7 +107,9 @@ _SQL_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 class DatabaseSettings(_Section):
     url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     # `schema` would shadow a BaseModel method, hence the alias for the file/env spelling.
-    schema_name: str = Field(default="conveyor", validation_alias="schema")
+    schema_name: str = Field(
+        default="conveyor", validation_alias="schema", serialization_alias="schema"
+    )
     pool_size: PosInt = 10
     connect_timeout: Interval = 5.0
 
@@ -452,8 +454,9 @@ _SECRET = {
 }
 
 _PREFIX = "CONVEYOR_"
-# Read by the CLI/loader itself rather than being settings.
+# Read by the CLI/loader itself rather than being settings; CONVEYOR_TEST_* belongs to the tests.
 _RESERVED_ENV = frozenset({"CONVEYOR_CONFIG", "CONVEYOR_IGNORE_ENV"})
+_RESERVED_ENV_PREFIX = "CONVEYOR_TEST_"
 # Bare variables that share our section prefixes but belong to well-known neighbours.
 _FOREIGN_ENV = frozenset(
     {
@@ -472,6 +475,17 @@ _SERVICE_LINK_NAME = re.compile(
 )
 _SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://\S+:\d+")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+# Connection details people commonly export one by one; ours live in a single URL.
+_URL_PARTS = {
+    "database": (
+        {"host", "port", "user", "username", "password", "name", "db", "dbname"},
+        "put it in DATABASE_URL: postgresql://user:password@host:5432/name",
+    ),
+    "redis": (
+        {"host", "port", "password", "db"},
+        "use REDIS_ADDR=host:port, or REDIS_URL: redis://:password@host:6379/0",
+    ),
+}
 
 
 def _dotted(loc: Loc) -> str:
@@ -529,8 +543,9 @@ def load_settings(
     """Build the settings from all layers; raise ``ConfigError`` listing every problem.
 
     ``path`` defaults to ``$CONVEYOR_CONFIG`` if set, else no file. ``env`` defaults to
-    ``os.environ``. ``overrides`` maps dotted keys to values (CLI flags); ``None`` values are
-    skipped because they stand for flags that were not given.
+    ``os.environ``. ``overrides`` maps dotted keys (file spelling, or attribute names such as
+    ``database.schema_name``) to values; ``None`` is a value like any other, so callers drop
+    flags that were not given.
     """
     env = os.environ if env is None else env
     issues: list[ConfigIssue] = []
@@ -542,15 +557,14 @@ def load_settings(
         raw = _read_file(Path(path), sources, issues)
     _apply_env(env, raw, sources, issues)
     for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
         loc = _override_loc(dotted)
         if isinstance(loc, str):
             issues.append(ConfigIssue(dotted, "argument", loc))
         else:
+            if loc[0] == "queues" and len(loc) > 1 and "queues" not in raw:
+                raw["queues"] = _merge_queues({})  # one entry changes; the rest stay built in
             _assign(raw, loc, value)
             _record(sources, loc, "argument")
-    _merge_default_queues(raw)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
@@ -599,7 +613,13 @@ def _read_file(path: Path, sources: dict[Loc, str], issues: list[ConfigIssue]) -
     for loc, line in lines.items():
         sources[loc] = f"{label} line {line}"
     # A section whose keys are all commented out reads as null: treat it as "all defaults".
-    return {section: value for section, value in data.items() if value is not None}
+    data = {section: value for section, value in data.items() if value is not None}
+    if isinstance(data.get("queues"), dict):
+        data["queues"] = _merge_queues(data["queues"])
+    return data
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def _construct(
@@ -613,6 +633,11 @@ def _construct(
     """Like SafeLoader's constructor, but remembering each key's line and refusing duplicates."""
     if len(loc) > 32:  # a self-referencing alias would otherwise recurse forever
         raise yaml.YAMLError(f"{_dotted(loc)} is nested too deeply")
+    if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_TAGS:
+        # Walking collections by hand bypasses the constructor's tag checks, so refuse here.
+        raise yaml.constructor.ConstructorError(
+            None, None, f"unsupported tag {node.tag!r}", node.start_mark
+        )
     if isinstance(node, yaml.MappingNode):
         mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -651,7 +676,7 @@ def _env_target(bare: str, prefix: str) -> tuple[str, tuple[str, str] | None, st
         section = next((s for s in _KEYS if low.startswith(s + "_")), "")
         key = low[len(section) + 1 :] if section else low
     dotted = f"{section}.{key}" if section else key
-    if section == "queues" or low.startswith("queues_"):
+    if section == "queues" or low == "queues" or low.startswith("queues_"):
         return dotted, None, "per-queue settings can only be set in the configuration file"
     if section not in _KEYS:
         if not prefix:
@@ -667,6 +692,8 @@ def _env_target(bare: str, prefix: str) -> tuple[str, tuple[str, str] | None, st
     if key not in _KEYS[section]:
         guess = _suggest(key, _KEYS[section])
         hint = f" (did you mean {prefix}{section.upper()}_{guess.upper()}?)" if guess else ""
+        if not guess and section in _URL_PARTS and key in _URL_PARTS[section][0]:
+            hint = f" ({_URL_PARTS[section][1]})"
         return dotted, None, "no such setting" + hint
     return dotted, (section, key), None
 
@@ -684,6 +711,8 @@ def _apply_env(
     chosen: dict[tuple[str, str], tuple[bool, str, str]] = {}  # key -> (prefixed, name, value)
     for name in sorted(env):
         if not _ENV_NAME.fullmatch(name) or name in _RESERVED_ENV:
+            continue
+        if name.startswith(_RESERVED_ENV_PREFIX):
             continue
         prefixed = name.startswith(_PREFIX)
         found = _env_target(name[len(_PREFIX) :], _PREFIX) if prefixed else _env_target(name, "")
@@ -742,12 +771,9 @@ def _assign(raw: dict[str, Any], loc: Loc, value: Any) -> None:
     target[str(loc[-1])] = value
 
 
-def _merge_default_queues(raw: dict[str, Any]) -> None:
+def _merge_queues(given: Mapping[str, Any]) -> dict[str, Any]:
     # The file's table is merged into the built-in one, like every other section; an entry set
     # to null removes a built-in queue.
-    given = raw.get("queues")
-    if not isinstance(given, dict):
-        return
     merged: dict[str, Any] = {name: dict(entry) for name, entry in _DEFAULT_QUEUES.items()}
     for name, entry in given.items():
         if entry is None:
@@ -756,7 +782,7 @@ def _merge_default_queues(raw: dict[str, Any]) -> None:
             merged[name] = {**merged[name], **entry}
         else:
             merged[name] = entry
-    raw["queues"] = merged
+    return merged
 
 
 def _translate(exc: ValidationError, sources: Mapping[Loc, str]) -> list[ConfigIssue]:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import Literal, cast
 
 import redis.asyncio as aioredis
 
@@ -103,16 +103,16 @@ class Lanes:
             raise EpochLost("epoch changed: Redis lost its contents")
         return pushed
 
-    async def pop(self, lane_keys: Sequence[str], count: int, timeout: float) -> list[str]:
+    async def pop(self, lane_keys: Sequence[str], count: int, block: float) -> list[str]:
         """Block until one lane has ids, then take up to `count` from the first non-empty."""
         if not lane_keys or count <= 0:
             return []
         result = await self.client.blmpop(
-            timeout, len(lane_keys), *lane_keys, direction="RIGHT", count=count
+            block, len(lane_keys), *lane_keys, direction="RIGHT", count=count
         )
         if not result:
             return []
-        return [_text(item) for item in result[1]]
+        return [_text(item) for item in cast(list[bytes], result[1])]
 
     async def contents(self, queues: Iterable[str]) -> set[str]:
         """Every id sitting in the lanes of `queues` (bounded by the buffer size)."""
@@ -122,7 +122,7 @@ class Lanes:
                 pipe.lrange(key, 0, -1)
         found: set[str] = set()
         for items in await pipe.execute():
-            found.update(_text(item) for item in items)
+            found.update(_text(item) for item in cast(list[bytes], items))
         return found
 
     async def lengths(self, queues: Iterable[str]) -> dict[tuple[str, LaneName], int]:
@@ -135,7 +135,8 @@ class Lanes:
         return {(queue, lane): int(next(values)) for queue in names for lane in LANES}
 
     async def paused(self) -> set[str]:
-        return {_text(item) for item in await self.client.smembers(self.keys.paused)}
+        members = await self.client.smembers(self.keys.paused)
+        return {_text(item) for item in members}
 
     async def set_paused(self, queues: Iterable[str]) -> None:
         """Replace the paused set with `queues` (used when rebuilding after a wipe)."""

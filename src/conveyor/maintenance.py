@@ -19,6 +19,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.lanes import Lanes
 from conveyor.store import Queries
@@ -43,7 +44,9 @@ class RescueResult:
 
 
 async def rescue(
-    conn: psycopg.AsyncConnection[Any], queries: Queries, candidates: list[tuple[UUID, int]],
+    conn: psycopg.AsyncConnection[Any],
+    queries: Queries,
+    candidates: list[tuple[UUID, int]],
     reason: str = WORKER_LOST,
 ) -> RescueResult:
     """Give back the chosen attempts, guarded by their fencing tokens (one statement)."""
@@ -58,8 +61,11 @@ async def rescue(
             "reason": reason,
         },
     )
-    for job_id, _queue, status in await rows.fetchall():
+    for job_id, queue, task, status in await rows.fetchall():
         (result.dead if status == "dead" else result.requeued).append(job_id)
+        metrics.FAILED.labels(queue, task).inc()
+        (metrics.DEAD if status == "dead" else metrics.RETRIED).labels(queue, task).inc()
+        metrics.RESCUED.labels("dead" if status == "dead" else "requeued").inc()
     return result
 
 
@@ -94,7 +100,9 @@ class Rescuer:
         if result.total:
             log.warning(
                 "rescued %d lost job(s): %d queued again, %d dead (worker lost)",
-                result.total, len(result.requeued), len(result.dead),
+                result.total,
+                len(result.requeued),
+                len(result.dead),
             )
         return result
 
@@ -108,8 +116,9 @@ class Reconciler:
     """Jobs PostgreSQL calls dispatched but no lane holds (evicted keys, a queuer killed
     between commit and push) go back to queued, so the queuer dispatches them again."""
 
-    def __init__(self, pool: AsyncConnectionPool, queries: Queries, lanes: Lanes,
-                 settings: Settings) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, queries: Queries, lanes: Lanes, settings: Settings
+    ) -> None:
         self.pool = pool
         self.queries = queries
         self.lanes = lanes
@@ -135,8 +144,10 @@ class Reconciler:
             requeued = [row[0] for row in await cur.fetchall()]
         if requeued:
             self.counts["requeued"] += len(requeued)
-            log.warning("%d dispatched job(s) were missing from Redis; queued them again",
-                        len(requeued))
+            metrics.RECONCILED.inc(len(requeued))
+            log.warning(
+                "%d dispatched job(s) were missing from Redis; queued them again", len(requeued)
+            )
         return ReconcileResult(requeued)
 
 
@@ -180,10 +191,39 @@ class Pruner:
         return result
 
 
+class QueueGauges:
+    """Refresh queue_length and oldest_job_age_seconds for Prometheus."""
+
+    def __init__(self, pool: AsyncConnectionPool, queries: Queries, interval: float = 5.0) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.interval = interval
+        self.counts: Counter[str] = Counter()
+        self._seen: set[tuple[str, str]] = set()
+
+    async def run_once(self) -> dict[tuple[str, str], int]:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(self.queries["queue_depths"])).fetchall()
+        depths = {(queue, lane): waiting for queue, lane, waiting, _ in rows}
+        oldest: dict[str, float] = {}
+        for queue, _lane, _waiting, age in rows:
+            oldest[queue] = max(oldest.get(queue, 0.0), age or 0.0)
+        # Queues that emptied must read 0, not their last value.
+        for queue, lane in self._seen - depths.keys():
+            metrics.QUEUE_LENGTH.labels(queue, lane).set(0)
+            metrics.OLDEST_AGE.labels(queue).set(0)
+        for (queue, lane), waiting in depths.items():
+            metrics.QUEUE_LENGTH.labels(queue, lane).set(waiting)
+        for queue, age in oldest.items():
+            metrics.OLDEST_AGE.labels(queue).set(age)
+        self._seen = set(depths)
+        return depths
+
+
 class Schedule:
     """Runs each pass when its interval has elapsed; tells the caller how long to sleep."""
 
-    def __init__(self, passes: list[Rescuer | Reconciler | Pruner]) -> None:
+    def __init__(self, passes: list[Rescuer | Reconciler | Pruner | QueueGauges]) -> None:
         self.passes = passes
         self.due = dict.fromkeys(range(len(passes)), 0.0)
 

@@ -18,9 +18,17 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from psycopg_pool import AsyncConnectionPool
 
+from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.lanes import EpochLost, Keys, Lanes, lane_for_priority
-from conveyor.maintenance import Pruner, Reconciler, Rescuer, Schedule, leader_lock_id
+from conveyor.maintenance import (
+    Pruner,
+    QueueGauges,
+    Reconciler,
+    Rescuer,
+    Schedule,
+    leader_lock_id,
+)
 from conveyor.retrying import Backoff
 from conveyor.store import load_queries
 from conveyor.store.connect import APPLICATION_NAME, async_pool, connect_kwargs
@@ -125,7 +133,8 @@ class Queuer:
         if self.is_leader:
             log.info("this queuer runs maintenance (rescue, reconcile, prune)")
             assert self.rescuer and self.reconciler and self.pruner  # noqa: S101
-            self._schedule = Schedule([self.rescuer, self.reconciler, self.pruner])
+            gauges = QueueGauges(self.pool, self.queries)
+            self._schedule = Schedule([self.rescuer, self.reconciler, self.pruner, gauges])
 
     # -- the epoch: detecting a wiped Redis ----------------------------------------------
 
@@ -150,10 +159,13 @@ class Queuer:
             now = (await (await conn.execute(self.queries["db_now"])).fetchone() or [None])[0]
             cur = await conn.execute(self.queries["undispatch_all_before"], {"before": now})
             reset = cur.rowcount
-            paused = [row[0] for row in await (
-                await conn.execute(self.queries["paused_queues"])).fetchall()]
+            paused = [
+                row[0]
+                for row in await (await conn.execute(self.queries["paused_queues"])).fetchall()
+            ]
         await self.lanes.set_paused(paused)
         self.counts["redis_rebuilds"] += 1
+        metrics.REDIS_REBUILDS.inc()
         log.warning("Redis was empty: %d dispatched job(s) queued again for dispatch", reset)
         self._wake.set()
         return reset
@@ -165,10 +177,15 @@ class Queuer:
         if self.epoch is None:
             await self.sync_epoch()
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(self.queries["dispatch_ready"], {
-                "buffer": self.settings.queuer.buffer_per_queue,
-                "batch": self.settings.queuer.batch_size,
-            })).fetchall()
+            rows = await (
+                await conn.execute(
+                    self.queries["dispatch_ready"],
+                    {
+                        "buffer": self.settings.queuer.buffer_per_queue,
+                        "batch": self.settings.queuer.batch_size,
+                    },
+                )
+            ).fetchall()
         if not rows:
             return 0
         groups: dict[str, list[str]] = defaultdict(list)
@@ -182,6 +199,8 @@ class Queuer:
             await self._undispatch([row[0] for row in rows])
             raise
         self.counts["dispatched"] += len(rows)
+        for queue, count in Counter(row[1] for row in rows).items():
+            metrics.DISPATCHED.labels(queue).inc(count)
         return len(rows)
 
     async def _undispatch(self, ids: list[Any]) -> None:
@@ -221,8 +240,9 @@ class Queuer:
                     await self._drop_listener()
                 self._wake.clear()
                 waker = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({waker, stop_task}, timeout=wait,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {waker, stop_task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 waker.cancel()
         finally:
             stop_task.cancel()

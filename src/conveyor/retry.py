@@ -31,7 +31,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         if self.backoff is not None:
             return max(0.0, float(self.backoff(attempt)))
-        delay = min(self.cap, self.base * (2 ** min(attempt, 62)))
+        delay = min(self.cap, self.base * float(2 ** min(attempt, 62)))
         if self.jitter:
             # "Equal jitter": keeps at least half the delay so retries stay spread out
             # but never collapse to zero under a thundering herd.
@@ -40,7 +40,7 @@ class RetryPolicy:
 
     def bounds(self, attempt: int) -> tuple[float, float]:
         """The smallest and largest delay `delay(attempt)` can return (for tests and docs)."""
-        full = min(self.cap, self.base * (2 ** min(attempt, 62)))
+        full = min(self.cap, self.base * float(2 ** min(attempt, 62)))
         return (full / 2, full) if self.jitter else (full, full)
 
     def should_retry(self, error: BaseException) -> bool:

@@ -38,7 +38,9 @@ def check_queue_name(name: str) -> str:
 
 def check_priority(priority: int) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 1000:
-        raise ValueError(f"priority must be an integer from 0 (most urgent) to 1000, not {priority!r}")
+        raise ValueError(
+            f"priority must be an integer from 0 (most urgent) to 1000, not {priority!r}"
+        )
     return priority
 
 
@@ -116,7 +118,9 @@ class Task:
         try:
             encoded = orjson.dumps(payload)
         except TypeError as error:
-            raise PayloadError(f"payload for task {self.name} is not JSON-serialisable: {error}")
+            raise PayloadError(
+                f"payload for task {self.name} is not JSON-serialisable: {error}"
+            ) from None
         if len(encoded) > limit:
             raise PayloadTooLargeError(len(encoded), limit)
         return encoded.decode()

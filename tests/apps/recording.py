@@ -27,7 +27,9 @@ def pool() -> psycopg_pool.ConnectionPool:
     global _pool
     if _pool is None:
         _pool = psycopg_pool.ConnectionPool(
-            app.settings.database.url, min_size=1, max_size=8,
+            app.settings.database.url,
+            min_size=1,
+            max_size=8,
             kwargs={"autocommit": True, "options": f"-c search_path={_schema}"},
         )
         atexit.register(_pool.close)
@@ -66,9 +68,7 @@ def job(payload: dict[str, Any], ctx: JobContext) -> None:
     behave(payload, ctx)
 
 
-@app.task(
-    name="async_job", queue="work", max_attempts=3, retry=RetryPolicy(base=0.05, cap=0.2)
-)
+@app.task(name="async_job", queue="work", max_attempts=3, retry=RetryPolicy(base=0.05, cap=0.2))
 async def async_job(payload: dict[str, Any], ctx: JobContext) -> None:
     await asyncio.to_thread(record, ctx)
     await asyncio.sleep(float(payload.get("sleep", 0)))

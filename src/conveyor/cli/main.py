@@ -30,7 +30,7 @@ class State:
         try:
             return load_settings(self.config, overrides=clean)
         except ConfigError as error:
-            raise click.ClickException(f"invalid configuration:\n{error}") from None
+            raise click.ClickException(str(error)) from None
 
 
 pass_state = click.make_pass_decorator(State)
@@ -38,8 +38,13 @@ pass_state = click.make_pass_decorator(State)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_version(), "--version", prog_name="conveyor")
-@click.option("--config", "-c", type=click.Path(dir_okay=False), envvar="CONVEYOR_CONFIG",
-              help="YAML configuration file (environment variables override it).")
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    envvar="CONVEYOR_CONFIG",
+    help="YAML configuration file (environment variables override it).",
+)
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """Conveyor: a durable job queue on PostgreSQL and Redis."""
@@ -66,10 +71,17 @@ def migrate(state: State) -> None:
 
 
 @main.command()
-@click.option("--no-maintenance", is_flag=True,
-              help="Only dispatch; leave rescue, reconcile and prune to other queuers.")
-@click.option("--health-port", type=click.IntRange(0, 65535), default=None,
-              help="Serve /healthz, /readyz and /metrics on this port (0: off).")
+@click.option(
+    "--no-maintenance",
+    is_flag=True,
+    help="Only dispatch; leave rescue, reconcile and prune to other queuers.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /healthz, /readyz and /metrics on this port (0: off).",
+)
 @pass_state
 def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
     """Move ready jobs from PostgreSQL into Redis (and run maintenance when elected)."""
@@ -101,32 +113,69 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
 
 
 @main.command()
-@click.option("--app", "app_path", required=True,
-              help="Where your tasks are registered, as 'package.module:app'.")
-@click.option("--queues", "-q", default=None,
-              help="Comma-separated queues, served in this order (default: worker.queues).")
-@click.option("--concurrency", "-n", type=click.IntRange(1, 10000), default=None,
-              help="Jobs run at once per process (worker.count).")
-@click.option("--processes", "-p", type=click.IntRange(1, 256), default=None,
-              help="Worker processes under one supervisor (worker.processes).")
-@click.option("--lane-order", type=click.Choice(["queue", "priority"]), default=None,
-              help="queue: each queue's high, normal, low in turn; priority: every high lane "
-                   "before any normal lane.")
-@click.option("--health-port", type=click.IntRange(0, 65535), default=None,
-              help="First port for /healthz, /readyz, /metrics (one per process; 0: off).")
+@click.option(
+    "--app",
+    "app_path",
+    required=True,
+    help="Where your tasks are registered, as 'package.module:app'.",
+)
+@click.option(
+    "--queues",
+    "-q",
+    default=None,
+    help="Comma-separated queues, served in this order (default: worker.queues).",
+)
+@click.option(
+    "--concurrency",
+    "-n",
+    type=click.IntRange(1, 10000),
+    default=None,
+    help="Jobs run at once per process (worker.count).",
+)
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Worker processes under one supervisor (worker.processes).",
+)
+@click.option(
+    "--lane-order",
+    type=click.Choice(["queue", "priority"]),
+    default=None,
+    help="queue: each queue's high, normal, low in turn; priority: every high lane "
+    "before any normal lane.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="First port for /healthz, /readyz, /metrics (one per process; 0: off).",
+)
 @pass_state
-def worker(state: State, app_path: str, queues: str | None, concurrency: int | None,
-           processes: int | None, lane_order: str | None, health_port: int | None) -> None:
+def worker(
+    state: State,
+    app_path: str,
+    queues: str | None,
+    concurrency: int | None,
+    processes: int | None,
+    lane_order: str | None,
+    health_port: int | None,
+) -> None:
     """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
     from conveyor.tasks import check_queue_name
     from conveyor.worker.process import load_app
     from conveyor.worker.runner import WorkerOptions
     from conveyor.worker.supervisor import Supervisor
 
-    settings = state.settings(**{
-        "worker.count": concurrency, "worker.processes": processes,
-        "worker.lane_order": lane_order, "health.port": health_port,
-    })
+    settings = state.settings(
+        **{
+            "worker.count": concurrency,
+            "worker.processes": processes,
+            "worker.lane_order": lane_order,
+            "health.port": health_port,
+        }
+    )
     configure_logging(settings)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     names = names or list(settings.worker.queues)
@@ -140,10 +189,12 @@ def worker(state: State, app_path: str, queues: str | None, concurrency: int | N
         names = sorted({task.queue for task in app.tasks.values()})
     if not names:
         raise click.UsageError("no queues to serve: pass --queues or register tasks")
-    options = WorkerOptions(queues=names, concurrency=settings.worker.count,
-                            lane_order=settings.worker.lane_order)
-    supervisor = Supervisor(app_path, settings, options, settings.worker.processes,
-                            settings.health.port or None)
+    options = WorkerOptions(
+        queues=names, concurrency=settings.worker.count, lane_order=settings.worker.lane_order
+    )
+    supervisor = Supervisor(
+        app_path, settings, options, settings.worker.processes, settings.health.port or None
+    )
     sys.exit(supervisor.run())
 
 
@@ -151,8 +202,12 @@ def register_subcommands() -> None:
     """Commands that live in their own modules attach themselves here."""
     import importlib
 
-    for module in ("conveyor.cli.admin", "conveyor.cli.web", "conveyor.cli.bench",
-                   "conveyor.cli.demo"):
+    for module in (
+        "conveyor.cli.admin",
+        "conveyor.cli.web",
+        "conveyor.cli.bench",
+        "conveyor.cli.demo",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:

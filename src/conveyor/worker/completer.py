@@ -15,9 +15,10 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from conveyor import metrics
 from conveyor.retrying import Backoff
 from conveyor.store import Queries
-from conveyor.worker.outcome import Outcome, outcome_params
+from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome, outcome_params
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
@@ -70,8 +71,12 @@ class Completer:
                     # Keep the outcomes: PostgreSQL is the only place they may land.
                     self._pending[:0] = batch
                     delay = backoff.next()
-                    log.warning("could not record %d outcome(s) (%s); retrying in %.1f s",
-                                len(batch), error, delay)
+                    log.warning(
+                        "could not record %d outcome(s) (%s); retrying in %.1f s",
+                        len(batch),
+                        error,
+                        delay,
+                    )
                     await asyncio.sleep(delay)
             self._idle.set()
             if self._closing:
@@ -84,8 +89,27 @@ class Completer:
         for outcome in batch:
             if outcome.job_id in applied:
                 self.counts[outcome.log_status] += 1
+                observe(outcome)
             else:
                 # The attempt lost its lease (rescued, then maybe claimed again): fenced.
                 self.counts["stale"] += 1
-                log.warning("stale attempt of job %s (token %d) ignored: %s",
-                            outcome.job_id, outcome.token, outcome.log_status)
+                metrics.STALE.inc()
+                log.warning(
+                    "stale attempt of job %s (token %d) ignored: %s",
+                    outcome.job_id,
+                    outcome.token,
+                    outcome.log_status,
+                )
+
+
+def observe(outcome: Outcome) -> None:
+    """Count an outcome once PostgreSQL has it, never before."""
+    labels = (outcome.queue, outcome.task)
+    metrics.PROCESSING.labels(*labels).observe(outcome.duration)
+    if outcome.log_status == COMPLETED:
+        metrics.COMPLETED.labels(*labels).inc()
+    elif outcome.log_status in (RETRY, DEAD):
+        metrics.FAILED.labels(*labels).inc()
+        (metrics.RETRIED if outcome.log_status == RETRY else metrics.DEAD).labels(*labels).inc()
+    elif outcome.log_status == CANCELLED:
+        metrics.CANCELLED.labels(*labels).inc()

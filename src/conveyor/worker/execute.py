@@ -50,14 +50,22 @@ async def run_job(
 ) -> Outcome:
     started = time.perf_counter()
 
-    def done(status: str, error: BaseException | None = None, retry_in: float | None = None,
-             with_traceback: bool = True) -> Outcome:
+    def done(
+        status: str,
+        error: BaseException | None = None,
+        retry_in: float | None = None,
+        with_traceback: bool = True,
+    ) -> Outcome:
         return Outcome(
-            job_id=job.id, token=job.token, log_status=status,
+            job_id=job.id,
+            token=job.token,
+            log_status=status,
             duration=time.perf_counter() - started,
             error=None if error is None else _describe(error),
             traceback=_traceback(error) if error is not None and with_traceback else None,
             retry_in=retry_in,
+            queue=job.queue,
+            task=job.task,
         )
 
     def failed(error: BaseException, policy: RetryPolicy, retryable: bool = True) -> Outcome:
@@ -87,8 +95,9 @@ async def run_job(
         return done(CANCELLED, error, with_traceback=False)
     except asyncio.CancelledError:
         if ctx.cancelled:
-            return done(CANCELLED, JobCancelled(f"job {job.id} was cancelled"),
-                        with_traceback=False)
+            return done(
+                CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False
+            )
         raise
     except TaskTimeout as error:
         return failed(error, task.retry)
@@ -105,13 +114,13 @@ def _bind(task: Task, argument: Any, ctx: JobContext) -> Callable[[], Any]:
     return lambda: task.func(argument)
 
 
-async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
-    if timeout is None:
+async def _with_timeout(awaitable: Any, limit: float | None) -> Any:
+    if limit is None:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        return await asyncio.wait_for(awaitable, limit)
     except TimeoutError:
-        raise TaskTimeout(timeout) from None
+        raise TaskTimeout(limit) from None
 
 
 def _describe(error: BaseException) -> str:

@@ -22,6 +22,8 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     retry_in: float | None = None
+    queue: str = ""
+    task: str = ""
 
     @property
     def job_status(self) -> str:

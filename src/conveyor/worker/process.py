@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import signal
@@ -65,8 +66,9 @@ async def serve(app: Conveyor, options: WorkerOptions, health_port: int | None =
             await health.stop()
 
 
-def child_main(app_path: str, settings: Settings, options: WorkerOptions,
-               health_port: int | None) -> None:
+def child_main(
+    app_path: str, settings: Settings, options: WorkerOptions, health_port: int | None
+) -> None:
     """Entry point of a supervised child (spawned: no state inherited from the parent)."""
     from conveyor.logs import configure_logging
 
@@ -77,8 +79,6 @@ def child_main(app_path: str, settings: Settings, options: WorkerOptions,
     install_loop_policy()
     app = load_app(app_path)
     app.settings = settings
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(app, options, health_port))
-    except KeyboardInterrupt:
-        pass
     sys.exit(0)

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
+from conveyor import metrics
 from conveyor.app import Conveyor
 from conveyor.lanes import Keys, Lanes, lane_order
 from conveyor.queuer import PG_ERRORS, REDIS_ERRORS, redis_client
@@ -73,7 +73,8 @@ class Worker:
             max_workers=options.concurrency * 2, thread_name_prefix="conveyor-job"
         )
         self._fallback_retry = RetryPolicy(
-            base=self.settings.retry.base, cap=self.settings.retry.cap,
+            base=self.settings.retry.base,
+            cap=self.settings.retry.cap,
             jitter=self.settings.retry.jitter,
         )
         self._pool: AsyncConnectionPool | None = None
@@ -126,8 +127,9 @@ class Worker:
         if self._pool is not None:
             try:
                 async with self._pool.connection() as conn:
-                    await conn.execute(self.app.queries["deregister_worker"],
-                                       {"worker_id": self.id})
+                    await conn.execute(
+                        self.app.queries["deregister_worker"], {"worker_id": self.id}
+                    )
             except PG_ERRORS:
                 log.warning("could not mark worker %s stopped", self.id)
             await self._pool.close()
@@ -140,10 +142,16 @@ class Worker:
     async def _register(self) -> None:
         assert self._pool is not None  # noqa: S101
         async with self._pool.connection() as conn:
-            await conn.execute(self.app.queries["register_worker"], {
-                "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
-                "queues": self.options.queues, "concurrency": self.options.concurrency,
-            })
+            await conn.execute(
+                self.app.queries["register_worker"],
+                {
+                    "id": self.id,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "queues": self.options.queues,
+                    "concurrency": self.options.concurrency,
+                },
+            )
 
     async def _fetch_loop(self) -> None:
         backoff = Backoff(initial=0.1, cap=5.0)
@@ -188,17 +196,25 @@ class Worker:
         if not ids:
             return
         async with self._pool.connection() as conn:
-            cur = await conn.execute(self.app.queries["claim_jobs"], {
-                "ids": ids, "worker_id": self.id, "lease": self.settings.worker.lease,
-            })
+            cur = await conn.execute(
+                self.app.queries["claim_jobs"],
+                {
+                    "ids": ids,
+                    "worker_id": self.id,
+                    "lease": self.settings.worker.lease,
+                },
+            )
             rows = await cur.fetchall()
         self.counts["claimed"] += len(rows)
         if len(rows) < len(ids):
             # Duplicates, cancelled or deleted rows, paused queues: never run, just counted.
             self.counts["dropped"] += len(ids) - len(rows)
+            metrics.DROPPED.inc(len(ids) - len(rows))
             log.info("dropped %d popped id(s) that could not be claimed", len(ids) - len(rows))
         for row in rows:
-            self._launch(ClaimedJob.from_row(row))
+            job = ClaimedJob.from_row(row)
+            metrics.WAIT.labels(job.queue).observe(max(0.0, job.waited))
+            self._launch(job)
 
     # -- running -------------------------------------------------------------------------
 
@@ -207,21 +223,38 @@ class Worker:
         ctx = JobContext(job.id, job.task, job.queue, job.attempt, job.max_attempts)
         runner = asyncio.get_running_loop().create_task(self._run(job, ctx))
         self.in_flight[job.id] = InFlight(job, ctx, runner, task is None or task.is_async)
+        metrics.WORKER_ACTIVE.inc()
 
     async def _run(self, job: ClaimedJob, ctx: JobContext) -> None:
         assert self.completer is not None  # noqa: S101
         started = time.perf_counter()
         try:
-            outcome = await run_job(job, self.app.tasks.get(job.task), ctx, self._executor,
-                                    self._fallback_retry)
+            outcome = await run_job(
+                job, self.app.tasks.get(job.task), ctx, self._executor, self._fallback_retry
+            )
         except (HandedBack, asyncio.CancelledError):
-            outcome = Outcome(job.id, job.token, HANDED_BACK, time.perf_counter() - started,
-                              error="worker shut down before the job finished")
-        except Exception as error:  # noqa: BLE001 - a bug here must not kill the worker
+            outcome = Outcome(
+                job.id,
+                job.token,
+                HANDED_BACK,
+                time.perf_counter() - started,
+                error="worker shut down before the job finished",
+                queue=job.queue,
+                task=job.task,
+            )
+        except Exception as error:
             log.exception("internal error running job %s", job.id)
-            outcome = Outcome(job.id, job.token, HANDED_BACK, time.perf_counter() - started,
-                              error=f"internal worker error: {error}")
+            outcome = Outcome(
+                job.id,
+                job.token,
+                HANDED_BACK,
+                time.perf_counter() - started,
+                error=f"internal worker error: {error}",
+                queue=job.queue,
+                task=job.task,
+            )
         self.in_flight.pop(job.id, None)
+        metrics.WORKER_ACTIVE.dec()
         self.completer.submit(outcome)
         self._slot_freed.set()
 
@@ -250,10 +283,15 @@ class Worker:
         assert self._pool is not None  # noqa: S101
         flights = list(self.in_flight.values())
         async with self._pool.connection() as conn:
-            cur = await conn.execute(self.app.queries["heartbeat"], {
-                "worker_id": self.id, "lease": self.settings.worker.lease,
-                "ids": [f.job.id for f in flights], "tokens": [f.job.token for f in flights],
-            })
+            cur = await conn.execute(
+                self.app.queries["heartbeat"],
+                {
+                    "worker_id": self.id,
+                    "lease": self.settings.worker.lease,
+                    "ids": [f.job.id for f in flights],
+                    "tokens": [f.job.token for f in flights],
+                },
+            )
             row = await cur.fetchone()
         assert row is not None  # noqa: S101 - the statement always returns one row
         registered, owned, cancel_requested = row[0], set(row[1]), set(row[2])

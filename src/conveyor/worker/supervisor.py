@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
@@ -21,10 +22,12 @@ from types import FrameType
 
 import psycopg
 
+from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.maintenance import rescue
 from conveyor.store import load_queries
 from conveyor.store.connect import connect_kwargs
+from conveyor.web.health import serve_health_in_thread
 from conveyor.worker.process import child_main
 from conveyor.worker.runner import WorkerOptions, new_worker_id
 
@@ -43,8 +46,14 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, app_path: str, settings: Settings, options: WorkerOptions,
-                 processes: int, health_port: int | None = None) -> None:
+    def __init__(
+        self,
+        app_path: str,
+        settings: Settings,
+        options: WorkerOptions,
+        processes: int,
+        health_port: int | None = None,
+    ) -> None:
         self.app_path = app_path
         self.settings = settings
         self.options = options
@@ -58,10 +67,12 @@ class Supervisor:
     def _spawn(self, slot: int, restart_delay: float = 0.0) -> Child:
         worker_id = new_worker_id() + f"-{slot}"
         options = replace(self.options, worker_id=worker_id)
-        port = self.health_port + slot if self.health_port else None
+        # Children report through the shared metrics directory; only we serve HTTP.
         process = self._context.Process(
-            target=child_main, args=(self.app_path, self.settings, options, port),
-            name=f"conveyor-worker-{slot}", daemon=False,
+            target=child_main,
+            args=(self.app_path, self.settings, options, None),
+            name=f"conveyor-worker-{slot}",
+            daemon=False,
         )
         process.start()
         log.info("started worker process %d (pid %s, id %s)", slot, process.pid, worker_id)
@@ -78,6 +89,26 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        with tempfile.TemporaryDirectory(prefix="conveyor-metrics-") as metrics_dir:
+            os.environ.setdefault(metrics.MULTIPROC_ENV, metrics_dir)
+            health = None
+            if self.health_port:
+                health = serve_health_in_thread(self.settings, self.health_port, self.readiness)
+            try:
+                return self._supervise()
+            finally:
+                if health is not None:
+                    health.stop_thread()
+
+    def readiness(self) -> str | None:
+        alive = sum(1 for child in self.children.values() if child.process.is_alive())
+        if self._signals:
+            return "shutting down"
+        if alive < self.processes:
+            return f"{alive} of {self.processes} worker processes running"
+        return None
+
+    def _supervise(self) -> int:
         for slot in range(self.processes):
             self.children[slot] = self._spawn(slot)
         pending: dict[int, tuple[float, float]] = {}  # slot -> (restart at, delay used)
@@ -98,8 +129,15 @@ class Supervisor:
 
     def _after_death(self, child: Child) -> tuple[float, float]:
         uptime = time.monotonic() - child.started
-        log.warning("worker process %d (pid %s) exited with %s after %.1f s",
-                    child.slot, child.process.pid, child.process.exitcode, uptime)
+        if child.process.pid:
+            metrics.mark_process_dead(child.process.pid)
+        log.warning(
+            "worker process %d (pid %s) exited with %s after %.1f s",
+            child.slot,
+            child.process.pid,
+            child.process.exitcode,
+            uptime,
+        )
         self.rescue(child.worker_id)
         if uptime >= MIN_HEALTHY_UPTIME:
             delay = 0.0
@@ -123,13 +161,18 @@ class Supervisor:
         async with await psycopg.AsyncConnection.connect(
             db.url, **connect_kwargs("supervisor", db.connect_timeout)
         ) as conn:
-            rows = await (await conn.execute(queries["find_worker_jobs"],
-                                             {"worker_id": worker_id})).fetchall()
+            rows = await (
+                await conn.execute(queries["find_worker_jobs"], {"worker_id": worker_id})
+            ).fetchall()
             result = await rescue(conn, queries, [(row[0], row[1]) for row in rows])
             await conn.execute(queries["deregister_worker"], {"worker_id": worker_id})
         if result.total:
-            log.warning("rescued %d job(s) of dead worker %s (%d now dead)",
-                        result.total, worker_id, len(result.dead))
+            log.warning(
+                "rescued %d job(s) of dead worker %s (%d now dead)",
+                result.total,
+                worker_id,
+                len(result.dead),
+            )
         return result.total
 
     def _shutdown(self) -> int:

@@ -33,7 +33,7 @@ WITH lost AS (
            attempt, %(reason)s, worker_id, started, now(), now() - started
     FROM lost
 )
-SELECT id, queue_name, status FROM lost;
+SELECT id, queue_name, task, status FROM lost;
 
 -- name: dispatched_before
 SELECT id, queue_name FROM {schema}.jobs
@@ -63,3 +63,15 @@ RETURNING l.id;
 DELETE FROM {schema}.workers
 WHERE last_heartbeat < now() - %(retention)s * interval '1 second'
   AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.worker_id = workers.id AND j.status = 'running');
+
+-- name: queue_depths
+-- Waiting jobs (ready in PostgreSQL or buffered in Redis) per queue and lane, and how long
+-- the oldest has been ready. Served by the partial indexes on queued and dispatched rows.
+SELECT queue_name,
+       CASE WHEN priority <= 50 THEN 'high' WHEN priority <= 150 THEN 'normal' ELSE 'low' END
+           AS lane,
+       count(*) AS waiting,
+       extract(epoch FROM now() - min(run_at))::float8 AS oldest_age
+FROM {schema}.jobs
+WHERE (status = 'queued' AND run_at <= now()) OR status = 'dispatched'
+GROUP BY 1, 2;

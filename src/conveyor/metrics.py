@@ -1,0 +1,108 @@
+"""Prometheus metrics, named as in the runbook (jobs_*_total, queue_length, ...).
+
+A supervised worker runs several processes; prometheus_client's multiprocess mode
+(PROMETHEUS_MULTIPROC_DIR, set by the supervisor before it spawns) makes the
+supervisor's /metrics report the totals of all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+JOB_LABELS = ("queue", "task")
+DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+)
+
+ENQUEUED = Counter("jobs_enqueued", "Jobs committed by enqueue.", JOB_LABELS)
+DISPATCHED = Counter("jobs_dispatched", "Jobs moved from PostgreSQL into Redis.", ("queue",))
+COMPLETED = Counter("jobs_completed", "Attempts that completed.", JOB_LABELS)
+FAILED = Counter("jobs_failed", "Attempts that raised, timed out or were lost.", JOB_LABELS)
+RETRIED = Counter("jobs_retried", "Failed attempts scheduled to run again.", JOB_LABELS)
+DEAD = Counter("jobs_dead", "Jobs moved to the dead-letter queue.", JOB_LABELS)
+CANCELLED = Counter("jobs_cancelled", "Running jobs that stopped on cancel.", JOB_LABELS)
+DROPPED = Counter(
+    "jobs_dropped",
+    "Popped ids that could not be claimed (duplicates, "
+    "cancelled or deleted rows, paused queues); never run.",
+)
+STALE = Counter(
+    "jobs_stale_outcomes",
+    "Outcomes of attempts that had lost their lease; fenced off, they changed nothing.",
+)
+RESCUED = Counter("jobs_rescued", "Lost attempts given back by rescue.", ("outcome",))
+RECONCILED = Counter("jobs_reconciled", "Dispatched jobs missing from Redis, queued again.")
+REDIS_REBUILDS = Counter("redis_rebuilds", "Times Redis was found empty and rebuilt.")
+PROCESSING = Histogram(
+    "job_processing_duration_seconds",
+    "Handler run time per attempt.",
+    JOB_LABELS,
+    buckets=DURATION_BUCKETS,
+)
+WAIT = Histogram(
+    "job_wait_seconds",
+    "From ready (enqueue or run_at) to start.",
+    ("queue",),
+    buckets=DURATION_BUCKETS,
+)
+QUEUE_LENGTH = Gauge(
+    "queue_length",
+    "Jobs waiting to start, by lane.",
+    ("queue", "lane"),
+    multiprocess_mode="mostrecent",
+)
+OLDEST_AGE = Gauge(
+    "oldest_job_age_seconds",
+    "Age of the oldest waiting job.",
+    ("queue",),
+    multiprocess_mode="mostrecent",
+)
+WORKER_ACTIVE = Gauge("worker_active", "Jobs running now.", multiprocess_mode="livesum")
+BREAKER_STATE = Gauge(
+    "circuit_breaker_state",
+    "0 closed, 1 half-open, 2 open.",
+    ("queue",),
+    multiprocess_mode="mostrecent",
+)
+
+
+def exposition() -> bytes:
+    """The text format for /metrics: this process, or all processes in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,129 @@
+-- name: admin_queue_stats
+-- One row per queue with every figure the dashboard shows, in one statement. Each part
+-- reads a partial index: jobs_ready_idx (queued), jobs_dispatched_idx, jobs_running_idx,
+-- jobs_admin_list_idx (dead, and the skip scan that finds queues without a job_queues
+-- row), job_logs_finished_idx (the last hour).
+WITH RECURSIVE seen(name) AS (
+    (SELECT j.queue_name FROM {schema}.jobs j
+     WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
+     ORDER BY j.queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue_name FROM {schema}.jobs j
+            WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
+              AND j.queue_name > seen.name
+            ORDER BY j.queue_name LIMIT 1)
+    FROM seen WHERE seen.name IS NOT NULL
+), queues AS (
+    SELECT name FROM {schema}.job_queues
+    UNION SELECT name FROM seen WHERE name IS NOT NULL
+    UNION SELECT queue_name FROM {schema}.jobs WHERE status IN ('dispatched', 'running')
+), waiting AS (
+    -- Ready (queued, due) and dispatched jobs are both waiting for a worker.
+    SELECT queue_name,
+           count(*) FILTER (WHERE run_at <= now() AND priority <= %(high_max)s) AS high,
+           count(*) FILTER (WHERE run_at <= now() AND priority > %(high_max)s
+                                  AND priority <= %(normal_max)s) AS normal,
+           count(*) FILTER (WHERE run_at <= now() AND priority > %(normal_max)s) AS low,
+           min(run_at) FILTER (WHERE run_at <= now() AND priority <= %(high_max)s) AS high_since,
+           min(run_at) FILTER (WHERE run_at <= now() AND priority > %(high_max)s
+                                     AND priority <= %(normal_max)s) AS normal_since,
+           min(run_at) FILTER (WHERE run_at <= now() AND priority > %(normal_max)s) AS low_since,
+           count(*) FILTER (WHERE run_at > now() AND NOT in_redis) AS scheduled,
+           count(*) FILTER (WHERE in_redis) AS dispatched
+    FROM (
+        -- A literal instead of the status column keeps the first branch index-only.
+        SELECT queue_name, priority, run_at, false AS in_redis
+        FROM {schema}.jobs WHERE status = 'queued'
+        UNION ALL
+        SELECT queue_name, priority, run_at, true FROM {schema}.jobs WHERE status = 'dispatched'
+    ) w
+    GROUP BY queue_name
+), running AS (
+    SELECT queue_name, count(*) AS running
+    FROM {schema}.jobs WHERE status = 'running'
+    GROUP BY queue_name
+), recent AS (
+    SELECT queue_name,
+           count(*) FILTER (WHERE status = 'completed') AS completed_last_hour,
+           count(*) FILTER (WHERE status IN ('failed', 'dead', 'lost')) AS failed_last_hour,
+           count(*) FILTER (WHERE status = 'completed'
+                                  AND finished > now() - interval '5 minutes') AS completed_5m
+    FROM {schema}.job_logs
+    WHERE finished > now() - interval '1 hour'
+    GROUP BY queue_name
+), live AS (
+    SELECT q AS queue_name, count(*) AS live_workers
+    FROM {schema}.workers w CROSS JOIN unnest(w.queues) AS q
+    WHERE w.stopped IS NULL
+      AND w.last_heartbeat >= now() - %(dead_after)s * interval '1 second'
+    GROUP BY q
+)
+SELECT q.name,
+       coalesce(NOT jq.is_active, false) AS paused,
+       jq.paused_at,
+       coalesce(w.high, 0) AS waiting_high,
+       coalesce(w.normal, 0) AS waiting_normal,
+       coalesce(w.low, 0) AS waiting_low,
+       extract(epoch FROM now() - w.high_since)::float8 AS oldest_high,
+       extract(epoch FROM now() - w.normal_since)::float8 AS oldest_normal,
+       extract(epoch FROM now() - w.low_since)::float8 AS oldest_low,
+       coalesce(w.scheduled, 0) AS scheduled,
+       coalesce(w.dispatched, 0) AS dispatched,
+       coalesce(r.running, 0) AS running,
+       coalesce(c.completed_last_hour, 0) AS completed_last_hour,
+       coalesce(c.failed_last_hour, 0) AS failed_last_hour,
+       coalesce(c.completed_5m, 0) AS completed_5m,
+       d.dead,
+       coalesce(l.live_workers, 0) AS live_workers
+FROM queues q
+LEFT JOIN {schema}.job_queues jq ON jq.name = q.name
+LEFT JOIN waiting w ON w.queue_name = q.name
+LEFT JOIN running r ON r.queue_name = q.name
+LEFT JOIN recent c ON c.queue_name = q.name
+LEFT JOIN live l ON l.queue_name = q.name
+CROSS JOIN LATERAL (
+    SELECT count(*) AS dead FROM {schema}.jobs j
+    WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
+      AND j.queue_name = q.name AND j.status = 'dead'
+) d
+ORDER BY q.name;
+
+-- name: admin_stats_summary
+-- The figures that are not per queue; sent in the same pipeline as admin_queue_stats.
+SELECT now() AS now,
+       count(*) AS workers_total,
+       count(*) FILTER (WHERE alive) AS workers_alive,
+       coalesce(sum(concurrency) FILTER (WHERE alive), 0) AS capacity,
+       coalesce(sum(jobs_in_flight) FILTER (WHERE alive), 0) AS busy,
+       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM l.duration))
+        FROM {schema}.job_logs l
+        WHERE l.finished > now() - interval '5 minutes' AND l.status = 'completed'
+          AND l.duration IS NOT NULL)::float8 AS p95_duration
+FROM (
+    SELECT concurrency, jobs_in_flight,
+           stopped IS NULL
+           AND last_heartbeat >= now() - %(dead_after)s * interval '1 second' AS alive
+    FROM {schema}.workers
+) w;
+
+-- name: admin_workers
+SELECT id, host, pid, queues, concurrency, started, last_heartbeat, stopped, jobs_in_flight,
+       extract(epoch FROM now() - last_heartbeat)::float8 AS heartbeat_age_seconds,
+       (stopped IS NULL AND last_heartbeat >= now() - %(dead_after)s * interval '1 second')
+           AS alive
+FROM {schema}.workers
+ORDER BY alive DESC, started DESC, id;
+
+-- name: admin_queue_exists
+-- A queue is known when it has a job_queues row or any job (probes, not scans).
+SELECT EXISTS (SELECT 1 FROM {schema}.job_queues WHERE name = %(queue)s)
+    OR EXISTS (SELECT 1 FROM {schema}.jobs
+               WHERE status IN ('queued', 'completed', 'dead', 'cancelled')
+                 AND queue_name = %(queue)s)
+    OR EXISTS (SELECT 1 FROM {schema}.jobs
+               WHERE status = 'dispatched' AND queue_name = %(queue)s)
+    OR EXISTS (SELECT 1 FROM {schema}.jobs
+               WHERE status = 'running' AND queue_name = %(queue)s) AS known;
+
+-- name: admin_ping
+SELECT 1;

@@ -1,0 +1,144 @@
+"""/healthz, /readyz and /metrics for every long-running process, on the admin port.
+
+Liveness is "the process answers". Readiness checks PostgreSQL and Redis right now and
+asks the component whether it is doing its job; the body names every failing check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Generator
+from typing import Protocol
+
+import psycopg
+import redis.asyncio as aioredis
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from conveyor.config import Settings
+from conveyor.metrics import exposition
+from conveyor.store.connect import describe
+
+
+class Component(Protocol):
+    ready: bool
+    not_ready_reason: str
+
+
+async def check_postgres(settings: Settings) -> str | None:
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database.url, connect_timeout=2, autocommit=True
+        ) as conn:
+            await conn.execute(b"SELECT 1")
+    except (psycopg.Error, OSError) as error:
+        return f"PostgreSQL: {describe(error)}"
+    return None
+
+
+async def check_redis(settings: Settings) -> str | None:
+    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (aioredis.RedisError, OSError) as error:
+        return f"Redis: {describe(error)}"
+    finally:
+        await client.aclose()
+    return None
+
+
+def health_app(settings: Settings, component: Component | Callable[[], str | None]) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        failures = [
+            f for f in await asyncio.gather(check_postgres(settings), check_redis(settings)) if f
+        ]
+        if callable(component):
+            problem = component()
+            if problem:
+                failures.append(problem)
+        elif not component.ready:
+            failures.append(component.not_ready_reason or "not ready")
+        if failures:
+            return JSONResponse({"ready": False, "failing": failures}, status_code=503)
+        return JSONResponse({"ready": True, "failing": []})
+
+    async def metrics(_: Request) -> Response:
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ]
+    )
+
+
+class _QuietServer(uvicorn.Server):
+    """The host process owns the signals; uvicorn must not take them over."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HealthServer:
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        task: asyncio.Task[None] | None = None,
+        thread: threading.Thread | None = None,
+    ) -> None:
+        self.server = server
+        self.task = task
+        self.thread = thread
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
+
+    def stop_thread(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(5)
+
+
+def _server(
+    settings: Settings, port: int, component: Component | Callable[[], str | None]
+) -> uvicorn.Server:
+    config = uvicorn.Config(
+        health_app(settings, component),
+        host=settings.health.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    return _QuietServer(config)
+
+
+async def serve_health(settings: Settings, port: int, component: Component) -> HealthServer:
+    """Serve in the caller's event loop (queuer, worker process)."""
+    server = _server(settings, port, component)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    return HealthServer(server, task=task)
+
+
+def serve_health_in_thread(
+    settings: Settings, port: int, check: Callable[[], str | None]
+) -> HealthServer:
+    """Serve from a thread (the supervisor's main thread is a plain loop, not asyncio)."""
+    server = _server(settings, port, check)
+    thread = threading.Thread(target=server.run, name="conveyor-health", daemon=True)
+    thread.start()
+    return HealthServer(server, thread=thread)
