@@ -134,6 +134,15 @@ class Lanes:
         values = iter(await pipe.execute())
         return {(queue, lane): int(next(values)) for queue in names for lane in LANES}
 
+    async def eviction_policy(self) -> str | None:
+        """Redis's maxmemory-policy, or None where CONFIG is not allowed (managed Redis)."""
+        try:
+            found = await self.client.config_get("maxmemory-policy")
+        except aioredis.ResponseError:
+            return None
+        value = found.get("maxmemory-policy") or found.get(b"maxmemory-policy")
+        return None if value is None else _text(value)
+
     async def paused(self) -> set[str]:
         members = await self.client.smembers(self.keys.paused)
         return {_text(item) for item in members}

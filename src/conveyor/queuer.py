@@ -61,6 +61,7 @@ class Queuer:
         self.is_leader = False
         self.epoch: str | None = None
         self._wake = asyncio.Event()
+        self._eviction_checked = False
         self._pool: AsyncConnectionPool | None = None
         self._redis: aioredis.Redis | None = None
         self._lanes: Lanes | None = None
@@ -273,7 +274,20 @@ class Queuer:
         passes = (self.rescuer, self.reconciler)
         return tuple(sum(p.counts.values()) for p in passes if p is not None)
 
+    async def _warn_about_eviction(self) -> None:
+        policy = await self.lanes.eviction_policy()
+        self._eviction_checked = True
+        if policy and policy != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is %s: Redis may evict lane keys under memory pressure."
+                " No job is lost (the reconciler re-dispatches them), but dispatch slows down;"
+                " 'noeviction' is the better setting for Conveyor's Redis",
+                policy,
+            )
+
     async def _iteration(self) -> float:
+        if not self._eviction_checked:
+            await self._warn_about_eviction()
         await self._listen()
         await self._try_lead()
         await self.sync_epoch()
