@@ -16,7 +16,9 @@ WITH RECURSIVE seen(name) AS (
 ), queues AS (
     SELECT name FROM {schema}.job_queues
     UNION SELECT name FROM seen WHERE name IS NOT NULL
-    UNION SELECT queue_name FROM {schema}.jobs WHERE status IN ('dispatched', 'running')
+    -- One branch per status, so each reads its own partial index.
+    UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'dispatched'
+    UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'running'
 ), waiting AS (
     -- Ready (queued, due) and dispatched jobs are both waiting for a worker.
     SELECT queue_name,
