@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -62,7 +63,7 @@ async def test_failing_task_retries_with_backoff_then_dies(
     for row in logs:
         assert row[2] == "ValueError: Division by zero in MRR calculation"
         assert "Traceback" in row[3] and "raise ValueError" in row[3]
-    for previous, following in zip(logs, logs[1:], strict=False):
+    for previous, following in itertools.pairwise(logs):
         waited = (following[4] - previous[5]).total_seconds()
         low, _ = policy.bounds(previous[0])
         assert waited >= low, f"attempt {following[0]} started {waited:.3f}s after, before {low}"
