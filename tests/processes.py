@@ -18,31 +18,27 @@ import pytest
 import redis
 
 from conveyor.config import Settings
+from conveyor.launch import child_environment, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+FAST_KEYS = (
+    "queuer.poll_interval",
+    "worker.heartbeat_interval",
+    "worker.dead_after",
+    "worker.fetch_timeout",
+    "worker.shutdown_grace",
+    "worker.lease",
+    "maintenance.rescue_interval",
+    "maintenance.reconcile_interval",
+    "maintenance.reconcile_grace",
+)
+
+
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment that makes a child process load the same settings as the test."""
-    s = settings
-    values = {
-        "DATABASE_URL": s.database.url,
-        "DATABASE__SCHEMA": s.database.schema_name,
-        "REDIS_URL": s.redis.url,
-        "REDIS__KEY_PREFIX": s.redis.key_prefix,
-        "QUEUER__POLL_INTERVAL": f"{s.queuer.poll_interval}s",
-        "WORKER__HEARTBEAT_INTERVAL": f"{s.worker.heartbeat_interval}s",
-        "WORKER__DEAD_AFTER": f"{s.worker.dead_after}s",
-        "WORKER__FETCH_TIMEOUT": f"{s.worker.fetch_timeout}s",
-        "WORKER__SHUTDOWN_GRACE": f"{s.worker.shutdown_grace}s",
-        "WORKER__LEASE": f"{s.worker.lease}s",
-        "MAINTENANCE__RESCUE_INTERVAL": f"{s.maintenance.rescue_interval}s",
-        "MAINTENANCE__RECONCILE_INTERVAL": f"{s.maintenance.reconcile_interval}s",
-        "MAINTENANCE__RECONCILE_GRACE": f"{s.maintenance.reconcile_grace}s",
-        "LOG__LEVEL": "info",
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "REDIS"))}
-    env.update(values)
+    env = child_environment({**settings_env(settings, FAST_KEYS), "LOG__LEVEL": "info"})
     env.update(extra)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env

@@ -140,8 +140,10 @@ class Lanes:
             found = await self.client.config_get("maxmemory-policy")
         except aioredis.ResponseError:
             return None
-        value = found.get("maxmemory-policy") or found.get(b"maxmemory-policy")
-        return None if value is None else _text(value)
+        for key, value in cast(dict[bytes | str, bytes | str], found).items():
+            if _text(key) == "maxmemory-policy":
+                return _text(value)
+        return None
 
     async def paused(self) -> set[str]:
         members = await self.client.smembers(self.keys.paused)

@@ -1,0 +1,1 @@
+"""`conveyor bench`: an end-to-end benchmark on real processes, measured from PostgreSQL."""

@@ -1,0 +1,237 @@
+"""Run the benchmark: real queuer and worker processes, jobs enqueued by this process.
+
+Throughput mode enqueues `count` jobs as fast as bulk enqueue allows while the workers
+drain; rate mode offers `rate` jobs per second in 10 ms ticks. Either way the run ends
+when every job is completed in PostgreSQL, and each job's latency is its own
+(started - created, completed - created), on PostgreSQL's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+
+from conveyor.app import Conveyor
+from conveyor.bench.tasks import QUEUE, TASK
+from conveyor.config import Settings
+from conveyor.lanes import Keys
+from conveyor.launch import Launcher, settings_env, wipe_namespace
+from conveyor.store import load_queries
+from conveyor.store.migrate import migrate
+
+PRIORITIES = {"high": 10, "normal": 100, "low": 200}
+ENQUEUE_BATCH = 1000
+TICK = 0.01
+
+
+@dataclass
+class BenchOptions:
+    count: int = 10_000
+    rate: float | None = None
+    priority: int = 100
+    timeout: float = 300.0
+    payload_size: int = 0
+    concurrency: int = 100
+    processes: int = 2
+
+
+@dataclass
+class BenchResult:
+    count: int
+    completed: int
+    mode: str
+    options: dict[str, Any]
+    enqueue_seconds: float
+    enqueue_jobs_per_s: float
+    end_to_end_seconds: float
+    end_to_end_jobs_per_s: float
+    latency_ms: dict[str, dict[str, float]]
+    redis_ms: dict[str, float]
+    timed_out: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_priority(value: str) -> int:
+    if value in PRIORITIES:
+        return PRIORITIES[value]
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"priority must be high, normal, low or 0-1000, not {value!r}") from None
+    if not 0 <= number <= 1000:
+        raise ValueError(f"priority must be from 0 to 1000, not {number}")
+    return number
+
+
+async def run_bench(
+    settings: Settings,
+    options: BenchOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BenchResult:
+    wipe_namespace(settings)
+    migrate(settings.database.url, settings.database.schema_name)
+    app = Conveyor(settings)
+    app.task(name=TASK, queue=QUEUE, max_attempts=1)(_noop)
+    queries = load_queries(settings.database.schema_name)
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as logs:
+        launcher = Launcher(settings_env(settings, ("log.level",)), Path(logs))
+        try:
+            launcher.queuer()
+            launcher.worker(
+                "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency
+            )
+            await _wait_for_workers(settings, queries["bench_live_workers"], options, launcher)
+            probe = RedisProbe(settings)
+            probe_task = asyncio.ensure_future(probe.run())
+            started = time.monotonic()
+            enqueue_seconds = await _enqueue(app, options, progress)
+            timed_out = not await _wait_for_completion(
+                settings, queries["bench_finished"], options, started, progress
+            )
+            probe.stop = True
+            await probe_task
+            summary = _summary(settings, queries["bench_summary"])
+        finally:
+            launcher.stop()
+            await app.aclose()
+    return _result(options, enqueue_seconds, summary, probe.samples, timed_out)
+
+
+async def _noop(payload: Any) -> None:
+    return None
+
+
+async def _wait_for_workers(
+    settings: Settings, query: bytes, options: BenchOptions, launcher: Launcher
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if launcher.dead():
+            raise RuntimeError(f"a benchmark process died:\n{launcher.logs()[-3000:]}")
+        with psycopg.connect(settings.database.url, autocommit=True) as conn:
+            row = conn.execute(query).fetchone()
+        if row and row[0] >= options.processes:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("workers did not start within 60 s")
+
+
+async def _enqueue(
+    app: Conveyor, options: BenchOptions, progress: Callable[[str, int, int], None] | None
+) -> float:
+    payload = {"pad": "x" * options.payload_size} if options.payload_size else {}
+    started = time.monotonic()
+    sent = 0
+    while sent < options.count:
+        if options.rate is None:
+            size = min(ENQUEUE_BATCH, options.count - sent)
+        else:
+            due = min(options.count, int(options.rate * (time.monotonic() - started)) + 1)
+            size = due - sent
+            if size <= 0:
+                await asyncio.sleep(TICK)
+                continue
+        await app.aenqueue_many(TASK, [payload] * size, priority=options.priority)
+        sent += size
+        if progress:
+            progress("enqueued", sent, options.count)
+    return time.monotonic() - started
+
+
+async def _wait_for_completion(
+    settings: Settings,
+    query: bytes,
+    options: BenchOptions,
+    started: float,
+    progress: Callable[[str, int, int], None] | None,
+) -> bool:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database.url, autocommit=True
+    ) as conn:
+        while time.monotonic() - started < options.timeout:
+            row = await (await conn.execute(query)).fetchone()
+            done = int(row[0]) if row else 0
+            if progress:
+                progress("finished", done, options.count)
+            if done >= options.count:
+                return True
+            await asyncio.sleep(0.25)
+    return False
+
+
+def _summary(settings: Settings, query: bytes) -> dict[str, Any]:
+    with psycopg.connect(settings.database.url, autocommit=True) as conn:
+        cur = conn.execute(query)
+        row = cur.fetchone()
+        assert row is not None and cur.description is not None  # noqa: S101
+        return {column.name: value for column, value in zip(cur.description, row, strict=True)}
+
+
+class RedisProbe:
+    """Times a cheap Redis command every 5 ms during the run: Redis latency under load."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = aioredis.Redis.from_url(settings.redis.url)
+        self.key = Keys(settings.redis.key_prefix).lane(QUEUE, "normal")
+        self.samples: list[float] = []
+        self.stop = False
+
+    async def run(self) -> None:
+        try:
+            while not self.stop:
+                began = time.perf_counter()
+                await self.client.llen(self.key)
+                self.samples.append((time.perf_counter() - began) * 1000)
+                await asyncio.sleep(0.005)
+        finally:
+            await self.client.aclose()
+
+
+def _percentiles(values: Any, maximum: Any) -> dict[str, float]:
+    p50, p95, p99 = values or (0.0, 0.0, 0.0)
+    return {"p50": p50 * 1000, "p95": p95 * 1000, "p99": p99 * 1000, "max": (maximum or 0.0) * 1000}
+
+
+def _result(
+    options: BenchOptions,
+    enqueue_seconds: float,
+    summary: dict[str, Any],
+    redis_samples: list[float],
+    timed_out: bool,
+) -> BenchResult:
+    completed = int(summary["completed"] or 0)
+    span = float(summary["span_seconds"] or 0.0)
+    redis_ms = {"samples": float(len(redis_samples))}
+    if len(redis_samples) >= 2:
+        cuts = statistics.quantiles(redis_samples, n=100)
+        redis_ms.update(p50=cuts[49], p99=cuts[98], max=max(redis_samples))
+    return BenchResult(
+        count=options.count,
+        completed=completed,
+        mode="throughput" if options.rate is None else f"rate {options.rate:g}/s",
+        options=asdict(options),
+        enqueue_seconds=enqueue_seconds,
+        enqueue_jobs_per_s=options.count / enqueue_seconds if enqueue_seconds else 0.0,
+        end_to_end_seconds=span,
+        end_to_end_jobs_per_s=completed / span if span else 0.0,
+        latency_ms={
+            "enqueue_to_start": _percentiles(summary["start_percentiles"], summary["start_max"]),
+            "enqueue_to_complete": _percentiles(
+                summary["complete_percentiles"], summary["complete_max"]
+            ),
+        },
+        redis_ms=redis_ms,
+        timed_out=timed_out,
+    )

@@ -1,0 +1,162 @@
+"""Start Conveyor's own processes (queuer, workers) as children, and clean up after them.
+
+Used by `conveyor demo`, `conveyor bench` and the fault tests: a child gets its settings
+through the same environment variables an operator would set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from conveyor.config import Settings
+from conveyor.store.queries import check_schema_name
+
+ESSENTIAL = ("database.url", "database.schema", "redis.url", "redis.key_prefix")
+
+
+def env_name(dotted: str) -> str:
+    section, _, key = dotted.partition(".")
+    if dotted == "database.url":
+        return "DATABASE_URL"
+    if dotted == "redis.url":
+        return "REDIS_URL"
+    return f"{section.upper()}__{key.upper()}"
+
+
+def setting(settings: Settings, dotted: str) -> Any:
+    section, _, key = dotted.partition(".")
+    values = getattr(settings, section).model_dump(by_alias=True)
+    return values[key]
+
+
+def settings_env(settings: Settings, keys: Iterable[str] = ()) -> dict[str, str]:
+    """Environment variables that reproduce `settings` (the essentials plus `keys`)."""
+    env = {}
+    for dotted in (*ESSENTIAL, *keys):
+        value = setting(settings, dotted)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | tuple):
+            text = ",".join(str(item) for item in value)
+        else:
+            text = "" if value is None else str(value)
+        env[env_name(dotted)] = text
+    return env
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Our environment minus anything that would fight the overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "REDIS"))}
+    env.update(overrides)
+    return env
+
+
+class Launcher:
+    """Children in their own process groups, so stopping them never touches the caller."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path, cwd: Path | None = None) -> None:
+        self.env = child_environment(env)
+        self.log_dir = log_dir
+        self.cwd = cwd
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def conveyor(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{name}-{len(self.children)}.log"
+        with open(log_path, "wb") as log:
+            # Our own interpreter and module, with arguments we built: no shell involved.
+            process = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "conveyor", *args],
+                env={**self.env, **extra_env},
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.children.append((name, process))
+        return process
+
+    def queuer(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        return self.conveyor("queuer", "queuer", *args, **extra_env)
+
+    def worker(
+        self,
+        app: str,
+        queues: Iterable[str],
+        processes: int = 1,
+        concurrency: int = 10,
+        *args: str,
+        **extra_env: str,
+    ) -> subprocess.Popen[bytes]:
+        return self.conveyor(
+            "worker",
+            "worker",
+            "--app",
+            app,
+            "--queues",
+            ",".join(queues),
+            "--processes",
+            str(processes),
+            "--concurrency",
+            str(concurrency),
+            *args,
+            **extra_env,
+        )
+
+    def dead(self) -> list[str]:
+        return [name for name, process in self.children if process.poll() is not None]
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM (a drain), then SIGKILL whatever is left of each process group."""
+        for _, process in self.children:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for _, process in self.children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.0, deadline - time.monotonic()))
+        self.kill()
+
+    def kill(self) -> None:
+        for _, process in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+
+
+def wipe_namespace(settings: Settings) -> None:
+    """Drop a schema and every Redis key under a prefix (for demo and bench runs only)."""
+    schema = check_schema_name(settings.database.schema_name)
+    prefix = settings.redis.key_prefix
+    if not prefix:
+        raise ValueError("refusing to wipe Redis keys without a key prefix")
+    with psycopg.connect(settings.database.url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+    client = redis.Redis.from_url(settings.redis.url)
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()

@@ -1,0 +1,19 @@
+-- name: bench_finished
+SELECT count(*) FROM {schema}.jobs WHERE status IN ('completed', 'dead');
+
+-- name: bench_live_workers
+SELECT count(*) FROM {schema}.workers WHERE stopped IS NULL;
+
+-- name: bench_summary
+-- Every figure from PostgreSQL's clock: created is the enqueue transaction's start,
+-- started the claim's, completed the outcome's. Only completed jobs count.
+SELECT count(*) AS completed,
+       extract(epoch FROM max(completed) - min(created))::float8 AS span_seconds,
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM started - created)) AS start_percentiles,
+       max(extract(epoch FROM started - created))::float8 AS start_max,
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM completed - created)) AS complete_percentiles,
+       max(extract(epoch FROM completed - created))::float8 AS complete_max
+FROM {schema}.jobs
+WHERE status = 'completed';
