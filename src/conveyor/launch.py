@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,29 +63,41 @@ def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 class Launcher:
-    """Children in their own process groups, so stopping them never touches the caller."""
+    """Children in their own sessions: a terminal's Ctrl-C reaches only the caller, which
+    then stops them in order, and stopping them never touches the caller."""
 
     def __init__(self, env: Mapping[str, str], log_dir: Path, cwd: Path | None = None) -> None:
         self.env = child_environment(env)
         self.log_dir = log_dir
         self.cwd = cwd
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.children: list[Child] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def conveyor(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
-        log_path = self.log_dir / f"{name}-{len(self.children)}.log"
+        taken = {child.log.name for child in self.children}
+        log_path = self.log_dir / f"{name}.log"
+        if log_path.name in taken:
+            log_path = self.log_dir / f"{name}-{len(self.children)}.log"
         with open(log_path, "wb") as log:
             # Our own interpreter and module, with arguments we built: no shell involved.
             process = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "conveyor", *args],
                 env={**self.env, **extra_env},
                 cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.children.append((name, process))
+        self.children.append(Child(name, process, log_path))
         return process
 
     def queuer(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
@@ -100,55 +113,51 @@ class Launcher:
         **extra_env: str,
     ) -> subprocess.Popen[bytes]:
         return self.conveyor(
-            "worker",
-            "worker",
-            "--app",
-            app,
-            "--queues",
-            ",".join(queues),
-            "--processes",
-            str(processes),
-            "--concurrency",
-            str(concurrency),
-            *args,
-            **extra_env,
-        )
+            "worker", "worker", "--app", app, "--queues", ",".join(queues),
+            "--processes", str(processes), "--concurrency", str(concurrency), *args, **extra_env,
+        )  # fmt: skip
 
-    def dead(self) -> list[str]:
-        return [name for name, process in self.children if process.poll() is not None]
+    def dead(self) -> list[Child]:
+        return [child for child in self.children if child.process.poll() is not None]
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(c.log.read_text(errors="replace") for c in self.children if c.log.exists())
 
     def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM (a drain), then SIGKILL whatever is left of each process group."""
-        for _, process in self.children:
-            if process.poll() is None:
+        """SIGTERM (a drain), then SIGKILL whatever is left of each session.
+
+        Only the lead process is signalled: a supervisor forwards SIGTERM to its children,
+        and a child that got it twice would hand its jobs back instead of finishing them.
+        """
+        for child in self.children:
+            if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
+                    child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for _, process in self.children:
+        for child in self.children:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.0, deadline - time.monotonic()))
+                child.process.wait(max(0.1, deadline - time.monotonic()))
         self.kill()
 
     def kill(self) -> None:
-        for _, process in self.children:
+        """SIGKILL each child's whole session (a supervisor's worker processes included)."""
+        for child in self.children:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(child.process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(10)
+                child.process.wait(10)
 
 
-def wipe_namespace(settings: Settings) -> None:
+def wipe_namespace(database_url: str, schema: str, redis_url: str, prefix: str) -> None:
     """Drop a schema and every Redis key under a prefix (for demo and bench runs only)."""
-    schema = check_schema_name(settings.database.schema_name)
-    prefix = settings.redis.key_prefix
+    check_schema_name(schema)
     if not prefix:
         raise ValueError("refusing to wipe Redis keys without a key prefix")
-    with psycopg.connect(settings.database.url, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # Fail rather than hang if a leftover process from an earlier run holds a lock.
+        conn.execute(b"SET lock_timeout = '10s'")
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
-    client = redis.Redis.from_url(settings.redis.url)
+    client = redis.Redis.from_url(redis_url)
     try:
         batch = []
         for key in client.scan_iter(match=f"{prefix}*", count=1000):

@@ -80,7 +80,8 @@ async def run_bench(
     options: BenchOptions,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchResult:
-    wipe_namespace(settings)
+    db, rd = settings.database, settings.redis
+    wipe_namespace(db.url, db.schema_name, rd.url, rd.key_prefix)
     migrate(settings.database.url, settings.database.schema_name)
     app = Conveyor(settings)
     app.task(name=TASK, queue=QUEUE, max_attempts=1)(_noop)

@@ -1,0 +1,1 @@
+"""Sample tasks for `conveyor demo` (see `conveyor.demo.tasks`)."""
