@@ -210,3 +210,101 @@ def procs(settings: Settings, tmp_path: Path) -> Iterator[Processes]:
     running = Processes(settings, tmp_path)
     yield running
     running.stop_all()
+
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster on a free port, run as the `postgres` user, stopped by
+    pid. Its data survives a stop, so start() after stop() is a restart."""
+
+    def __init__(self) -> None:
+        import pwd
+        import tempfile
+
+        self.port = free_port()
+        self.user = pwd.getpwnam("postgres")
+        # Not under pytest's tmp_path: the postgres user cannot enter root's 0700 folders.
+        self.dir = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
+        os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self.data = self.dir / "data"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._as_postgres(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ]
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, args: list[str]) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(200):
+            with contextlib.suppress(psycopg.OperationalError):
+                psycopg.connect(self.url, connect_timeout=1).close()
+                return
+            time.sleep(0.05)
+        raise RuntimeError("private PostgreSQL did not start")
+
+    def stop(self) -> None:
+        """Immediate shutdown of the whole server (SIGQUIT to the postmaster's group)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGQUIT)
+            self.process.wait(30)
+            self.process = None
+            time.sleep(0.2)
+
+    def remove(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def can_run_private_postgres() -> bool:
+    import pwd
+
+    if PG_BIN is None or os.geteuid() != 0:
+        return False
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return False
+    return True

@@ -28,6 +28,7 @@ from tests.conftest import wait_until
 from tests.processes import (
     Processes,
     RedisServer,
+    can_run_private_postgres,
     children_of,
     create_recording_tables,
     free_port,
@@ -281,3 +282,55 @@ def _readyz(port: int) -> tuple[int, str]:
         return error.code, error.read().decode()
     except OSError:
         return 0, ""
+
+
+@pytest.mark.skipif(not can_run_private_postgres(), reason="needs root and PostgreSQL binaries")
+async def test_postgres_restart_loses_nothing_and_enqueue_fails_clearly(
+    tmp_path: Path,
+) -> None:
+    """Scenario 10: PostgreSQL goes away mid-run and comes back."""
+    from conveyor import DatabaseUnavailable
+    from tests.conftest import make_settings
+    from tests.processes import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    prefix = f"pgrestart-{os.getpid()}-{time.monotonic_ns()}:"
+    settings = make_settings(server.url, "conveyor", prefix, **{"database.connect_timeout": 1})
+    migrate(settings.database.url, settings.database.schema_name)
+    create_recording_tables(settings)
+    app = Conveyor(settings)
+    app.tasks.update(recording.app.tasks)
+    procs = Processes(settings, tmp_path)
+    try:
+        ids = app.enqueue_many("job", [{"sleep": 0.005} for _ in range(1500)])
+        queuer = procs.queuer()
+        worker = procs.worker(processes=2, concurrency=8)
+
+        def done() -> int:
+            with psycopg.connect(server.url, options="-c search_path=conveyor") as conn:
+                return finished(conn)
+
+        await wait_until(lambda: done() >= 300, timeout=60, message="progress")
+        server.stop()
+        with pytest.raises(DatabaseUnavailable, match="PostgreSQL is unavailable"):
+            app.enqueue("job", {})
+        await asyncio.sleep(3)
+        assert queuer.poll() is None and worker.poll() is None, "no process crashed"
+        server.start()
+        await wait_until(lambda: done() == 1500, timeout=120, message="every job")
+        with psycopg.connect(server.url, options="-c search_path=conveyor") as conn:
+            assert await settle_and_check(conn, ids) == {"completed": 1500}
+            stuck = conn.execute(b"SELECT count(*) FROM jobs WHERE status = 'running'")
+            assert stuck.fetchone() == (0,)
+    finally:
+        procs.stop_all()
+        app.close()
+        server.remove()
+        import redis as redis_module
+
+        client = redis_module.Redis.from_url(settings.redis.url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
