@@ -53,14 +53,15 @@ async def check_redis(settings: Settings) -> str | None:
     return None
 
 
-def health_app(settings: Settings, component: Component | Callable[[], str | None]) -> Starlette:
+def health_routes(
+    settings: Settings, component: Component | Callable[[], str | None]
+) -> list[Route]:
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        failures = [
-            f for f in await asyncio.gather(check_postgres(settings), check_redis(settings)) if f
-        ]
+        checks = await asyncio.gather(check_postgres(settings), check_redis(settings))
+        failures = [failure for failure in checks if failure]
         if callable(component):
             problem = component()
             if problem:
@@ -74,13 +75,11 @@ def health_app(settings: Settings, component: Component | Callable[[], str | Non
     async def metrics(_: Request) -> Response:
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics),
-        ]
-    )
+    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+
+
+def health_app(settings: Settings, component: Component | Callable[[], str | None]) -> Starlette:
+    return Starlette(routes=health_routes(settings, component))
 
 
 class _QuietServer(uvicorn.Server):

@@ -1,0 +1,124 @@
+"""The `conveyor web` application: the JSON admin API under /api and the dashboard at /.
+
+Both call only the admin layer. The process also serves its own /healthz, /readyz and
+/metrics like every other Conveyor process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from conveyor.admin import Admin, AdminConflict, AdminError, AdminNotFound, AdminUnavailable
+from conveyor.config import Settings
+from conveyor.web import api, dashboard
+from conveyor.web.auth import Authenticator
+from conveyor.web.health import health_routes
+
+SESSION_COOKIE = "conveyor_session"
+SESSION_SECONDS = 12 * 3600
+
+
+def admin_error_status(error: Exception) -> int:
+    if isinstance(error, AdminNotFound):
+        return 404
+    if isinstance(error, AdminConflict):
+        return 409
+    if isinstance(error, AdminUnavailable):
+        return 503
+    return 400
+
+
+def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
+    secure = settings.web.secure_cookies == "always" or (
+        settings.web.secure_cookies == "auto" and tls
+    )
+    # Without a configured secret, sessions are valid only until this process restarts.
+    secret = settings.web.session_secret or secrets.token_urlsafe(32)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        admin = Admin(settings)
+        await admin.open()
+        app.state.admin = admin
+        try:
+            yield
+        finally:
+            await admin.close()
+
+    async def on_admin_error(request: Request, error: Exception) -> Response:
+        status = admin_error_status(error)
+        if request.url.path.startswith("/api"):
+            return JSONResponse({"error": str(error)}, status_code=status)
+        return dashboard.error_page(request, status, str(error))
+
+    async def on_http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)  # noqa: S101
+        if request.url.path.startswith("/api") or error.status_code != 401:
+            if request.url.path.startswith("/api"):
+                return JSONResponse(
+                    {"error": error.detail}, status_code=error.status_code, headers=error.headers
+                )
+            return dashboard.error_page(request, error.status_code, str(error.detail))
+        return dashboard.login_redirect(request)
+
+    app = Starlette(
+        routes=[
+            Mount("/api", routes=api.routes()),
+            Mount("/static", StaticFiles(packages=[("conveyor.web", "static")]), name="static"),
+            *health_routes(settings, lambda: None),
+            *dashboard.routes(),
+        ],
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret,
+                session_cookie=SESSION_COOKIE,
+                max_age=SESSION_SECONDS,
+                same_site="strict",
+                https_only=secure,
+            ),
+        ],
+        exception_handlers={
+            AdminError: on_admin_error,
+            AdminUnavailable: on_admin_error,
+            HTTPException: on_http_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.authenticator = Authenticator(settings)
+    return app
+
+
+async def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    import uvicorn
+
+    app = create_app(settings, tls=certfile is not None)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log.level,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    await server.serve()

@@ -1,0 +1,208 @@
+"""Who is asking, and may they: bearer tokens, login sessions, roles and CSRF.
+
+API clients send `Authorization: Bearer <token>` (tokens and their roles come from
+configuration). People log in to the dashboard with a token or a configured user and get
+a signed, HttpOnly, SameSite=Strict session cookie (Secure when served over TLS). Every
+state change made with a session cookie must carry the session's CSRF token and come
+from our own origin; bearer requests carry no ambient credential, so they need neither.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Literal
+from urllib.parse import urlsplit
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from conveyor.config import Settings
+
+Role = Literal["viewer", "operator", "admin"]
+RANKS: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    kind: Literal["token", "user"]
+    via_session: bool = False
+
+    def can(self, role: Role) -> bool:
+        return RANKS[self.role] >= RANKS[role]
+
+    @property
+    def actor(self) -> str:
+        """How audit rows name this caller."""
+        return f"{self.kind}:{self.name}"
+
+
+def hash_password(password: str) -> str:
+    """An scrypt hash for `web.users[].password_hash` (see `conveyor hash-password`)."""
+    if not password:
+        raise ValueError("the password must not be empty")
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    encode = base64.urlsafe_b64encode
+    return (
+        f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt).decode()}${encode(digest).decode()}"
+    )
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = encoded.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.urlsafe_b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=base64.urlsafe_b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self.tokens = [(t.token.encode(), t.name, t.role) for t in settings.web.tokens]
+        self.users = {u.username: u for u in settings.web.users}
+
+    def from_token(self, token: str) -> Principal | None:
+        offered = token.encode()
+        found = None
+        for secret, name, role in self.tokens:
+            # Compare against every token so timing says nothing about which one matched.
+            if hmac.compare_digest(offered, secret):
+                found = Principal(name, role, "token")
+        return found
+
+    def from_password(self, username: str, password: str) -> Principal | None:
+        user = self.users.get(username)
+        if user is None:
+            hash_password("timing-equaliser")  # as slow as a real check
+            return None
+        if not verify_password(password, user.password_hash):
+            return None
+        return Principal(user.username, user.role, "user")
+
+    def from_request(self, request: Request) -> Principal | None:
+        header = request.headers.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return None
+            return self.from_token(token.strip())
+        data = request.session.get("principal") if "session" in request.scope else None
+        if not isinstance(data, dict):
+            return None
+        role = data.get("role")
+        if role not in RANKS or data.get("kind") not in ("token", "user"):
+            return None
+        principal = Principal(str(data.get("name")), role, data["kind"], via_session=True)
+        return principal if self._still_valid(principal) else None
+
+    def _still_valid(self, principal: Principal) -> bool:
+        """A session ends when its token or user is removed from configuration."""
+        if principal.kind == "user":
+            user = self.users.get(principal.name)
+            return user is not None and user.role == principal.role
+        return any(
+            name == principal.name and role == principal.role for _, name, role in self.tokens
+        )
+
+
+def start_session(request: Request, principal: Principal) -> None:
+    request.session.clear()
+    request.session["principal"] = {
+        "name": principal.name,
+        "role": principal.role,
+        "kind": principal.kind,
+    }
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def end_session(request: Request) -> None:
+    request.session.clear()
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def check_csrf(request: Request) -> None:
+    """403 unless a cookie-authenticated state change is same-origin and carries the token."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if origin:
+        if urlsplit(origin).netloc != request.headers.get("host", ""):
+            raise HTTPException(403, "cross-site request refused")
+    elif request.headers.get("sec-fetch-site") == "cross-site":
+        raise HTTPException(403, "cross-site request refused")
+    submitted = request.headers.get(CSRF_HEADER)
+    if submitted is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD)
+        submitted = value if isinstance(value, str) else None
+    expected = request.session.get("csrf")
+    if (
+        not submitted
+        or not isinstance(expected, str)
+        or not hmac.compare_digest(submitted.encode(), expected.encode())
+    ):
+        raise HTTPException(403, "missing or wrong CSRF token")
+
+
+Endpoint = Callable[[Request, Principal], Awaitable[Response]]
+
+
+class NotAuthenticated(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(
+            401, "authentication required", headers={"WWW-Authenticate": 'Bearer realm="conveyor"'}
+        )
+
+
+def guarded(
+    role: Role = "viewer",
+) -> Callable[[Endpoint], Callable[[Request], Awaitable[Response]]]:
+    """Wrap an endpoint: 401 without credentials, 403 on a wrong role or a failed CSRF
+    check. The endpoint receives the caller as its second argument."""
+
+    def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        @wraps(endpoint)
+        async def handler(request: Request) -> Response:
+            auth: Authenticator = request.app.state.authenticator
+            principal = auth.from_request(request)
+            if principal is None:
+                raise NotAuthenticated()
+            if principal.via_session and request.method in UNSAFE_METHODS:
+                await check_csrf(request)
+            if not principal.can(role):
+                raise HTTPException(403, f"this needs the {role} role; you are {principal.role}")
+            return await endpoint(request, principal)
+
+        return handler
+
+    return wrap
