@@ -7,11 +7,13 @@ the caller: the job then exists if and only if the caller's transaction commits)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from conveyor import metrics
 from conveyor.errors import EnqueueError, UnknownTaskError
@@ -31,15 +33,15 @@ class EnqueueOptions:
 
 @dataclass
 class InsertBatch:
-    """Column arrays for the `insert_jobs` statement, in the caller's order."""
+    """The rows for the `insert_jobs` statement, in the caller's order."""
 
     ids: list[UUID]
-    params: dict[str, list[Any]]
+    keys: list[str | None]
+    records: list[dict[str, Any]]
 
     @property
-    def keys(self) -> list[str | None]:
-        keys: list[str | None] = self.params["idempotency_key"]
-        return keys
+    def params(self) -> dict[str, str]:
+        return {"jobs": orjson.dumps(self.records).decode()}
 
 
 def resolve_task(tasks: dict[str, Task], task_or_name: Task | str) -> Task:
@@ -75,31 +77,23 @@ def build_batch(
     if options.idempotency_key is not None and count > 1:
         raise EnqueueError("one idempotency_key cannot name several jobs")
     ids = [uuid7() for _ in range(count)]
-    params: dict[str, list[Any]] = {
-        "id": ids,
-        "queue_name": [queue] * count,
-        "task": [task.name] * count,
-        "priority": [priority] * count,
-        "payload": encoded,
-        "max_attempts": [max_attempts] * count,
-        "run_at": [options.run_at] * count,
-        "delay_seconds": [delay] * count,
-        "idempotency_key": [options.idempotency_key] * count,
-        "timeout_seconds": [task.timeout] * count,
-        "lease_seconds": [task.lease] * count,
+    common = {
+        "queue_name": queue,
+        "task": task.name,
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "run_at": options.run_at,
+        "delay_seconds": delay,
+        "idempotency_key": options.idempotency_key,
+        "timeout_seconds": task.timeout,
+        "lease_seconds": task.lease,
     }
-    return InsertBatch(ids, params)
-
-
-def merge_batches(batches: Sequence[InsertBatch]) -> InsertBatch:
-    if len(batches) == 1:
-        return batches[0]
-    merged = InsertBatch([], {name: [] for name in batches[0].params})
-    for batch in batches:
-        merged.ids.extend(batch.ids)
-        for name, values in batch.params.items():
-            merged.params[name].extend(values)
-    return merged
+    # Payloads are already JSON text (their size was checked): embed, do not re-encode.
+    records = [
+        {"id": job_id, "payload": orjson.Fragment(payload), **common}
+        for job_id, payload in zip(ids, encoded, strict=True)
+    ]
+    return InsertBatch(ids, [options.idempotency_key] * count, records)
 
 
 def resolve_ids(
@@ -129,5 +123,6 @@ def counted(batch: InsertBatch, ids: list[UUID]) -> list[UUID]:
     """Count written jobs (idempotent repeats that found an existing job are not new)."""
     fresh = len(set(ids) & set(batch.ids))
     if fresh:
-        metrics.ENQUEUED.labels(batch.params["queue_name"][0], batch.params["task"][0]).inc(fresh)
+        first = batch.records[0]
+        metrics.ENQUEUED.labels(first["queue_name"], first["task"]).inc(fresh)
     return ids

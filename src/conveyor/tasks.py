@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +52,12 @@ class JobContext:
     queue: str
     attempt: int
     max_attempts: int
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    # A plain flag: set by the event loop, read by handler threads (atomic under the GIL);
+    # a threading.Event per job cost more than the no-op jobs it serves.
+    _cancelled: bool = field(default=False, repr=False)
+
+    def cancel(self) -> None:
+        self._cancelled = True
 
     @property
     def idempotency_key(self) -> str:
@@ -62,10 +66,10 @@ class JobContext:
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def raise_if_cancelled(self) -> None:
-        if self._cancelled.is_set():
+        if self._cancelled:
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
 

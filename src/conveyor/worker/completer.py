@@ -22,6 +22,7 @@ from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome, 
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
+OUTAGE = (psycopg.OperationalError, psycopg.errors.AdminShutdown)
 
 
 class Completer:
@@ -67,7 +68,7 @@ class Completer:
                 try:
                     await self._write(batch)
                     backoff.reset()
-                except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as error:
+                except OUTAGE as error:
                     # Keep the outcomes: PostgreSQL is the only place they may land.
                     self._pending[:0] = batch
                     delay = backoff.next()
@@ -78,18 +79,34 @@ class Completer:
                         delay,
                     )
                     await asyncio.sleep(delay)
+                except psycopg.Error:
+                    log.exception("PostgreSQL refused a batch of %d outcome(s)", len(batch))
+                    await self._write_each(batch)
             self._idle.set()
             if self._closing:
                 return
+
+    async def _write_each(self, batch: list[Outcome]) -> None:
+        """One refused outcome must not take the batch with it. Alone, a refused one is
+        dropped: its lease runs out and the job runs again."""
+        for outcome in batch:
+            try:
+                await self._write([outcome])
+            except OUTAGE:
+                self._pending.append(outcome)
+            except psycopg.Error:
+                log.exception("dropped the outcome of job %s", outcome.job_id)
+                self.counts["refused"] += 1
 
     async def _write(self, batch: list[Outcome]) -> None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(self.queries["record_outcomes"], outcome_params(batch))
             applied: set[UUID] = {row[0] for row in await cur.fetchall()}
+        landed = []
         for outcome in batch:
             if outcome.job_id in applied:
                 self.counts[outcome.log_status] += 1
-                observe(outcome)
+                landed.append(outcome)
             else:
                 # The attempt lost its lease (rescued, then maybe claimed again): fenced.
                 self.counts["stale"] += 1
@@ -100,16 +117,21 @@ class Completer:
                     outcome.token,
                     outcome.log_status,
                 )
+        observe(landed)
 
 
-def observe(outcome: Outcome) -> None:
-    """Count an outcome once PostgreSQL has it, never before."""
-    labels = (outcome.queue, outcome.task)
-    metrics.PROCESSING.labels(*labels).observe(outcome.duration)
-    if outcome.log_status == COMPLETED:
-        metrics.COMPLETED.labels(*labels).inc()
-    elif outcome.log_status in (RETRY, DEAD):
-        metrics.FAILED.labels(*labels).inc()
-        (metrics.RETRIED if outcome.log_status == RETRY else metrics.DEAD).labels(*labels).inc()
-    elif outcome.log_status == CANCELLED:
-        metrics.CANCELLED.labels(*labels).inc()
+def observe(outcomes: list[Outcome]) -> None:
+    """Count outcomes once PostgreSQL has them, never before. Counters are added per batch:
+    in multiprocess mode every metric update is a write to a shared file."""
+    totals: Counter[tuple[str, str, str]] = Counter()
+    for outcome in outcomes:
+        metrics.PROCESSING.labels(outcome.queue, outcome.task).observe(outcome.duration)
+        totals[(outcome.log_status, outcome.queue, outcome.task)] += 1
+    for (status, queue, task), count in totals.items():
+        if status == COMPLETED:
+            metrics.COMPLETED.labels(queue, task).inc(count)
+        elif status in (RETRY, DEAD):
+            metrics.FAILED.labels(queue, task).inc(count)
+            (metrics.RETRIED if status == RETRY else metrics.DEAD).labels(queue, task).inc(count)
+        elif status == CANCELLED:
+            metrics.CANCELLED.labels(queue, task).inc(count)

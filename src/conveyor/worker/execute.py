@@ -123,11 +123,21 @@ async def _with_timeout(awaitable: Any, limit: float | None) -> Any:
         raise TaskTimeout(limit) from None
 
 
+MAX_ERROR_CHARS = 10_000
+MAX_TRACEBACK_CHARS = 64_000
+
+
+def _clean(text: str, limit: int) -> str:
+    # PostgreSQL text cannot hold NUL; a huge message must not bloat every log row.
+    text = text.replace("\x00", "\\0")
+    return text if len(text) <= limit else text[: limit - 20] + " ... (truncated)"
+
+
 def _describe(error: BaseException) -> str:
     text = str(error)
     name = type(error).__name__
-    return f"{name}: {text}" if text else name
+    return _clean(f"{name}: {text}" if text else name, MAX_ERROR_CHARS)
 
 
 def _traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(error))
+    return _clean("".join(traceback.format_exception(error)), MAX_TRACEBACK_CHARS)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
+
+import orjson
 
 COMPLETED = "completed"
 RETRY = "failed"  # the attempt failed; the job is queued again with a backoff
@@ -40,15 +41,20 @@ class Outcome:
         return -1 if self.log_status == HANDED_BACK else 0
 
 
-def outcome_params(outcomes: list[Outcome]) -> dict[str, list[Any]]:
-    return {
-        "id": [o.job_id for o in outcomes],
-        "token": [o.token for o in outcomes],
-        "status": [o.job_status for o in outcomes],
-        "retry_in": [o.retry_in for o in outcomes],
-        "error": [o.error for o in outcomes],
-        "traceback": [o.traceback for o in outcomes],
-        "duration": [o.duration for o in outcomes],
-        "log_status": [o.log_status for o in outcomes],
-        "attempt_delta": [o.attempt_delta for o in outcomes],
-    }
+def outcome_params(outcomes: list[Outcome]) -> dict[str, str]:
+    """The `record_outcomes` parameter: the whole batch as one JSON array."""
+    records = [
+        {
+            "id": o.job_id,
+            "token": o.token,
+            "status": o.job_status,
+            "retry_in": o.retry_in,
+            "error": o.error,
+            "traceback": o.traceback,
+            "duration": o.duration,
+            "log_status": o.log_status,
+            "attempt_delta": o.attempt_delta,
+        }
+        for o in outcomes
+    ]
+    return {"outcomes": orjson.dumps(records).decode()}

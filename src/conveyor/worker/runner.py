@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -29,6 +30,7 @@ from conveyor.worker.execute import ClaimedJob, HandedBack, run_job
 from conveyor.worker.outcome import HANDED_BACK, Outcome
 
 log = logging.getLogger("conveyor.worker")
+UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def new_worker_id() -> str:
@@ -176,6 +178,12 @@ class Worker:
                 log.warning("%s unreachable (%s); retrying in %.1f s", where, error, delay)
                 self.counts["errors"] += 1
                 await asyncio.sleep(delay)
+            except Exception:
+                # The loop must outlive any one bad batch; log it and carry on.
+                delay = backoff.next()
+                log.exception("unexpected error while fetching jobs; retrying in %.1f s", delay)
+                self.counts["errors"] += 1
+                await asyncio.sleep(delay)
 
     async def _lane_keys(self) -> list[str]:
         assert self._lanes is not None  # noqa: S101
@@ -192,29 +200,36 @@ class Worker:
         if not keys:  # every queue we serve is paused
             await asyncio.sleep(self.settings.worker.fetch_timeout)
             return
-        ids = await self._lanes.pop(keys, free, self.settings.worker.fetch_timeout)
-        if not ids:
+        popped = await self._lanes.pop(keys, free, self.settings.worker.fetch_timeout)
+        if not popped:
             return
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                self.app.queries["claim_jobs"],
-                {
-                    "ids": ids,
-                    "worker_id": self.id,
-                    "lease": self.settings.worker.lease,
-                },
-            )
-            rows = await cur.fetchall()
+        ids = [item for item in popped if UUID_TEXT.match(item)]
+        if len(ids) < len(popped):
+            # Only Conveyor writes lanes; anything else is dropped rather than allowed to
+            # fail the claim of the good ids beside it.
+            log.warning("dropped %d lane entries that are not job ids", len(popped) - len(ids))
+        rows = []
+        if ids:
+            params = {
+                # One array literal: far cheaper than dumping a list element by element.
+                "ids": "{" + ",".join(ids) + "}",
+                "worker_id": self.id,
+                "lease": self.settings.worker.lease,
+            }
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(self.app.queries["claim_jobs"], params)
+                rows = await cur.fetchall()
         self.counts["claimed"] += len(rows)
-        if len(rows) < len(ids):
+        if len(rows) < len(popped):
             # Duplicates, cancelled or deleted rows, paused queues: never run, just counted.
-            self.counts["dropped"] += len(ids) - len(rows)
-            metrics.DROPPED.inc(len(ids) - len(rows))
-            log.info("dropped %d popped id(s) that could not be claimed", len(ids) - len(rows))
+            self.counts["dropped"] += len(popped) - len(rows)
+            metrics.DROPPED.inc(len(popped) - len(rows))
+            log.info("dropped %d popped id(s) that could not be claimed", len(popped) - len(rows))
         for row in rows:
             job = ClaimedJob.from_row(row)
             metrics.WAIT.labels(job.queue).observe(max(0.0, job.waited))
             self._launch(job)
+        metrics.WORKER_ACTIVE.set(len(self.in_flight))
 
     # -- running -------------------------------------------------------------------------
 
@@ -223,7 +238,6 @@ class Worker:
         ctx = JobContext(job.id, job.task, job.queue, job.attempt, job.max_attempts)
         runner = asyncio.get_running_loop().create_task(self._run(job, ctx))
         self.in_flight[job.id] = InFlight(job, ctx, runner, task is None or task.is_async)
-        metrics.WORKER_ACTIVE.inc()
 
     async def _run(self, job: ClaimedJob, ctx: JobContext) -> None:
         assert self.completer is not None  # noqa: S101
@@ -254,7 +268,6 @@ class Worker:
                 task=job.task,
             )
         self.in_flight.pop(job.id, None)
-        metrics.WORKER_ACTIVE.dec()
         self.completer.submit(outcome)
         self._slot_freed.set()
 
@@ -264,7 +277,7 @@ class Worker:
             flight.task.cancel()
 
     def _cancel(self, flight: InFlight) -> None:
-        flight.ctx._cancelled.set()
+        flight.ctx.cancel()
         if flight.is_async:
             flight.task.cancel()
 
@@ -276,8 +289,12 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 await self.heartbeat()
+                metrics.WORKER_ACTIVE.set(len(self.in_flight))
             except PG_ERRORS as error:
                 log.warning("heartbeat failed: %s", error)
+            except Exception:
+                # A missed beat is survivable; a dead heartbeat loop is not.
+                log.exception("unexpected heartbeat error")
 
     async def heartbeat(self) -> None:
         assert self._pool is not None  # noqa: S101

@@ -19,26 +19,34 @@ WITH RECURSIVE seen(name) AS (
     -- One branch per status, so each reads its own partial index.
     UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'dispatched'
     UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'running'
+), ready AS (
+    -- Grouped in the index's own order (queue_name, priority, run_at), so the scan feeds
+    -- the aggregate without sorting or hashing, and stays index-only. min(run_at) is the
+    -- oldest ready job whenever there is one: ready jobs sort before scheduled ones.
+    SELECT queue_name, priority, count(*) AS total,
+           count(*) FILTER (WHERE run_at <= now()) AS ready, min(run_at) AS since
+    FROM {schema}.jobs WHERE status = 'queued'
+    GROUP BY queue_name, priority
+), sent AS (
+    SELECT queue_name, priority, count(*) AS total, count(*) AS ready, min(run_at) AS since
+    FROM {schema}.jobs WHERE status = 'dispatched'
+    GROUP BY queue_name, priority
 ), waiting AS (
     -- Ready (queued, due) and dispatched jobs are both waiting for a worker.
     SELECT queue_name,
-           count(*) FILTER (WHERE run_at <= now() AND priority <= %(high_max)s) AS high,
-           count(*) FILTER (WHERE run_at <= now() AND priority > %(high_max)s
-                                  AND priority <= %(normal_max)s) AS normal,
-           count(*) FILTER (WHERE run_at <= now() AND priority > %(normal_max)s) AS low,
-           min(run_at) FILTER (WHERE run_at <= now() AND priority <= %(high_max)s) AS high_since,
-           min(run_at) FILTER (WHERE run_at <= now() AND priority > %(high_max)s
-                                     AND priority <= %(normal_max)s) AS normal_since,
-           min(run_at) FILTER (WHERE run_at <= now() AND priority > %(normal_max)s) AS low_since,
-           count(*) FILTER (WHERE run_at > now() AND NOT in_redis) AS scheduled,
-           count(*) FILTER (WHERE in_redis) AS dispatched
-    FROM (
-        -- A literal instead of the status column keeps the first branch index-only.
-        SELECT queue_name, priority, run_at, false AS in_redis
-        FROM {schema}.jobs WHERE status = 'queued'
-        UNION ALL
-        SELECT queue_name, priority, run_at, true FROM {schema}.jobs WHERE status = 'dispatched'
-    ) w
+           sum(ready) FILTER (WHERE priority <= %(high_max)s)::bigint AS high,
+           sum(ready) FILTER (WHERE priority > %(high_max)s
+                              AND priority <= %(normal_max)s)::bigint AS normal,
+           sum(ready) FILTER (WHERE priority > %(normal_max)s)::bigint AS low,
+           min(since) FILTER (WHERE ready > 0 AND priority <= %(high_max)s) AS high_since,
+           min(since) FILTER (WHERE ready > 0 AND priority > %(high_max)s
+                                    AND priority <= %(normal_max)s) AS normal_since,
+           min(since) FILTER (WHERE ready > 0 AND priority > %(normal_max)s) AS low_since,
+           sum(total - ready) FILTER (WHERE NOT in_redis)::bigint AS scheduled,
+           sum(total) FILTER (WHERE in_redis)::bigint AS dispatched
+    FROM (SELECT *, false AS in_redis FROM ready
+          UNION ALL
+          SELECT *, true FROM sent) w
     GROUP BY queue_name
 ), running AS (
     SELECT queue_name, count(*) AS running

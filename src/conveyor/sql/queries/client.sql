@@ -1,24 +1,25 @@
 -- name: insert_jobs
--- Bulk insert in one statement. Queue rows are created on first use in the same
--- statement so a job can never reference a queue the queuer does not know.
-WITH new_queues AS (
+-- Bulk insert in one statement. The batch arrives as one JSON array of records (encoded
+-- in C by orjson, parsed in C by PostgreSQL). Queue rows are created on first use in
+-- the same statement, so a job can never reference a queue the queuer does not know.
+WITH t AS (
+    SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb)
+        AS t(id uuid, queue_name text, task text, priority int, payload jsonb, max_attempts int,
+             run_at timestamptz, delay_seconds float8, idempotency_key text,
+             timeout_seconds float8, lease_seconds float8)
+), new_queues AS (
     INSERT INTO {schema}.job_queues (name)
-    SELECT DISTINCT q FROM unnest(%(queue_name)s::text[]) AS q
+    SELECT DISTINCT queue_name FROM t
     ON CONFLICT (name) DO NOTHING
 )
 INSERT INTO {schema}.jobs (
     id, queue_name, task, priority, payload, max_attempts, run_at,
     idempotency_key, timeout_seconds, lease_seconds)
-SELECT t.id, t.queue_name, t.task, t.priority, t.payload::jsonb, t.max_attempts,
+SELECT t.id, t.queue_name, t.task, t.priority, t.payload, t.max_attempts,
        CASE WHEN t.delay_seconds IS NOT NULL THEN now() + t.delay_seconds * interval '1 second'
             ELSE coalesce(t.run_at, now()) END,
        t.idempotency_key, t.timeout_seconds, t.lease_seconds
-FROM unnest(%(id)s::uuid[], %(queue_name)s::text[], %(task)s::text[], %(priority)s::int[],
-            %(payload)s::text[], %(max_attempts)s::int[], %(run_at)s::timestamptz[],
-            %(delay_seconds)s::float8[], %(idempotency_key)s::text[],
-            %(timeout_seconds)s::float8[], %(lease_seconds)s::float8[])
-     AS t(id, queue_name, task, priority, payload, max_attempts, run_at, delay_seconds,
-          idempotency_key, timeout_seconds, lease_seconds)
+FROM t
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;
 

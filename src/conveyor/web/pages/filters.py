@@ -1,0 +1,96 @@
+"""The job-list filters as they travel in a URL, checked once, for pages and fragments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from conveyor.admin import Admin, JobSummary, Page
+from conveyor.durations import parse_duration
+from conveyor.web.pages.common import query_string
+
+PAGE_SIZE = 50
+# The statuses an operator filters by, in the order a job passes through them.
+STATUS_CHOICES = (
+    "queued",
+    "retry_scheduled",
+    "dispatched",
+    "running",
+    "completed",
+    "dead",
+    "cancelled",
+)
+LANE_CHOICES = ("high", "normal", "low")
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    queue: str | None = None
+    status: str = ""
+    lane: str = ""
+    min_age: str = ""  # as typed: "90", "5m", "1h30m"
+    max_age: str = ""
+    text: str = ""
+    after: str = ""
+    problem: str = ""  # why the filters cannot be used as given
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], queue: str | None = None) -> JobFilters:
+        def field(name: str, limit: int = 500) -> str:
+            value = params.get(name) or ""
+            return value.strip()[:limit]
+
+        filters = cls(
+            queue=queue,
+            status=field("status", 40),
+            lane=field("lane", 20),
+            min_age=field("min_age", 40),
+            max_age=field("max_age", 40),
+            text=(params.get("text") or "")[:500],
+            after=field("after", 200),
+        )
+        problems = []
+        for label, value in (("older than", filters.min_age), ("newer than", filters.max_age)):
+            if value:
+                try:
+                    if parse_duration(value) < 0:
+                        raise ValueError("must not be negative")
+                except ValueError as error:
+                    problems.append(f"“{label}”: {error}")
+        return replace(filters, problem="; ".join(problems))
+
+    def seconds(self, value: str) -> float | None:
+        return parse_duration(value) if value else None
+
+    @property
+    def active(self) -> bool:
+        return any((self.status, self.lane, self.min_age, self.max_age, self.text.strip()))
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        values = {
+            "status": self.status,
+            "lane": self.lane,
+            "min_age": self.min_age,
+            "max_age": self.max_age,
+            "text": self.text,
+            "after": self.after,
+        }
+        values.update(changes)
+        return values
+
+    def query(self, **changes: Any) -> str:
+        return query_string(self.params(**changes))
+
+    async def fetch(self, admin: Admin, status: str | None = None) -> Page[JobSummary]:
+        """One page of jobs; `status` overrides the filter (the dead-letter view)."""
+        return await admin.list_jobs(
+            queue=self.queue,
+            status=status or self.status or None,
+            lane=self.lane or None,
+            min_age_seconds=self.seconds(self.min_age),
+            max_age_seconds=self.seconds(self.max_age),
+            text=self.text if self.text.strip() else None,
+            after=self.after or None,
+            limit=PAGE_SIZE,
+        )
