@@ -274,3 +274,44 @@ async def test_deleted_rows_are_dropped_and_the_worker_goes_on(
     after = app.enqueue(quick, {})
     await wait_until(lambda: app.get_job(after).status == "completed", message="next job")
     assert worker.counts["dropped"] >= 1
+
+
+async def test_pruner_deletes_only_what_is_past_retention(
+    settings_factory: Any, db: psycopg.Connection[Any]
+) -> None:
+    settings = settings_factory(
+        **{"maintenance.retention": 3600, "maintenance.dead_retention": 7200}
+    )
+    from conveyor.store.migrate import migrate
+
+    migrate(settings.database.url, settings.database.schema_name)
+    old_done = insert_job(db, "completed", updated="2000-01-01T00:00:00Z")
+    old_cancelled = insert_job(db, "cancelled", updated="2000-01-01T00:00:00Z")
+    fresh_done = insert_job(db, "completed")
+    dead_recent = insert_job(db, "dead", updated=_ago(db, 5000))
+    dead_old = insert_job(db, "dead", updated=_ago(db, 9000))
+    waiting = insert_job(db, "queued", updated="2000-01-01T00:00:00Z")
+    for job in (old_done, fresh_done, dead_old):
+        db.execute(
+            b"INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, finished) "
+            b"VALUES (%s, 'work', 'job', 'completed', 1, now() - interval '2 hours')",
+            (job,),
+        )
+    insert_worker(db, "gone", heartbeat_age=10_000)
+    queuer = await started_queuer(settings)
+    try:
+        assert queuer.pruner is not None
+        result = await queuer.pruner.run_once()
+    finally:
+        await queuer.close()
+    assert (result.jobs, result.logs, result.workers) == (3, 2, 1)
+    left = {row[0] for row in db.execute(b"SELECT id FROM jobs")}
+    assert left == {fresh_done, dead_recent, waiting}
+    logs = {row[0] for row in db.execute(b"SELECT job_id FROM job_logs")}
+    assert logs == {fresh_done}
+
+
+def _ago(db: psycopg.Connection[Any], seconds: int) -> Any:
+    row = db.execute(b"SELECT now() - %s * interval '1 second'", (seconds,)).fetchone()
+    assert row is not None
+    return row[0]
