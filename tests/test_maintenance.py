@@ -286,7 +286,7 @@ async def test_pruner_deletes_only_what_is_past_retention(
 
     migrate(settings.database.url, settings.database.schema_name)
     old_done = insert_job(db, "completed", updated="2000-01-01T00:00:00Z")
-    old_cancelled = insert_job(db, "cancelled", updated="2000-01-01T00:00:00Z")
+    insert_job(db, "cancelled", updated="2000-01-01T00:00:00Z")
     fresh_done = insert_job(db, "completed")
     dead_recent = insert_job(db, "dead", updated=_ago(db, 5000))
     dead_old = insert_job(db, "dead", updated=_ago(db, 9000))

@@ -201,6 +201,7 @@ def build_document(operations: list[Operation]) -> dict[str, Any]:
         paths.setdefault(f"/api{op.path}", {})[op.method.lower()] = _operation(
             op, responses[op.operation_id], bodies.get(op.operation_id)
         )
+    error = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
     unauthorized = {
         "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}
     }
@@ -223,7 +224,7 @@ def build_document(operations: list[Operation]) -> dict[str, Any]:
             "responses": {
                 name: {
                     "description": text,
-                    "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+                    "content": error,
                     **({"headers": unauthorized} if status == 401 else {}),
                 }
                 for status, (name, text) in ERRORS.items()

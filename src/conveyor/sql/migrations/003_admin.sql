@@ -13,9 +13,16 @@
 -- dispatched and running versions (the buffer in Redis and the jobs on workers, both
 -- bounded by configuration) never enter it, and have partial indexes of their own
 -- (jobs_dispatched_idx, jobs_running_idx) that the admin queries read for those states.
--- This one index also serves the dead-letter queue ((queue_name, 'dead') is a prefix of
--- it), so there is no separate index for dead jobs. Its leading column lets the admin
--- queries list the distinct queues with a skip scan, one probe per queue.
+-- It also serves the dead-letter queue of one queue ((queue_name, 'dead') is a prefix
+-- of it). Its leading column lets the admin queries list the distinct queues with a
+-- skip scan, one probe per queue.
 CREATE INDEX IF NOT EXISTS jobs_admin_list_idx
     ON {schema}.jobs (queue_name, status, created, id)
     WHERE status IN ('queued', 'completed', 'dead', 'cancelled');
+
+-- The dead-letter queue across all queues: newest-first listing, count, replay and purge
+-- of every dead job (by queue, the listing index above serves). A job enters it only
+-- when it dies, so the hot path of healthy jobs never touches it.
+CREATE INDEX IF NOT EXISTS jobs_dead_idx
+    ON {schema}.jobs (created, id)
+    WHERE status = 'dead';

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from markupsafe import Markup, escape
+NONE = "\u2013"  # an en dash: shown where there is no value
 
 
 def count(value: int | float | None) -> str:
     """1234567 -> "1,234,567"; None -> an en dash."""
     if value is None:
-        return "–"
+        return NONE
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.1f}"
     return f"{int(value):,}"
@@ -23,7 +24,7 @@ def count(value: int | float | None) -> str:
 def age(seconds: float | None) -> str:
     """A short human age: "42s", "3m 20s", "5h 2m", "3d 4h"; None -> an en dash."""
     if seconds is None:
-        return "–"
+        return NONE
     if seconds < 10:
         return f"{seconds:.1f}s"
     whole = int(seconds)
@@ -42,7 +43,7 @@ def age(seconds: float | None) -> str:
 def duration(seconds: float | None) -> str:
     """An attempt's run time: milliseconds under a second, else as `age`."""
     if seconds is None:
-        return "–"
+        return NONE
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     return age(seconds)
@@ -51,14 +52,14 @@ def duration(seconds: float | None) -> str:
 def when(moment: datetime | None) -> str:
     """A timestamp in UTC to the second, the way the CLI and the logs print it."""
     if moment is None:
-        return "–"
+        return NONE
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def since(moment: datetime | None, now: datetime) -> str:
     """How long ago `moment` was, by `now` (PostgreSQL's clock, never this host's)."""
     if moment is None:
-        return "–"
+        return NONE
     return age(max(0.0, (now - moment).total_seconds())) + " ago"
 
 
@@ -75,34 +76,37 @@ def shorten(text: str | None, limit: int = 120) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-def sparkline(values: Sequence[float], width: int = 96, height: int = 24) -> Markup:
-    """An inline SVG line of `values` (oldest first), scaled to its own maximum.
+def sentence(text: str) -> str:
+    """`text` with a capital first letter and the rest untouched (queue names keep case)."""
+    return text[:1].upper() + text[1:]
 
-    Drawn on the server so the page needs no chart library; an empty series draws
-    nothing but still keeps the cell's size, so rows do not jump as history fills in.
-    """
-    label = "no throughput history yet"
-    points = ""
-    if values:
-        peak = max(max(values), 0.0)
-        last = values[-1]
-        label = f"completions per minute, last {last:g} (peak {peak:g})"
-        span = max(len(values) - 1, 1)
-        pad = 2.0
-        coords = []
-        for index, value in enumerate(values):
-            x = pad + (width - 2 * pad) * (index / span if len(values) > 1 else 1.0)
-            scaled = 0.0 if peak <= 0 or not math.isfinite(value) else value / peak
-            y = height - pad - (height - 2 * pad) * scaled
-            coords.append(f"{x:.1f},{y:.1f}")
-        if len(coords) == 1:
-            coords.insert(0, f"{pad:.1f},{coords[0].split(',')[1]}")
-        points = " ".join(coords)
-    line = f'<polyline points="{points}" fill="none"/>' if points else ""
-    return Markup(
-        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>{line}</svg>'
-    )
+
+@dataclass(frozen=True)
+class Spark:
+    points: str  # SVG polyline points; empty when there is nothing to draw
+    label: str
+    width: int
+    height: int
+
+
+def sparkline(values: Sequence[float], width: int = 96, height: int = 24) -> Spark:
+    """The polyline of `values` (oldest first), scaled to its own maximum, for an inline
+    SVG drawn on the server so the page needs no chart library."""
+    if not values:
+        return Spark("", "no throughput history yet", width, height)
+    peak = max(max(values), 0.0)
+    label = f"completions per minute: now {values[-1]:g}, peak {peak:g}"
+    pad = 2.0
+    span = max(len(values) - 1, 1)
+    coords = []
+    for index, value in enumerate(values):
+        x = pad + (width - 2 * pad) * (index / span if len(values) > 1 else 1.0)
+        scaled = value / peak if peak > 0 and math.isfinite(value) else 0.0
+        y = height - pad - (height - 2 * pad) * scaled
+        coords.append((x, y))
+    if len(coords) == 1:  # one sample: a level line, so it is visible at all
+        coords.insert(0, (pad, coords[0][1]))
+    return Spark(" ".join(f"{x:.1f},{y:.1f}" for x, y in coords), label, width, height)
 
 
 FILTERS = {

@@ -67,9 +67,7 @@ async def login_submit(request: Request) -> Response:
     else:
         wrong = "enter an API token, or a user name and password"
     if principal is None:
-        return _login_page(
-            request, next_path=next_path, error=wrong, username=username, status=401
-        )
+        return _login_page(request, next_path=next_path, error=wrong, username=username, status=401)
     start_session(request, principal)
     return RedirectResponse(next_path, status_code=303)
 
