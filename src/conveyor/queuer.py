@@ -118,7 +118,8 @@ class Queuer:
             async for _ in conn.notifies():
                 self._wake.set()
         except PG_ERRORS:
-            log.warning("lost the LISTEN connection; will reconnect")
+            if self._listener is conn:  # not when we closed it ourselves
+                log.warning("lost the LISTEN connection; will reconnect")
         finally:
             self.is_leader = False
             self._wake.set()
