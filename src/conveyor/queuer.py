@@ -95,8 +95,8 @@ class Queuer:
 
     async def close(self) -> None:
         if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
+            listener, self._listener = self._listener, None
+            await listener.close()
         if self._pool is not None:
             await self._pool.close()
         if self._redis is not None:
