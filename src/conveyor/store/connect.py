@@ -23,6 +23,9 @@ def connect_kwargs(role: str, connect_timeout: float) -> dict[str, Any]:
         "application_name": f"{APPLICATION_NAME}-{role}",
         "connect_timeout": max(1, int(connect_timeout)),
         "autocommit": True,
+        # Every Conveyor statement is short; JIT compilation costs them hundreds of ms
+        # whenever the planner's estimate for a big table crosses jit_above_cost.
+        "options": "-c jit=off",
     }
 
 

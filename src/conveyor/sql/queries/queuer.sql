@@ -22,8 +22,8 @@ WITH room AS (
 )
 UPDATE {schema}.jobs j
 SET status = 'dispatched', dispatched_at = now(), updated = now()
-FROM picked
-WHERE j.id = picked.id AND j.status = 'queued'
+-- An array, not a join: the planner cannot size the CTE and would hash the whole table.
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status = 'queued'
 RETURNING j.id, j.queue_name, j.priority;
 
 -- name: undispatch
