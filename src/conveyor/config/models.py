@@ -1,0 +1,410 @@
+"""The settings models: every section, its defaults and its validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from annotated_types import Ge, Le
+from cryptography.fernet import Fernet
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from conveyor.durations import (
+    ByteSize,
+    CommaList,
+    Int,
+    Interval,
+    NonNegDuration,
+    NonNegInt,
+    OptInterval,
+    OptStr,
+    Port,
+    PosInt,
+    format_duration,
+    lowercase,
+)
+
+Loc = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigIssue:
+    key: str  # dotted, e.g. "worker.count"; empty when the problem is the file itself
+    source: str  # "conveyor.yaml line 12", "environment variable WORKER_COUNT", "default", ...
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.key} ({self.source})" if self.key else self.source
+        return f"{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """Every problem found in one pass, so an operator fixes them all in one restart."""
+
+    def __init__(self, errors: Iterable[ConfigIssue]) -> None:
+        self.errors = list(errors)
+        count = len(self.errors)
+        head = f"invalid configuration ({count} problem{'' if count == 1 else 's'}):"
+        super().__init__("\n  ".join([head, *map(str, self.errors)]))
+
+
+class _FieldProblem(ValueError):
+    """A cross-field check; ``paths`` (relative to the model) name the keys that may be to blame.
+
+    The first path with a known origin gets the report, so the operator is pointed at the value
+    they actually wrote rather than at a default it conflicts with.
+    """
+
+    def __init__(self, message: str, *paths: str | Loc) -> None:
+        super().__init__(message)
+        self.paths = [(p,) if isinstance(p, str) else p for p in paths]
+
+
+Role = Annotated[Literal["viewer", "operator", "admin"], BeforeValidator(lowercase)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+_SQL_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class DatabaseSettings(_Section):
+    url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # `schema` would shadow a BaseModel method, hence the alias for the file/env spelling.
+    schema_name: str = Field(
+        default="conveyor", validation_alias="schema", serialization_alias="schema"
+    )
+    pool_size: PosInt = 10
+    connect_timeout: Interval = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not url.strip():
+            raise ValueError("must not be empty")
+        if "://" in url and urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL (or a libpq key=value string)")
+        return url
+
+    @field_validator("schema_name")
+    @classmethod
+    def _check_schema(cls, name: str) -> str:
+        if not _SQL_IDENTIFIER.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a plain SQL identifier: use a-z, 0-9 and _, "
+                "not starting with a digit, at most 63 characters"
+            )
+        return name
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    addr: OptStr = None
+    key_prefix: str = ""
+    socket_timeout: Interval = 5.0
+    pool_size: PosInt = 50
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_addr(cls, data: Any) -> Any:
+        # Folded into `url` here so every consumer can simply connect to `redis.url`.
+        if not isinstance(data, dict):
+            return data
+        addr, url = data.get("addr"), data.get("url", cls.model_fields["url"].default)
+        if isinstance(addr, str) and addr.strip() and isinstance(url, str):
+            data = {**data, "url": _replace_host_port(url, addr.strip())}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
+
+
+def _replace_host_port(url: str, addr: str) -> str:
+    host, sep, port = addr.rpartition(":")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise _FieldProblem(f"must be host:port, e.g. 10.0.0.5:6379 (got {addr!r})", "addr")
+    if ":" in host and not host.startswith("["):
+        raise _FieldProblem("write IPv6 addresses in brackets, e.g. [::1]:6379", "addr")
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        raise _FieldProblem("cannot be combined with a unix:// redis.url", "addr")
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{addr}" if at else addr))
+
+
+class QueuerSettings(_Section):
+    batch_size: Annotated[PosInt, Le(10_000)] = 500
+    buffer_per_queue: PosInt = 1000
+    poll_interval: Interval = 0.5
+    backlog_poll_interval: Interval = 0.02
+
+
+class WorkerSettings(_Section):
+    count: Annotated[PosInt, Le(10_000)] = 10
+    processes: Annotated[PosInt, Le(256)] = 1
+    queues: CommaList = Field(default_factory=list)
+    lane_order: Annotated[Literal["queue", "priority"], BeforeValidator(lowercase)] = "queue"
+    shutdown_grace: NonNegDuration = 30.0
+    heartbeat_interval: Interval = 1.0
+    dead_after: Interval = 5.0
+    lease: Interval = 30.0
+    fetch_timeout: Interval = 1.0
+
+    @model_validator(mode="after")
+    def _check_liveness(self) -> Self:
+        if self.dead_after <= self.heartbeat_interval:
+            raise _FieldProblem(
+                f"worker.dead_after ({format_duration(self.dead_after)}) must be longer than "
+                f"worker.heartbeat_interval ({format_duration(self.heartbeat_interval)}), "
+                "or healthy workers would be presumed dead",
+                "dead_after",
+                "heartbeat_interval",
+            )
+        return self
+
+
+class JobsSettings(_Section):
+    default_priority: Int = 100
+    max_attempts: PosInt = 3
+    max_payload_bytes: ByteSize = 1_048_576
+    timeout: OptInterval = None
+
+
+class RetrySettings(_Section):
+    base: NonNegDuration = 1.0
+    cap: NonNegDuration = 300.0
+    jitter: bool = True
+
+    @model_validator(mode="after")
+    def _check_cap(self) -> Self:
+        if self.cap < self.base:
+            raise _FieldProblem(
+                f"retry.cap ({format_duration(self.cap)}) must not be shorter than "
+                f"retry.base ({format_duration(self.base)})",
+                "cap",
+                "base",
+            )
+        return self
+
+
+class MaintenanceSettings(_Section):
+    rescue_interval: Interval = 1.0
+    reconcile_interval: Interval = 2.0
+    reconcile_grace: NonNegDuration = 2.0
+    prune_interval: Interval = 3600.0
+    retention: Interval = 7 * 86400.0
+    dead_retention: Interval = 30 * 86400.0
+
+
+class HealthSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 0
+
+
+class ApiToken(_Section):
+    name: str = Field(min_length=1)
+    token: str = Field(min_length=16, repr=False)
+    role: Role
+
+
+class WebUser(_Section):
+    username: str = Field(min_length=1)
+    password_hash: str = Field(min_length=1, repr=False)
+    role: Role
+
+
+def _parse_tokens(value: object) -> object:
+    # The one nested setting an environment variable may carry: "name:role:token,...".
+    if not isinstance(value, str):
+        return value
+    entries = [part.strip() for part in value.split(",") if part.strip()]
+    parsed = []
+    for number, entry in enumerate(entries, start=1):
+        name, role, token = [*entry.split(":", 2), "", ""][:3]
+        if not (name and role and token):
+            # The entry itself is never echoed: it holds a secret.
+            raise ValueError(f"entry {number} is not name:role:token")
+        parsed.append({"name": name, "role": role, "token": token})
+    return parsed
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[Port, Ge(1)] = 8080
+    session_secret: OptStr = Field(default=None, repr=False)
+    tokens: Annotated[list[ApiToken], BeforeValidator(_parse_tokens)] = Field(
+        default_factory=list, repr=False
+    )
+    users: list[WebUser] = Field(default_factory=list)
+    secure_cookies: Annotated[Literal["auto", "always", "never"], BeforeValidator(lowercase)] = (
+        "auto"
+    )
+    refresh_interval: Interval = 5.0
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> Self:
+        for label, values in (
+            ("token name", [t.name for t in self.tokens]),
+            ("token value", [t.token for t in self.tokens]),
+            ("username", [u.username for u in self.users]),
+        ):
+            if len(set(values)) != len(values):
+                where = "users" if label == "username" else "tokens"
+                raise _FieldProblem(f"each {label} must be unique", where)
+        return self
+
+
+class ThresholdsSettings(_Section):
+    warning_waiting: NonNegInt = 100
+    critical_waiting: NonNegInt = 1000
+    critical_failures_per_hour: NonNegInt = 10
+    default_target: Interval = 300.0
+
+    @model_validator(mode="after")
+    def _check_order(self) -> Self:
+        if self.critical_waiting < self.warning_waiting:
+            raise _FieldProblem(
+                f"thresholds.critical_waiting ({self.critical_waiting}) must not be below "
+                f"thresholds.warning_waiting ({self.warning_waiting})",
+                "critical_waiting",
+                "warning_waiting",
+            )
+        return self
+
+
+class QueueSettings(_Section):
+    target: OptInterval = None
+    warning_waiting: NonNegInt | None = None
+    critical_waiting: NonNegInt | None = None
+    critical_failures_per_hour: NonNegInt | None = None
+
+
+class CircuitBreakerSettings(_Section):
+    failure_threshold: PosInt = 5
+    cooldown_period: Interval = 30.0
+    enabled: bool = False
+
+
+class EncryptionSettings(_Section):
+    keys: CommaList = Field(default_factory=list, repr=False)
+    fields: CommaList = Field(default_factory=list)
+
+    @field_validator("keys")
+    @classmethod
+    def _check_keys(cls, keys: list[str]) -> list[str]:
+        for number, key in enumerate(keys, start=1):
+            try:
+                Fernet(key.encode())
+            except ValueError:
+                raise ValueError(
+                    f"key {number} is not a Fernet key (32 url-safe base64-encoded bytes); "
+                    "generate one with: python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'"
+                ) from None
+        return keys
+
+
+class LogSettings(_Section):
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lowercase)] = (
+        "info"
+    )
+    format: Annotated[Literal["text", "json"], BeforeValidator(lowercase)] = "text"
+
+
+# The specification's table of per-queue latency targets, in seconds.
+_DEFAULT_QUEUES: dict[str, dict[str, Any]] = {
+    "email-sending:high": {"target": 60.0},
+    "email-sending": {"target": 300.0},
+    "email-sending:low": {"target": 1800.0},
+    "analytics:daily-aggregate": {"target": 3600.0},
+    "warmup:process": {"target": 900.0},
+}
+
+
+def _default_queues() -> dict[str, QueueSettings]:
+    return {name: QueueSettings.model_validate(entry) for name, entry in _DEFAULT_QUEUES.items()}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    queuer: QueuerSettings = Field(default_factory=QueuerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    thresholds: ThresholdsSettings = Field(default_factory=ThresholdsSettings)
+    queues: dict[str, QueueSettings] = Field(default_factory=_default_queues)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    def queue_target(self, queue: str, lane: str | None = None) -> float:
+        """Latency target in seconds: "queue:lane", then "queue", then the global default."""
+        for name in ([f"{queue}:{lane}"] if lane else []) + [queue]:
+            entry = self.queues.get(name)
+            if entry is not None and entry.target is not None:
+                return entry.target
+        return self.thresholds.default_target
+
+    def queue_thresholds(self, queue: str) -> tuple[int, int, int]:
+        """(warning_waiting, critical_waiting, critical_failures_per_hour) for ``queue``."""
+        entry = self.queues.get(queue) or QueueSettings()
+        base = self.thresholds
+        return (
+            base.warning_waiting if entry.warning_waiting is None else entry.warning_waiting,
+            base.critical_waiting if entry.critical_waiting is None else entry.critical_waiting,
+            base.critical_failures_per_hour
+            if entry.critical_failures_per_hour is None
+            else entry.critical_failures_per_hour,
+        )
+
+    @model_validator(mode="after")
+    def _check_queue_thresholds(self) -> Self:
+        for name in self.queues:
+            warning, critical, _ = self.queue_thresholds(name)
+            if critical < warning:
+                raise _FieldProblem(
+                    f"critical_waiting ({critical}) for queue {name!r} must not be below its "
+                    f"warning_waiting ({warning})",
+                    ("queues", name, "critical_waiting"),
+                    ("queues", name, "warning_waiting"),
+                )
+        return self
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "database": DatabaseSettings,
+    "redis": RedisSettings,
+    "queuer": QueuerSettings,
+    "worker": WorkerSettings,
+    "jobs": JobsSettings,
+    "retry": RetrySettings,
+    "maintenance": MaintenanceSettings,
+    "health": HealthSettings,
+    "web": WebSettings,
+    "thresholds": ThresholdsSettings,
+    "circuit_breaker": CircuitBreakerSettings,
+    "encryption": EncryptionSettings,
+    "log": LogSettings,
+}
