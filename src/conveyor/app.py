@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from conveyor import client
 from conveyor.config import Settings, load_settings
+from conveyor.encryption import PayloadCipher
 from conveyor.errors import JobNotFound
 from conveyor.ids import parse_job_id
 from conveyor.jobs import Job
@@ -60,6 +61,7 @@ class Conveyor:
         self.settings = settings
         self.queries = load_queries(settings.database.schema_name)
         self.tasks: dict[str, Task] = {}
+        self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._async_pool: psycopg_pool.AsyncConnectionPool | None = None
 
@@ -130,7 +132,9 @@ class Conveyor:
         self, task_or_name: Task | str, payloads: Iterable[Any], options: client.EnqueueOptions
     ) -> client.InsertBatch:
         task = client.resolve_task(self.tasks, task_or_name)
-        return client.build_batch(task, payloads, options, self.settings.jobs.max_payload_bytes)
+        return client.build_batch(
+            task, payloads, options, self.settings.jobs.max_payload_bytes, self.cipher
+        )
 
     def enqueue(
         self,

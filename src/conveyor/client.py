@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 
 from conveyor import metrics
+from conveyor.encryption import PayloadCipher
 from conveyor.errors import EnqueueError, UnknownTaskError
 from conveyor.ids import uuid7
 from conveyor.tasks import Task, check_priority, check_queue_name
@@ -59,7 +60,11 @@ def resolve_task(tasks: dict[str, Task], task_or_name: Task | str) -> Task:
 
 
 def build_batch(
-    task: Task, payloads: Iterable[Any], options: EnqueueOptions, payload_limit: int
+    task: Task,
+    payloads: Iterable[Any],
+    options: EnqueueOptions,
+    payload_limit: int,
+    cipher: PayloadCipher | None = None,
 ) -> InsertBatch:
     """Validate every payload and option first, so a bad one means no row at all."""
     queue = check_queue_name(options.queue) if options.queue is not None else task.queue
@@ -72,7 +77,8 @@ def build_batch(
     if options.run_at is not None and options.run_at.tzinfo is None:
         raise EnqueueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
     delay = _delay_seconds(options.delay)
-    encoded = [task.encode_payload(payload, payload_limit) for payload in payloads]
+    transform = cipher.encrypt if cipher is not None and cipher.enabled else None
+    encoded = [task.encode_payload(payload, payload_limit, transform) for payload in payloads]
     count = len(encoded)
     if options.idempotency_key is not None and count > 1:
         raise EnqueueError("one idempotency_key cannot name several jobs")

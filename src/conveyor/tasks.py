@@ -113,12 +113,22 @@ class Task:
         result: UUID = self.enqueue_hook(self, payload, **options)
         return result
 
-    def encode_payload(self, payload: Any, limit: int) -> str:
-        """Validate and serialise a payload; raise PayloadError naming what is wrong."""
+    def encode_payload(
+        self, payload: Any, limit: int, transform: Callable[[Any], Any] | None = None
+    ) -> str:
+        """Validate and serialise a payload; raise PayloadError naming what is wrong.
+        `transform` (field encryption) runs after validation, before the size check."""
         if self.schema is not None:
             payload = _validate(self.schema, payload, self.name)
         elif isinstance(payload, pydantic.BaseModel):
             payload = payload.model_dump(mode="json")
+        if transform is not None:
+            try:
+                payload = transform(payload)
+            except TypeError as error:
+                raise PayloadError(
+                    f"payload for task {self.name} is not JSON-serialisable: {error}"
+                ) from None
         try:
             encoded = orjson.dumps(payload)
         except TypeError as error:

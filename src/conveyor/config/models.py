@@ -319,6 +319,13 @@ class EncryptionSettings(_Section):
                 ) from None
         return keys
 
+    @model_validator(mode="after")
+    def _fields_need_keys(self) -> Self:
+        if self.fields and not self.keys:
+            # Otherwise the "sensitive" fields would be stored in clear, silently.
+            raise _FieldProblem("fields to encrypt are listed but no keys are set", "keys")
+        return self
+
 
 class LogSettings(_Section):
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lowercase)] = (

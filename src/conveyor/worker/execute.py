@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from conveyor.encryption import PayloadCipher
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
 from conveyor.retry import RetryPolicy
 from conveyor.tasks import JobContext, Task
@@ -47,6 +48,7 @@ async def run_job(
     ctx: JobContext,
     executor: Executor,
     fallback_retry: RetryPolicy,
+    cipher: PayloadCipher | None = None,
 ) -> Outcome:
     started = time.perf_counter()
 
@@ -78,7 +80,8 @@ async def run_job(
         error = LookupError(f"unknown task {job.task!r}: no handler registered in this worker")
         return failed(error, fallback_retry)
     try:
-        argument = task.decode_payload(job.payload)
+        payload = cipher.decrypt(job.payload) if cipher is not None else job.payload
+        argument = task.decode_payload(payload)
     except PayloadError as error:
         # The stored payload will not change by itself: retrying cannot help.
         return failed(error, task.retry, retryable=False)

@@ -244,7 +244,12 @@ class Worker:
         started = time.perf_counter()
         try:
             outcome = await run_job(
-                job, self.app.tasks.get(job.task), ctx, self._executor, self._fallback_retry
+                job,
+                self.app.tasks.get(job.task),
+                ctx,
+                self._executor,
+                self._fallback_retry,
+                self.app.cipher,
             )
         except (HandedBack, asyncio.CancelledError):
             outcome = Outcome(
