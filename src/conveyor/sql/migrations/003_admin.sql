@@ -9,10 +9,11 @@
 
 -- The listing index: keyset pages of (created, id) per queue and status, the per-queue
 -- dead count, and the purge and replay of dead jobs by queue. It holds rows at rest only:
--- a job enters it when it is enqueued (queued) and once more when it finishes; the
--- dispatched and running versions (the buffer in Redis and the jobs on workers, both
--- bounded by configuration) never enter it, and have partial indexes of their own
--- (jobs_dispatched_idx, jobs_running_idx) that the admin queries read for those states.
+-- a job enters it when it is enqueued and once more when it finishes (and again each
+-- time it goes back to queued: a retry, a rescue, a pause). The dispatched and running
+-- versions (the buffer in Redis and the jobs on workers, both bounded by configuration)
+-- never enter it; the admin queries read jobs_dispatched_idx and jobs_running_idx for
+-- those states.
 -- It also serves the dead-letter queue of one queue ((queue_name, 'dead') is a prefix
 -- of it). Its leading column lets the admin queries list the distinct queues with a
 -- skip scan, one probe per queue.

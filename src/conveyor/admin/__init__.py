@@ -1,0 +1,62 @@
+"""The admin layer: every operation the CLI, the HTTP API and the dashboard offer."""
+
+from conveyor.admin.base import default_actor
+from conveyor.admin.core import Admin
+from conveyor.admin.errors import AdminConflict, AdminError, AdminNotFound, AdminUnavailable
+from conveyor.admin.health import (
+    DatabaseHealth,
+    HealthStatus,
+    PerformanceHealth,
+    QueueHealth,
+    QueuesHealth,
+    RedisHealth,
+    SystemHealth,
+    WorkersHealth,
+)
+from conveyor.admin.models import (
+    Attempt,
+    AuditEntry,
+    BulkResult,
+    JobActionResult,
+    JobDetail,
+    JobSummary,
+    LaneStats,
+    Page,
+    PurgeResult,
+    QueueActionResult,
+    QueueStats,
+    Stats,
+    WorkerInfo,
+    WorkersSummary,
+)
+
+__all__ = [
+    "Admin",
+    "AdminConflict",
+    "AdminError",
+    "AdminNotFound",
+    "AdminUnavailable",
+    "Attempt",
+    "AuditEntry",
+    "BulkResult",
+    "DatabaseHealth",
+    "HealthStatus",
+    "JobActionResult",
+    "JobDetail",
+    "JobSummary",
+    "LaneStats",
+    "Page",
+    "PerformanceHealth",
+    "PurgeResult",
+    "QueueActionResult",
+    "QueueHealth",
+    "QueueStats",
+    "QueuesHealth",
+    "RedisHealth",
+    "Stats",
+    "SystemHealth",
+    "WorkerInfo",
+    "WorkersHealth",
+    "WorkersSummary",
+    "default_actor",
+]

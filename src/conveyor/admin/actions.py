@@ -1,0 +1,277 @@
+"""Operator actions on jobs: retry, replay the dead-letter queue, delete, cancel.
+
+Single-job actions lock the row first so a refusal can say exactly why (the job is
+running, already queued, ...); the change itself is still one guarded statement, and the
+audit row is written in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from conveyor.admin.base import (
+    SAMPLE,
+    AdminBase,
+    Conn,
+    check_actor,
+    check_job_id,
+    check_job_ids,
+    check_optional_queue,
+    check_text,
+)
+from conveyor.admin.errors import AdminConflict, AdminNotFound
+from conveyor.admin.models import BulkResult, JobActionResult
+from conveyor.jobs import CANCELLED, DISPATCHED, QUEUED, RETRY_SCHEDULED, RUNNING, TERMINAL
+
+
+def _shown(job: dict[str, Any]) -> str:
+    return RETRY_SCHEDULED if job["status"] == QUEUED and job["attempt"] > 0 else job["status"]
+
+
+class JobActionsMixin(AdminBase):
+    async def _locked_job(self, conn: Conn, job_id: UUID) -> dict[str, Any]:
+        job = await self.fetch_one(conn, "admin_lock_job", {"id": job_id})
+        if job is None:
+            raise AdminNotFound(f"no job with id {job_id}")
+        return job
+
+    async def retry(self, job_id: UUID | str, actor: str) -> JobActionResult:
+        """Run a dead, cancelled or completed job again now (or cut a retry backoff short),
+        with its attempt counter reset to 0. Refused for dispatched and running jobs."""
+        identifier = check_job_id(job_id)
+        actor = check_actor(actor)
+        async with self.transaction() as conn:
+            job = await self._locked_job(conn, identifier)
+            previous = _shown(job)
+            if job["status"] == RUNNING:
+                raise AdminConflict(
+                    f"job {identifier} is running: wait for it to finish, or cancel it first"
+                )
+            if job["status"] == DISPATCHED:
+                raise AdminConflict(
+                    f"job {identifier} is dispatched and about to run: it cannot be retried "
+                    "(cancel it first if it must not run)"
+                )
+            if previous == QUEUED:
+                raise AdminConflict(f"job {identifier} is already queued and waiting to run")
+            await self.fetch_all(
+                conn, "admin_retry_jobs", {"ids": [identifier], "message": f"retried by {actor}"}
+            )
+            await self.audit(
+                conn,
+                actor,
+                "retry",
+                f"job:{identifier}",
+                {"previous_status": previous, "queue": job["queue_name"]},
+                "ok",
+            )
+        return JobActionResult(
+            action="retry",
+            job_id=identifier,
+            changed=True,
+            previous_status=previous,
+            status=QUEUED,
+            message=f"job {identifier} ({previous}) queued to run again now",
+        )
+
+    async def retry_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
+        """`retry` for many jobs in one statement; ids that do not qualify are `skipped`."""
+        identifiers = check_job_ids(ids)
+        actor = check_actor(actor)
+        async with self.transaction() as conn:
+            rows = await self.fetch_all(
+                conn, "admin_retry_jobs", {"ids": identifiers, "message": f"retried by {actor}"}
+            )
+            done = {row["id"] for row in rows}
+            skipped = [job_id for job_id in identifiers if job_id not in done]
+            await self.audit(
+                conn,
+                actor,
+                "retry_jobs",
+                f"jobs:{len(identifiers)}",
+                {
+                    "requested": len(identifiers),
+                    "retried": len(done),
+                    "skipped": [str(job_id) for job_id in skipped[:SAMPLE]],
+                },
+                "ok" if done else "noop",
+            )
+        return BulkResult(
+            action="retry_jobs",
+            dry_run=False,
+            count=len(done),
+            sample=sorted(done)[:SAMPLE],
+            skipped=skipped,
+            message=f"queued {len(done)} job(s) to run again; "
+            f"skipped {len(skipped)} (missing, waiting or running)",
+        )
+
+    async def retry_dead(
+        self,
+        actor: str,
+        queue: str | None = None,
+        task: str | None = None,
+        ids: Sequence[UUID | str] | None = None,
+        dry_run: bool = False,
+    ) -> BulkResult:
+        """Replay dead jobs (all, or of one queue / task / these ids) as new attempts.
+        Exactly once under concurrency: each dead job is replayed by one call only."""
+        actor = check_actor(actor)
+        queue = check_optional_queue(queue)
+        task = check_text(task, "task")
+        identifiers = None if ids is None else check_job_ids(ids)
+        params = {
+            "queue": queue,
+            "task": task,
+            "ids": identifiers,
+            "sample": SAMPLE,
+            "message": f"replayed from the dead-letter queue by {actor}",
+        }
+        scope = {
+            "queue": queue,
+            "task": task,
+            "ids": None if identifiers is None else len(identifiers),
+        }
+        async with self.transaction() as conn:
+            if queue is not None:
+                await self.require_queue(conn, queue)
+            name = "admin_dead_preview" if dry_run else "admin_retry_dead"
+            row = await self.fetch_one(conn, name, params)
+            assert row is not None  # noqa: S101 - an aggregate always returns one row
+            if not dry_run:
+                await self.audit(
+                    conn,
+                    actor,
+                    "retry_dead",
+                    f"queue:{queue}" if queue else "dead",
+                    {**scope, "count": row["count"]},
+                    "ok" if row["count"] else "noop",
+                )
+        verb = "would replay" if dry_run else "replayed"
+        return BulkResult(
+            action="retry_dead",
+            dry_run=dry_run,
+            count=row["count"],
+            sample=list(row["sample"]),
+            queue=queue,
+            message=f"{verb} {row['count']} dead job(s)",
+        )
+
+    async def delete(self, job_id: UUID | str, actor: str) -> JobActionResult:
+        """Delete a job that is not running (a running one must be cancelled first)."""
+        identifier = check_job_id(job_id)
+        actor = check_actor(actor)
+        async with self.transaction() as conn:
+            job = await self._locked_job(conn, identifier)
+            previous = _shown(job)
+            if job["status"] == RUNNING:
+                raise AdminConflict(
+                    f"job {identifier} is running: cancel it first "
+                    f"(conveyor admin cancel {identifier}), then delete it"
+                )
+            await self.fetch_all(conn, "admin_delete_jobs", {"ids": [identifier]})
+            await self.audit(
+                conn,
+                actor,
+                "delete",
+                f"job:{identifier}",
+                {"previous_status": previous, "queue": job["queue_name"]},
+                "ok",
+            )
+        return JobActionResult(
+            action="delete",
+            job_id=identifier,
+            changed=True,
+            previous_status=previous,
+            status="deleted",
+            message=f"job {identifier} ({previous}) deleted",
+        )
+
+    async def delete_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
+        """Delete many jobs; running (and missing) ones are `skipped`."""
+        identifiers = check_job_ids(ids)
+        actor = check_actor(actor)
+        async with self.transaction() as conn:
+            rows = await self.fetch_all(conn, "admin_delete_jobs", {"ids": identifiers})
+            done = {row["id"] for row in rows}
+            skipped = [job_id for job_id in identifiers if job_id not in done]
+            await self.audit(
+                conn,
+                actor,
+                "delete_jobs",
+                f"jobs:{len(identifiers)}",
+                {
+                    "requested": len(identifiers),
+                    "deleted": len(done),
+                    "skipped": [str(job_id) for job_id in skipped[:SAMPLE]],
+                },
+                "ok" if done else "noop",
+            )
+        return BulkResult(
+            action="delete_jobs",
+            dry_run=False,
+            count=len(done),
+            sample=sorted(done)[:SAMPLE],
+            skipped=skipped,
+            message=f"deleted {len(done)} job(s); skipped {len(skipped)} (missing or running)",
+        )
+
+    async def cancel(self, job_id: UUID | str, actor: str) -> JobActionResult:
+        """As the client's cancel: a waiting job ends cancelled at once (with a job_logs
+        row); a running one is asked to stop and ends when its handler does."""
+        identifier = check_job_id(job_id)
+        actor = check_actor(actor)
+        async with self.transaction() as conn:
+            job = await self._locked_job(conn, identifier)
+            previous = _shown(job)
+            if job["status"] in TERMINAL:
+                raise AdminConflict(
+                    f"job {identifier} already ended ({previous}): nothing to cancel"
+                )
+            if job["status"] == RUNNING and job["cancel_requested"]:
+                await self.audit(
+                    conn,
+                    actor,
+                    "cancel",
+                    f"job:{identifier}",
+                    {"previous_status": previous},
+                    "noop",
+                )
+                return JobActionResult(
+                    action="cancel",
+                    job_id=identifier,
+                    changed=False,
+                    previous_status=previous,
+                    status=RUNNING,
+                    message=f"job {identifier} was already asked to stop",
+                )
+            await conn.execute(
+                self.queries["cancel_job"], {"id": identifier, "reason": f"cancelled by {actor}"}
+            )
+            await self.audit(
+                conn,
+                actor,
+                "cancel",
+                f"job:{identifier}",
+                {"previous_status": previous, "queue": job["queue_name"]},
+                "ok",
+            )
+        if job["status"] == RUNNING:
+            return JobActionResult(
+                action="cancel",
+                job_id=identifier,
+                changed=True,
+                previous_status=previous,
+                status=RUNNING,
+                message=f"job {identifier} is running and was asked to stop",
+            )
+        return JobActionResult(
+            action="cancel",
+            job_id=identifier,
+            changed=True,
+            previous_status=previous,
+            status=CANCELLED,
+            message=f"job {identifier} ({previous}) cancelled",
+        )

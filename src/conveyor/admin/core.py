@@ -1,0 +1,26 @@
+"""`Admin`: operations as a library, for the CLI, the HTTP API and the dashboard alike.
+
+    async with Admin(settings) as admin:
+        stats = await admin.stats()
+        await admin.pause("email-sending", actor="cli:alice")
+
+Reads never change anything. Every action takes `actor` and writes one audit_log row in
+the same transaction as its change. Bad input raises AdminError (a ValueError) before
+anything is touched; AdminNotFound and AdminConflict refine it; an outage raises
+AdminUnavailable. `health()` never raises.
+"""
+
+from __future__ import annotations
+
+from conveyor.admin.actions import JobActionsMixin
+from conveyor.admin.health import HealthMixin
+from conveyor.admin.jobs import JobsMixin
+from conveyor.admin.queues import QueueActionsMixin
+
+
+class Admin(HealthMixin, JobsMixin, JobActionsMixin, QueueActionsMixin):
+    """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
+    resume, purge of dead jobs, workers, the audit log, and system health."""
+
+
+__all__ = ["Admin"]

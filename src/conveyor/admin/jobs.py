@@ -1,0 +1,261 @@
+"""Looking at jobs: what runs next, keyset listings, one job in full, the audit trail."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from conveyor.admin.base import (
+    REDIS_ERRORS,
+    AdminBase,
+    check_count,
+    check_job_id,
+    check_lane,
+    check_optional_queue,
+    check_queue,
+    check_seconds,
+    check_text,
+)
+from conveyor.admin.errors import AdminError, AdminNotFound
+from conveyor.admin.explain import WaitFacts, why_waiting
+from conveyor.admin.models import Attempt, AuditEntry, JobDetail, JobSummary, Page
+from conveyor.jobs import DISPATCHED, QUEUED, RETRY_SCHEDULED, RUNNING, STATUSES
+from conveyor.lanes import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX, LaneName
+
+log = logging.getLogger("conveyor.admin")
+AT_REST = ("queued", "completed", "dead", "cancelled")  # the statuses jobs_admin_list_idx holds
+IN_FLIGHT = (DISPATCHED, RUNNING)
+LIST_STATUSES = (*STATUSES, RETRY_SCHEDULED)
+AHEAD_CAP = 100_000
+LIST_TIMEOUT_MS = 20_000  # a payload search over a huge queue gives up rather than hog
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+PRIORITY_RANGE: dict[LaneName | None, tuple[int, int]] = {
+    None: (INT_MIN, INT_MAX),
+    "high": (INT_MIN, HIGH_PRIORITY_MAX),
+    "normal": (HIGH_PRIORITY_MAX + 1, NORMAL_PRIORITY_MAX),
+    "low": (NORMAL_PRIORITY_MAX + 1, INT_MAX),
+}
+
+
+def encode_cursor(created: datetime, job_id: UUID) -> str:
+    raw = f"{created.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, _, job_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return moment, UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, AttributeError, TypeError):
+        raise AdminError(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+        ) from None
+
+
+def like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _status_filter(status: str | None) -> tuple[list[str], list[str], bool | None]:
+    """(statuses read from the listing index, in-flight statuses, retry flag for queued)."""
+    if status is None:
+        return list(AT_REST), list(IN_FLIGHT), None
+    if status not in LIST_STATUSES:
+        raise AdminError(f"status must be one of {', '.join(LIST_STATUSES)}, not {status!r}")
+    if status in IN_FLIGHT:
+        return [], [status], None
+    if status == RETRY_SCHEDULED:
+        return [QUEUED], [], True
+    return [status], [], False if status == QUEUED else None
+
+
+class JobsMixin(AdminBase):
+    async def peek(self, queue: str, n: int = 20, lane: str | None = None) -> list[JobSummary]:
+        """The next `n` jobs of `queue` in the order they would run: dispatched jobs in
+        Redis pop order (high, normal, low lane), then ready jobs by priority and run_at."""
+        queue = check_queue(queue)
+        n = check_count(n, "n")
+        lane_name = check_lane(lane)
+        ids = await self._lane_heads(queue, n, lane_name)
+        low, high = PRIORITY_RANGE[lane_name]
+        async with self.connection() as conn:
+            await self.require_queue(conn, queue)
+            rows = await self.fetch_all(
+                conn,
+                "admin_peek",
+                {
+                    "queue": queue,
+                    "ids": ids,
+                    "n": n,
+                    "min_priority": low,
+                    "max_priority": high,
+                },
+            )
+        return [JobSummary.from_row(row) for row in rows]
+
+    async def _lane_heads(self, queue: str, n: int, lane: LaneName | None) -> list[UUID]:
+        """Up to `n` ids from the pop end of each lane, in pop order; [] if Redis is down."""
+        lanes = [lane] if lane else list(LANES)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for name in lanes:
+                pipe.lrange(self.keys.lane(queue, name), -n, -1)
+            results = await pipe.execute()
+        except REDIS_ERRORS as error:
+            log.warning("peek: Redis unavailable (%s); showing PostgreSQL's order", error)
+            return []
+        ids: list[UUID] = []
+        for items in results:
+            for item in reversed(items):
+                try:
+                    ids.append(UUID(item.decode() if isinstance(item, bytes) else item))
+                except ValueError:
+                    continue
+        return ids
+
+    async def list_jobs(
+        self,
+        queue: str | None = None,
+        status: str | None = None,
+        lane: str | None = None,
+        min_age_seconds: float | None = None,
+        max_age_seconds: float | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Page[JobSummary]:
+        """Jobs newest first, one keyset page at a time (pass `next_cursor` as `after`).
+        `status` takes the stored statuses and retry_scheduled; `queued` means queued
+        jobs without failed attempts. `text` searches inside the payload."""
+        queue = check_optional_queue(queue)
+        rest, live, retry = _status_filter(status)
+        lane_name = check_lane(lane)
+        min_age = check_seconds(min_age_seconds, "min_age_seconds")
+        max_age = check_seconds(max_age_seconds, "max_age_seconds")
+        if min_age is not None and max_age is not None and min_age > max_age:
+            raise AdminError("min_age_seconds must not be larger than max_age_seconds")
+        search = check_text(text, "text")
+        limit = check_count(limit, "limit")
+        before: tuple[datetime | str, UUID] = (
+            decode_cursor(after) if after is not None else ("infinity", UUID(int=0))
+        )
+        low, high = PRIORITY_RANGE[lane_name]
+        params: dict[str, Any] = {
+            "queue": queue,
+            "rest_statuses": rest,
+            "live_statuses": live,
+            "retry": retry,
+            "before_created": before[0],
+            "before_id": before[1],
+            "min_age": min_age,
+            "max_age": max_age,
+            "min_priority": low,
+            "max_priority": high,
+            "text": like_pattern(search) if search else None,
+            "limit": limit + 1,  # one more than asked: is there a next page?
+        }
+        async with self.transaction() as conn:
+            await conn.execute(f"SET LOCAL statement_timeout = {LIST_TIMEOUT_MS}".encode())
+            if queue is not None:
+                await self.require_queue(conn, queue)
+            rows = await self.fetch_all(conn, "admin_list_jobs", params)
+        items = [JobSummary.from_row(row) for row in rows]
+        more = len(items) > limit
+        items = items[:limit]
+        cursor = encode_cursor(items[-1].created, items[-1].id) if more and items else None
+        return Page(items=items, next_cursor=cursor)
+
+    async def job_detail(self, job_id: UUID | str) -> JobDetail:
+        """The job with its payload, every attempt from job_logs, and why it is waiting."""
+        identifier = check_job_id(job_id)
+        async with self.connection() as conn:
+            row = await self.fetch_one(
+                conn,
+                "admin_job_detail",
+                {
+                    "id": identifier,
+                    "ahead_cap": AHEAD_CAP,
+                    "dead_after": self.settings.worker.dead_after,
+                },
+            )
+            if row is None:
+                raise AdminNotFound(f"no job with id {identifier}")
+            logs = await self.fetch_all(conn, "admin_job_attempts", {"id": identifier})
+        in_redis, redis_ahead = None, None
+        if row["status"] == DISPATCHED:
+            in_redis, redis_ahead = await self._redis_place(row)
+        facts = WaitFacts(
+            status=row["status"],
+            queue=row["queue_name"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            run_at=row["run_at"],
+            now=row["db_now"],
+            dispatched_at=row["dispatched_at"],
+            last_error=row["last_error"],
+            queue_paused=row["queue_paused"],
+            paused_at=row["queue_paused_at"],
+            ready_ahead=row["ready_ahead"],
+            dispatched_ahead=row["dispatched_ahead"],
+            ahead_cap=AHEAD_CAP,
+            live_workers=row["live_workers"],
+            redis_ahead=redis_ahead,
+            in_redis=in_redis,
+        )
+        return JobDetail(
+            **JobSummary.fields_from_row(row),
+            payload=row["payload"],
+            idempotency_key=row["idempotency_key"],
+            lease_expires_at=row["lease_expires_at"],
+            timeout_seconds=row["timeout_seconds"],
+            attempts=[
+                Attempt(
+                    status=log_row["status"],
+                    attempt_number=log_row["attempt_number"],
+                    message=log_row["log_message"],
+                    traceback=log_row["traceback"],
+                    worker_id=log_row["worker_id"],
+                    started=log_row["started"],
+                    finished=log_row["finished"],
+                    duration_seconds=log_row["duration_seconds"],
+                )
+                for log_row in logs
+            ],
+            why_waiting=why_waiting(facts),
+        )
+
+    async def _redis_place(self, row: dict[str, Any]) -> tuple[bool | None, int | None]:
+        """(is the id in its lane, how many ids pop before it); (None, None) if unknown."""
+        queue = row["queue_name"]
+        lane: LaneName = JobSummary.fields_from_row(row)["lane"]
+        urgent = LANES[: LANES.index(lane)]
+        key = self.keys.lane(queue, lane)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.lpos(key, str(row["id"]))
+            pipe.llen(key)
+            for other in urgent:
+                pipe.llen(self.keys.lane(queue, other))
+            position, length, *others = await pipe.execute()
+        except REDIS_ERRORS:
+            return None, None
+        if position is None:
+            return False, None
+        # Pushed on the left, popped on the right: everything to its right goes first.
+        return True, int(length) - 1 - int(position) + sum(int(count) for count in others)
+
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest operator actions first."""
+        limit = check_count(limit, "limit")
+        async with self.connection() as conn:
+            rows = await self.fetch_all(conn, "admin_audit_log", {"limit": limit})
+        return [AuditEntry(**row) for row in rows]

@@ -1,0 +1,138 @@
+"""Queue-wide actions: pause, resume, purge the dead-letter queue."""
+
+from __future__ import annotations
+
+import logging
+
+from conveyor.admin.base import (
+    REDIS_ERRORS,
+    SAMPLE,
+    AdminBase,
+    check_actor,
+    check_optional_queue,
+    check_queue,
+)
+from conveyor.admin.models import BulkResult, PurgeResult, QueueActionResult
+
+log = logging.getLogger("conveyor.admin")
+
+
+class QueueActionsMixin(AdminBase):
+    async def pause(self, queue: str, actor: str) -> QueueActionResult:
+        """Stop a queue. PostgreSQL first (the queuer stops dispatching, dispatched jobs go
+        back to queued, and claims of this queue are refused from now on), then Redis
+        (workers skip the queue; its lanes are emptied)."""
+        queue = check_queue(queue)
+        actor = check_actor(actor)
+        async with self.transaction() as conn:
+            await self.require_queue(conn, queue)
+            row = await self.fetch_one(conn, "admin_lock_queue", {"queue": queue})
+            was_paused = row is not None and not row["is_active"]
+            cur = await conn.execute(self.queries["admin_pause_queue"], {"queue": queue})
+            requeued = max(cur.rowcount, 0)
+            await self.audit(
+                conn,
+                actor,
+                "pause",
+                f"queue:{queue}",
+                {"requeued": requeued},
+                "noop" if was_paused else "ok",
+            )
+        synced, warning = await self._sync_redis(queue, pause=True)
+        state = "was already paused" if was_paused else "paused"
+        message = f"queue {queue!r} {state}; {requeued} dispatched job(s) taken back from Redis"
+        return QueueActionResult(
+            action="pause",
+            queue=queue,
+            changed=not was_paused,
+            requeued=requeued,
+            redis_synced=synced,
+            message=message + warning,
+        )
+
+    async def resume(self, queue: str, actor: str) -> QueueActionResult:
+        """Let a paused queue run again, and wake the queuer at once."""
+        queue = check_queue(queue)
+        actor = check_actor(actor)
+        async with self.transaction() as conn:
+            await self.require_queue(conn, queue)
+            row = await self.fetch_one(conn, "admin_lock_queue", {"queue": queue})
+            was_paused = row is not None and not row["is_active"]
+            await conn.execute(
+                self.queries["admin_resume_queue"], {"queue": queue, "channel": self.channel}
+            )
+            await self.audit(
+                conn, actor, "resume", f"queue:{queue}", {}, "ok" if was_paused else "noop"
+            )
+        synced, warning = await self._sync_redis(queue, pause=False)
+        state = "resumed" if was_paused else "was not paused"
+        return QueueActionResult(
+            action="resume",
+            queue=queue,
+            changed=was_paused,
+            requeued=0,
+            redis_synced=synced,
+            message=f"queue {queue!r} {state}{warning}",
+        )
+
+    async def _sync_redis(self, queue: str, *, pause: bool) -> tuple[bool, str]:
+        """Mirror the pause in Redis. PostgreSQL already governs (claims of a paused queue
+        are refused), so a Redis outage here is reported, not raised."""
+        try:
+            if pause:
+                await self.lanes.pause(queue)
+            else:
+                await self.lanes.resume(queue)
+        except REDIS_ERRORS as error:
+            log.warning("queue %s: Redis not updated (%s)", queue, error)
+            if pause:
+                return False, (
+                    f" (Redis could not be updated: {error}; the pause holds anyway, since "
+                    "PostgreSQL refuses claims of a paused queue)"
+                )
+            return False, (
+                f" (Redis could not be updated: {error}; workers keep skipping the queue "
+                "until you run resume again once Redis is reachable)"
+            )
+        return True, ""
+
+    async def purge_dead(
+        self, actor: str, queue: str | None = None, dry_run: bool = True
+    ) -> PurgeResult:
+        """Delete dead jobs (of one queue, or all). A dry run (the default) only counts."""
+        return await self._purge(actor, queue, dry_run, "purge_dead")
+
+    async def clear_failed(self, queue: str, actor: str) -> PurgeResult:
+        """The dashboard's "clear failed": delete the dead jobs of one queue."""
+        return await self._purge(actor, check_queue(queue), False, "clear_failed")
+
+    async def _purge(self, actor: str, queue: str | None, dry_run: bool, action: str) -> BulkResult:
+        actor = check_actor(actor)
+        queue = check_optional_queue(queue)
+        params = {"queue": queue, "task": None, "ids": None, "sample": SAMPLE}
+        async with self.transaction() as conn:
+            if queue is not None:
+                await self.require_queue(conn, queue)
+            row = await self.fetch_one(
+                conn, "admin_dead_preview" if dry_run else "admin_purge_dead", params
+            )
+            assert row is not None  # noqa: S101 - an aggregate always returns one row
+            if not dry_run:
+                await self.audit(
+                    conn,
+                    actor,
+                    action,
+                    f"queue:{queue}" if queue else "dead",
+                    {"queue": queue, "count": row["count"]},
+                    "ok" if row["count"] else "noop",
+                )
+        verb = "would delete" if dry_run else "deleted"
+        where = f" of queue {queue!r}" if queue else ""
+        return BulkResult(
+            action=action,
+            dry_run=dry_run,
+            count=row["count"],
+            sample=list(row["sample"]),
+            queue=queue,
+            message=f"{verb} {row['count']} dead job(s){where}",
+        )

@@ -1,0 +1,150 @@
+"""Queue figures for the dashboard, the CLI and health: one round trip to PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from conveyor.admin.base import AdminBase
+from conveyor.admin.models import (
+    Colour,
+    LaneStats,
+    QueueStats,
+    Stats,
+    WorkerInfo,
+    WorkersSummary,
+)
+from conveyor.config import Settings
+from conveyor.lanes import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX, LaneName
+
+
+def queue_colour(
+    settings: Settings,
+    name: str,
+    waiting: int,
+    failed_last_hour: int,
+    lanes: dict[LaneName, LaneStats],
+) -> tuple[Colour, list[str]]:
+    """Green, yellow or red, with the reasons (thresholds come from the settings).
+
+    Red: more than critical_waiting jobs waiting, more than critical_failures_per_hour
+    failed attempts in the last hour, or a lane whose oldest job has waited longer than
+    that lane's target. Yellow: warning_waiting jobs or more waiting.
+    """
+    warning, critical, critical_failures = settings.queue_thresholds(name)
+    red: list[str] = []
+    if waiting > critical:
+        red.append(f"{waiting} jobs waiting, over the critical level of {critical}")
+    if failed_last_hour > critical_failures:
+        red.append(f"{failed_last_hour} failed attempts in the last hour, over {critical_failures}")
+    for lane, figures in lanes.items():
+        age = figures.oldest_waiting_age_seconds
+        if age is not None and age > figures.target_seconds:
+            red.append(
+                f"the oldest {lane}-priority job has waited {age:.0f} s, "
+                f"over its {figures.target_seconds:g} s target"
+            )
+    if red:
+        return "red", red
+    if waiting >= warning:
+        return "yellow", [f"{waiting} jobs waiting (warning from {warning})"]
+    return "green", []
+
+
+def queue_stats_from_row(settings: Settings, row: dict[str, Any]) -> QueueStats:
+    name = row["name"]
+    lanes: dict[LaneName, LaneStats] = {
+        lane: LaneStats(
+            waiting=row[f"waiting_{lane}"],
+            oldest_waiting_age_seconds=_age(row[f"oldest_{lane}"]),
+            target_seconds=settings.queue_target(name, lane),
+        )
+        for lane in LANES
+    }
+    waiting = sum(lane.waiting for lane in lanes.values())
+    ages = [lane.oldest_waiting_age_seconds for lane in lanes.values()]
+    known_ages = [age for age in ages if age is not None]
+    colour, reasons = queue_colour(settings, name, waiting, row["failed_last_hour"], lanes)
+    return QueueStats(
+        name=name,
+        paused=row["paused"],
+        paused_at=row["paused_at"],
+        waiting=waiting,
+        lanes=lanes,
+        dispatched=row["dispatched"],
+        scheduled=row["scheduled"],
+        running=row["running"],
+        completed_last_hour=row["completed_last_hour"],
+        failed_last_hour=row["failed_last_hour"],
+        dead=row["dead"],
+        oldest_waiting_age_seconds=max(known_ages) if known_ages else None,
+        throughput_per_minute=row["completed_5m"] / 5.0,
+        target_seconds=settings.queue_target(name),
+        live_workers=row["live_workers"],
+        status=colour,
+        reasons=reasons,
+    )
+
+
+def _age(value: float | None) -> float | None:
+    # A run_at set by a clock slightly ahead of PostgreSQL's must not read as negative.
+    return None if value is None else max(0.0, round(value, 3))
+
+
+class StatsMixin(AdminBase):
+    def _stats_params(self) -> dict[str, Any]:
+        return {
+            "high_max": HIGH_PRIORITY_MAX,
+            "normal_max": NORMAL_PRIORITY_MAX,
+            "dead_after": self.settings.worker.dead_after,
+        }
+
+    async def stats(self) -> Stats:
+        """Per queue: paused, waiting by lane, scheduled, running, last-hour completions and
+        failures, dead, oldest wait, throughput and a colour; plus the workers."""
+        params = self._stats_params()
+        async with self.connection() as conn:
+            async with conn.pipeline():
+                per_queue = conn.cursor(row_factory=dict_row)
+                summary = conn.cursor(row_factory=dict_row)
+                await per_queue.execute(self.queries["admin_queue_stats"], params, prepare=False)
+                await summary.execute(self.queries["admin_stats_summary"], params, prepare=False)
+            rows = await per_queue.fetchall()
+            head = await summary.fetchone()
+        assert head is not None  # noqa: S101 - an aggregate always returns one row
+        return Stats(
+            timestamp=head["now"],
+            queues=[queue_stats_from_row(self.settings, row) for row in rows],
+            workers=WorkersSummary(
+                total=head["workers_total"],
+                alive=head["workers_alive"],
+                capacity=head["capacity"],
+                busy=head["busy"],
+            ),
+            p95_duration_seconds=head["p95_duration"],
+        )
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Every registered worker, live ones first. `alive`: heartbeat within
+        worker.dead_after and not stopped."""
+        async with self.connection() as conn:
+            rows = await self.fetch_all(
+                conn, "admin_workers", {"dead_after": self.settings.worker.dead_after}
+            )
+        return [
+            WorkerInfo(
+                id=row["id"],
+                host=row["host"],
+                pid=row["pid"],
+                queues=list(row["queues"]),
+                concurrency=row["concurrency"],
+                started=row["started"],
+                last_heartbeat=row["last_heartbeat"],
+                heartbeat_age_seconds=max(0.0, round(row["heartbeat_age_seconds"], 3)),
+                jobs_in_flight=row["jobs_in_flight"],
+                stopped=row["stopped"],
+                alive=row["alive"],
+            )
+            for row in rows
+        ]

@@ -1,0 +1,535 @@
+"""`conveyor admin ...`: operate the queue from a shell.
+
+Every command calls the admin layer (no SQL or Redis here), prints rich tables for people
+and, with `--json`, the same data as the HTTP API for scripts. Destructive commands
+without `--yes` change nothing and say what they would do. Errors are one line on stderr
+with a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+import orjson
+import psycopg
+import redis.exceptions
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.admin import Admin, default_actor
+from conveyor.admin.models import JobSummary, Model, plain
+from conveyor.cli.main import State, main, pass_state
+from conveyor.durations import format_duration, parse_duration
+from conveyor.errors import ConveyorError
+from conveyor.store.connect import describe
+
+T = TypeVar("T")
+COLOURS = {
+    "green": "green",
+    "yellow": "yellow",
+    "red": "red",
+    "healthy": "green",
+    "warning": "yellow",
+    "critical": "red",
+}
+HEALTH_EXIT = {"healthy": 0, "warning": 1, "critical": 2}
+
+
+def run(state: State, operation: Callable[[Admin], Awaitable[T]]) -> T:
+    """Open an Admin for one operation; every failure becomes a one-line ClickException."""
+    settings = state.settings()
+
+    async def go() -> T:
+        async with Admin(settings, pool_size=2) as admin:
+            return await operation(admin)
+
+    try:
+        return asyncio.run(go())
+    except ConveyorError as error:
+        raise click.ClickException(str(error)) from None
+    except (psycopg.Error, redis.exceptions.RedisError, OSError) as error:
+        raise click.ClickException(describe(error)) from None
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print JSON (the HTTP API's shape) instead of tables.",
+    )(command)
+
+
+def emit_json(data: Any) -> None:
+    value = data.to_dict() if isinstance(data, Model) else plain(data)
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def console() -> Console:
+    out = Console(highlight=False, soft_wrap=False)
+    if not out.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
+        out.width = max(out.width, 160)
+    return out
+
+
+def make_table(title: str | None, *columns: str, numeric: tuple[str, ...] = ()) -> Table:
+    """A compact table; job ids never wrap or shrink (people copy them)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for heading in columns:
+        table.add_column(
+            heading,
+            justify="right" if heading in numeric else "left",
+            no_wrap=heading == "id",
+            min_width=36 if heading == "id" else len(heading),
+            overflow="fold",
+        )
+    return table
+
+
+def age(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(round(seconds))
+
+
+def when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def short_time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%m-%d %H:%M:%S")
+
+
+def duration_option(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=flag) from None
+    if seconds < 0:
+        raise click.BadParameter("must not be negative", param_hint=flag)
+    return seconds
+
+
+@main.group()
+def admin() -> None:
+    """Operate the queue: stats, peek, jobs, retry, delete, pause, purge, health."""
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@admin.command()
+@json_option
+@pass_state
+def stats(state: State, as_json: bool) -> None:
+    """Per-queue figures: waiting by lane, running, failures, dead, oldest wait, colour."""
+    result = run(state, lambda a: a.stats())
+    if as_json:
+        return emit_json(result)
+    numbers: tuple[str, ...] = (
+        "waiting",
+        "h/n/l",
+        "sched",
+        "run",
+        "ok/h",
+        "fail/h",
+        "dead",
+        "oldest",
+        "target",
+    )
+    numbers += ("/min", "workers")
+    table = make_table(
+        f"queues at {when(result.timestamp)}", "queue", "state", *numbers, numeric=numbers
+    )
+    for q in result.queues:
+        lanes = "/".join(str(q.lanes[lane].waiting) for lane in ("high", "normal", "low"))
+        paused = " [bold]paused[/]" if q.paused else ""
+        table.add_row(
+            q.name,
+            f"[{COLOURS[q.status]}]{q.status}[/]{paused}",
+            str(q.waiting),
+            lanes,
+            str(q.scheduled),
+            str(q.running),
+            str(q.completed_last_hour),
+            str(q.failed_last_hour),
+            str(q.dead),
+            age(q.oldest_waiting_age_seconds),
+            age(q.target_seconds),
+            f"{q.throughput_per_minute:g}",
+            str(q.live_workers),
+        )
+    out = console()
+    out.print(table if result.queues else "no queues yet")
+    w = result.workers
+    out.print(
+        f"workers: {w.alive} alive of {w.total} registered, {w.busy} busy of {w.capacity} slots"
+    )
+    for q in result.queues:
+        for reason in q.reasons:
+            out.print(f"[{COLOURS[q.status]}]{q.name}[/]: {reason}")
+
+
+def jobs_table(title: str, items: list[JobSummary], numbered: bool = False) -> Table:
+    columns: tuple[str, ...] = ("#",) if numbered else ()
+    columns += ("id", "status", "queue", "task", "prio", "try", "created", "last error")
+    table = make_table(title, *columns, numeric=("#", "prio", "try"))
+    for number, job in enumerate(items, start=1):
+        row: tuple[str, ...] = (str(number),) if numbered else ()
+        row += (
+            str(job.id),
+            job.status,
+            job.queue,
+            job.task,
+            str(job.priority),
+            f"{job.attempt}/{job.max_attempts}",
+            short_time(job.created),
+            (job.last_error or "").splitlines()[0][:80] if job.last_error else "",
+        )
+        table.add_row(*row)
+    return table
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.option("--queue", "-q", required=True, help="The queue to look into.")
+@click.option(
+    "--n",
+    "-n",
+    "count",
+    type=int,
+    default=20,
+    show_default=True,
+    help="How many jobs to show (1-1000).",
+)
+@click.option(
+    "--lane",
+    type=click.Choice(["high", "normal", "low"]),
+    default=None,
+    help="Only this lane (priority <=50, <=150, above).",
+)
+def peek(state: State, as_json: bool, queue: str, count: int, lane: str | None) -> None:
+    """The next jobs of a queue, in the order they would run."""
+    items = run(state, lambda a: a.peek(queue, count, lane))
+    if as_json:
+        return emit_json(items)
+    console().print(
+        jobs_table(f"next in {queue}", items, numbered=True)
+        if items
+        else f"nothing waiting in {queue}"
+    )
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.option("--queue", "-q", default=None, help="Only this queue.")
+@click.option(
+    "--status",
+    "-s",
+    default=None,
+    help="queued, retry_scheduled, dispatched, running, completed, dead, cancelled.",
+)
+@click.option("--lane", type=click.Choice(["high", "normal", "low"]), default=None)
+@click.option("--older-than", default=None, help="Created at least this long ago (5m, 2h).")
+@click.option("--newer-than", default=None, help="Created at most this long ago (1h, 1d).")
+@click.option("--text", default=None, help="Find this text inside the payload.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Jobs per page (1-1000).")
+@click.option("--cursor", default=None, help="The next-page cursor a previous call printed.")
+def jobs(
+    state: State,
+    as_json: bool,
+    queue: str | None,
+    status: str | None,
+    lane: str | None,
+    older_than: str | None,
+    newer_than: str | None,
+    text: str | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """List jobs, newest first, a page at a time."""
+    min_age = duration_option(older_than, "--older-than")
+    max_age = duration_option(newer_than, "--newer-than")
+    page = run(
+        state,
+        lambda a: a.list_jobs(
+            queue=queue,
+            status=status,
+            lane=lane,
+            min_age_seconds=min_age,
+            max_age_seconds=max_age,
+            text=text,
+            after=cursor,
+            limit=limit,
+        ),
+    )
+    if as_json:
+        return emit_json(page)
+    out = console()
+    out.print(jobs_table("jobs", page.items) if page.items else "no jobs match")
+    if page.next_cursor:
+        out.print(f"more: --cursor {page.next_cursor}")
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.argument("job_id")
+def job(state: State, as_json: bool, job_id: str) -> None:
+    """One job in full: payload, attempts, and why it is waiting."""
+    detail = run(state, lambda a: a.job_detail(job_id))
+    if as_json:
+        return emit_json(detail)
+    out = console()
+    facts = Table.grid(padding=(0, 2))
+    for label, value in (
+        ("id", str(detail.id)),
+        ("queue", detail.queue),
+        ("task", detail.task),
+        ("status", detail.status),
+        ("priority", f"{detail.priority} ({detail.lane})"),
+        ("attempt", f"{detail.attempt} of {detail.max_attempts}"),
+        ("created", when(detail.created)),
+        ("run at", when(detail.run_at)),
+        ("started", when(detail.started)),
+        ("worker", detail.worker_id or "-"),
+        ("last error", detail.last_error or "-"),
+    ):
+        facts.add_row(f"[bold]{label}[/]", value)
+    out.print(facts)
+    if detail.why_waiting:
+        out.print(f"[bold]why waiting:[/] {detail.why_waiting}")
+    out.print("[bold]payload:[/]")
+    out.print(orjson.dumps(detail.payload, option=orjson.OPT_INDENT_2).decode(), markup=False)
+    if detail.attempts:
+        table = make_table(
+            "attempts",
+            "#",
+            "status",
+            "worker",
+            "started",
+            "finished",
+            "seconds",
+            "message",
+            numeric=("#", "seconds"),
+        )
+        for attempt in detail.attempts:
+            seconds = attempt.duration_seconds
+            table.add_row(
+                str(attempt.attempt_number),
+                attempt.status,
+                attempt.worker_id or "-",
+                when(attempt.started),
+                when(attempt.finished),
+                "-" if seconds is None else f"{seconds:.3f}",
+                (attempt.message or "")[:80],
+            )
+        out.print(table)
+    tracebacks = [a for a in detail.attempts if a.traceback]
+    if tracebacks:
+        out.print(f"[bold]traceback of attempt {tracebacks[-1].attempt_number}:[/]")
+        out.print(tracebacks[-1].traceback or "", markup=False)
+
+
+@admin.command()
+@json_option
+@pass_state
+def workers(state: State, as_json: bool) -> None:
+    """Registered workers: queues, heartbeat age, jobs in flight, alive or not."""
+    items = run(state, lambda a: a.workers())
+    if as_json:
+        return emit_json(items)
+    table = make_table(
+        "workers",
+        "worker",
+        "alive",
+        "queues",
+        "slots",
+        "busy",
+        "heartbeat",
+        "started",
+        numeric=("slots", "busy"),
+    )
+    for w in items:
+        alive = "[green]yes[/]" if w.alive else ("[red]stopped[/]" if w.stopped else "[red]no[/]")
+        table.add_row(
+            w.id,
+            alive,
+            ",".join(w.queues),
+            str(w.concurrency),
+            str(w.jobs_in_flight),
+            f"{age(w.heartbeat_age_seconds)} ago",
+            when(w.started),
+        )
+    console().print(table if items else "no workers registered")
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.option("--limit", type=int, default=100, show_default=True, help="Entries (1-1000).")
+def audit(state: State, as_json: bool, limit: int) -> None:
+    """Operator actions, newest first."""
+    entries = run(state, lambda a: a.audit_log(limit))
+    if as_json:
+        return emit_json(entries)
+    table = make_table("audit log", "at", "actor", "action", "target", "result", "detail")
+    for entry in entries:
+        detail = orjson.dumps(entry.detail).decode() if entry.detail else ""
+        table.add_row(
+            when(entry.at), entry.actor, entry.action, entry.target or "-", entry.result, detail
+        )
+    console().print(table if entries else "no operator actions recorded")
+
+
+@admin.command()
+@json_option
+@pass_state
+def health(state: State, as_json: bool) -> None:
+    """Redis, PostgreSQL, queues, workers, performance. Exit status: 0 healthy,
+    1 warning, 2 critical."""
+    report = run(state, lambda a: a.health())
+    if as_json:
+        emit_json(report)
+    else:
+        out = console()
+        colour = COLOURS[report.overall_status]
+        out.print(f"overall: [{colour}]{report.overall_status}[/] at {when(report.timestamp)}")
+        for name, part in (
+            ("redis", report.redis),
+            ("database", report.database),
+            ("queues", report.queues),
+            ("workers", report.workers),
+            ("performance", report.performance),
+        ):
+            out.print(f"  {name:<12}[{COLOURS[part.status]}]{part.status:<9}[/] {part.message}")
+    raise SystemExit(HEALTH_EXIT[report.overall_status])
+
+
+# -- actions -------------------------------------------------------------------------------
+
+
+def actor() -> str:
+    return default_actor("cli")
+
+
+def report(result: Model, as_json: bool, hint: str | None = None) -> None:
+    """Print an action's result: its message, a sample of ids, and what to run next."""
+    if as_json:
+        return emit_json(result)
+    data = result.to_dict()
+    click.echo(data.get("message", ""))
+    sample = (data.get("sample") or [])[:10]
+    if sample:
+        more = data.get("count", len(sample)) - len(sample)
+        click.echo("  " + "\n  ".join(sample) + (f"\n  ... and {more} more" if more > 0 else ""))
+    skipped = data.get("skipped") or []
+    if skipped:
+        click.echo("skipped: " + ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else ""))
+    if hint:
+        click.echo(hint)
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.argument("job_id", required=False)
+@click.option("--dead", is_flag=True, help="Replay dead jobs (all, or --queue / --task).")
+@click.option("--queue", "-q", default=None, help="With --dead: only this queue.")
+@click.option("--task", default=None, help="With --dead: only this task.")
+@click.option("--yes", "-y", is_flag=True, help="With --dead: really replay them.")
+def retry(
+    state: State,
+    as_json: bool,
+    job_id: str | None,
+    dead: bool,
+    queue: str | None,
+    task: str | None,
+    yes: bool,
+) -> None:
+    """Run a job again now (attempts reset), or replay the dead-letter queue with --dead.
+
+    Without --yes, --dead only shows how many jobs it would replay."""
+    if dead == (job_id is not None):
+        raise click.UsageError("give a job id, or --dead to replay dead jobs (not both)")
+    if job_id is not None:
+        if queue or task:
+            raise click.UsageError("--queue and --task go with --dead")
+        return report(run(state, lambda a: a.retry(job_id, actor())), as_json)
+    result = run(state, lambda a: a.retry_dead(actor(), queue=queue, task=task, dry_run=not yes))
+    report(result, as_json, None if yes else "nothing changed: run again with --yes to replay")
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.argument("job_id")
+@click.option("--yes", "-y", is_flag=True, help="Really delete it.")
+def delete(state: State, as_json: bool, job_id: str, yes: bool) -> None:
+    """Delete a job for good (not a running one: cancel it first)."""
+    if yes:
+        return report(run(state, lambda a: a.delete(job_id, actor())), as_json)
+    detail = run(state, lambda a: a.job_detail(job_id))
+    if detail.stored_status == "running":
+        raise click.ClickException(
+            f"job {detail.id} is running: cancel it first (conveyor admin cancel {detail.id})"
+        )
+    message = (
+        f"would delete job {detail.id} ({detail.status}, queue {detail.queue}, task {detail.task})"
+    )
+    if as_json:
+        fields = JobSummary.__dataclass_fields__
+        summary = {key: value for key, value in detail.to_dict().items() if key in fields}
+        return emit_json(
+            {"action": "delete", "dry_run": True, "count": 1, "job": summary, "message": message}
+        )
+    click.echo(message)
+    click.echo("nothing changed: run again with --yes to delete it")
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.argument("job_id")
+def cancel(state: State, as_json: bool, job_id: str) -> None:
+    """Cancel a job: a waiting one at once, a running one is asked to stop."""
+    report(run(state, lambda a: a.cancel(job_id, actor())), as_json)
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.argument("queue")
+def pause(state: State, as_json: bool, queue: str) -> None:
+    """Stop a queue: nothing in it starts until it is resumed."""
+    report(run(state, lambda a: a.pause(queue, actor())), as_json)
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.argument("queue")
+def resume(state: State, as_json: bool, queue: str) -> None:
+    """Let a paused queue run again."""
+    report(run(state, lambda a: a.resume(queue, actor())), as_json)
+
+
+@admin.command("purge-dead")
+@json_option
+@pass_state
+@click.option("--queue", "-q", default=None, help="Only this queue's dead jobs.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted (the default).")
+@click.option("--yes", "-y", is_flag=True, help="Really delete them.")
+def purge_dead(state: State, as_json: bool, queue: str | None, dry_run: bool, yes: bool) -> None:
+    """Delete dead jobs for good. Without --yes, only counts them."""
+    if dry_run and yes:
+        raise click.UsageError("give --dry-run or --yes, not both")
+    result = run(state, lambda a: a.purge_dead(actor(), queue=queue, dry_run=not yes))
+    report(result, as_json, None if yes else "nothing changed: run again with --yes to delete")

@@ -1,0 +1,122 @@
+-- Operator actions. Each runs in one transaction together with its audit_log row, and
+-- each change is a single guarded statement: the WHERE clause restates the states the
+-- action applies to, so a concurrent worker, queuer or second operator changes the
+-- outcome only by making the guard fail (nothing happens twice).
+
+-- name: admin_lock_job
+SELECT id, queue_name, task, status, attempt, max_attempts, run_at, cancel_requested
+FROM {schema}.jobs WHERE id = %(id)s
+FOR UPDATE;
+
+-- name: admin_retry_jobs
+-- Run again now with a fresh attempt counter: dead, cancelled and completed jobs, and
+-- queued jobs waiting out a retry backoff. The lease token is left alone (fencing must
+-- only ever grow). A second operator retrying the same job at the same time waits for
+-- the row lock, then finds it queued with attempt 0 and skips it.
+WITH target AS (
+    SELECT id, status, attempt FROM {schema}.jobs
+    WHERE id = ANY(%(ids)s::uuid[])
+      AND (status IN ('dead', 'cancelled', 'completed') OR (status = 'queued' AND attempt > 0))
+    FOR UPDATE
+), retried AS (
+    UPDATE {schema}.jobs j
+    SET status = 'queued', attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
+        completed = NULL, lease_expires_at = NULL, worker_id = NULL, cancel_requested = false,
+        updated = now()
+    FROM target t
+    WHERE j.id = t.id
+      AND (j.status IN ('dead', 'cancelled', 'completed') OR (j.status = 'queued' AND j.attempt > 0))
+    RETURNING j.id, j.queue_name, j.task, t.status AS previous, t.attempt AS previous_attempt
+), logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
+    SELECT id, queue_name, task, 'retried', previous_attempt, %(message)s FROM retried
+)
+SELECT id, queue_name, previous FROM retried;
+
+-- name: admin_retry_dead
+-- Replay the dead-letter queue (optionally one queue, one task, or given ids). Exactly
+-- once under concurrency: `status = 'dead'` is rechecked on the locked row, so of two
+-- replays racing for a job only the first turns it into a new runnable attempt.
+WITH target AS (
+    SELECT id FROM {schema}.jobs
+    WHERE status IN ('queued', 'completed', 'dead', 'cancelled') AND status = 'dead'
+      AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+      AND (%(task)s::text IS NULL OR task = %(task)s)
+      AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+    FOR UPDATE
+), retried AS (
+    UPDATE {schema}.jobs j
+    SET status = 'queued', attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
+        completed = NULL, lease_expires_at = NULL, worker_id = NULL, cancel_requested = false,
+        updated = now()
+    FROM target t
+    WHERE j.id = t.id AND j.status = 'dead'
+    RETURNING j.id, j.queue_name, j.task, j.attempt AS previous_attempt
+), logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
+    SELECT id, queue_name, task, 'retried', previous_attempt, %(message)s FROM retried
+)
+SELECT count(*) AS count,
+       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
+FROM retried;
+
+-- name: admin_dead_preview
+-- What a replay or purge of dead jobs would touch (dry runs); changes nothing.
+SELECT count(*) AS count,
+       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
+FROM {schema}.jobs
+WHERE status IN ('queued', 'completed', 'dead', 'cancelled') AND status = 'dead'
+  AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]));
+
+-- name: admin_purge_dead
+WITH gone AS (
+    DELETE FROM {schema}.jobs
+    WHERE status IN ('queued', 'completed', 'dead', 'cancelled') AND status = 'dead'
+      AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+    RETURNING id
+)
+SELECT count(*) AS count,
+       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
+FROM gone;
+
+-- name: admin_delete_jobs
+-- Any job that is not running; a running one must be cancelled first (its worker owns
+-- it). A claim racing the delete either wins (the row is running: skipped) or loses
+-- (the row is gone: the worker drops the popped id).
+DELETE FROM {schema}.jobs
+WHERE id = ANY(%(ids)s::uuid[]) AND status <> 'running'
+RETURNING id, queue_name, status;
+
+-- name: admin_lock_queue
+SELECT name, is_active, paused_at FROM {schema}.job_queues WHERE name = %(queue)s
+FOR UPDATE;
+
+-- name: admin_pause_queue
+-- Stop the queuer dispatching (is_active) and take back what is already dispatched;
+-- claim_jobs refuses jobs of an inactive queue, so ids still in Redis never run.
+WITH paused AS (
+    INSERT INTO {schema}.job_queues AS q (name, is_active, paused_at)
+    VALUES (%(queue)s, false, now())
+    ON CONFLICT (name) DO UPDATE
+    SET is_active = false, paused_at = coalesce(q.paused_at, now()), updated = now()
+    RETURNING name
+)
+UPDATE {schema}.jobs SET status = 'queued', dispatched_at = NULL, updated = now()
+WHERE status = 'dispatched' AND queue_name = (SELECT name FROM paused);
+
+-- name: admin_resume_queue
+-- The notification (sent on commit) wakes the queuer at once.
+WITH resumed AS (
+    UPDATE {schema}.job_queues
+    SET is_active = true, paused_at = NULL, updated = now()
+    WHERE name = %(queue)s
+    RETURNING name
+)
+SELECT (SELECT count(*) FROM resumed) AS resumed, pg_notify(%(channel)s, '') IS NULL AS notified;
+
+-- name: admin_insert_audit
+INSERT INTO {schema}.audit_log (actor, action, target, detail, result)
+VALUES (%(actor)s, %(action)s, %(target)s, %(detail)s, %(result)s)
+RETURNING id;

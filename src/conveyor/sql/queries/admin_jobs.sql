@@ -1,0 +1,137 @@
+-- name: admin_list_jobs
+-- One keyset page of jobs, newest first by (created, id). Rows at rest are read from
+-- jobs_admin_list_idx, one index range per (queue, status) pair, each stopping after
+-- `limit` rows; dispatched and running jobs (bounded sets) come from their own indexes.
+-- The age bounds and the cursor are all conditions on (created, id), so they narrow the
+-- index ranges. Without a queue, the queues are found with a skip scan of the same index.
+WITH RECURSIVE seen(name) AS (
+    (SELECT j.queue_name FROM {schema}.jobs j
+     WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
+     ORDER BY j.queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue_name FROM {schema}.jobs j
+            WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
+              AND j.queue_name > seen.name
+            ORDER BY j.queue_name LIMIT 1)
+    FROM seen WHERE seen.name IS NOT NULL
+), queues AS (
+    SELECT name FROM seen WHERE name IS NOT NULL AND (%(queue)s::text IS NULL OR name = %(queue)s)
+), ranges AS (
+    SELECT q.name, s.status
+    FROM queues q CROSS JOIN unnest(%(rest_statuses)s::text[]) AS s(status)
+), at_rest AS (
+    SELECT page.*
+    FROM ranges r CROSS JOIN LATERAL (
+        SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
+               j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
+               left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated
+        FROM {schema}.jobs j
+        WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
+          AND j.queue_name = r.name AND j.status = r.status
+          AND (j.created, j.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid)
+          AND j.created <= coalesce(now() - %(min_age)s::float8 * interval '1 second', 'infinity')
+          AND j.created >= coalesce(now() - %(max_age)s::float8 * interval '1 second', '-infinity')
+          AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
+          AND (%(retry)s::boolean IS NULL OR j.status <> 'queued' OR (j.attempt > 0) = %(retry)s)
+          AND (%(text)s::text IS NULL OR j.payload::text ILIKE %(text)s)
+        ORDER BY j.created DESC, j.id DESC
+        LIMIT %(limit)s
+    ) page
+), in_flight AS (
+    SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
+           j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
+           left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated
+    FROM (
+        SELECT * FROM {schema}.jobs WHERE status = 'dispatched' AND 'dispatched' = ANY(%(live_statuses)s::text[])
+        UNION ALL
+        SELECT * FROM {schema}.jobs WHERE status = 'running' AND 'running' = ANY(%(live_statuses)s::text[])
+    ) j
+    WHERE (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
+      AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
+      AND (j.created, j.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid)
+      AND j.created <= coalesce(now() - %(min_age)s::float8 * interval '1 second', 'infinity')
+      AND j.created >= coalesce(now() - %(max_age)s::float8 * interval '1 second', '-infinity')
+      AND (%(text)s::text IS NULL OR j.payload::text ILIKE %(text)s)
+    ORDER BY j.created DESC, j.id DESC
+    LIMIT %(limit)s
+)
+SELECT * FROM (SELECT * FROM at_rest UNION ALL SELECT * FROM in_flight) page
+ORDER BY created DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: admin_peek
+-- What runs next in one queue: the ids Redis holds, in pop order (passed in), then
+-- dispatched jobs Redis does not hold (in flight, or lost and soon reconciled), then
+-- ready jobs in the queuer's order (priority, run_at), all within [min, max] priority.
+SELECT * FROM (
+    SELECT 0 AS grp, array_position(%(ids)s::uuid[], j.id)::bigint AS pos,
+           j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
+           j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
+           left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated
+    FROM {schema}.jobs j
+    WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = 'dispatched'
+      AND j.queue_name = %(queue)s
+    UNION ALL
+    (SELECT 1, row_number() OVER (ORDER BY j.priority, j.dispatched_at, j.id),
+            j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
+            j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
+            left(j.last_error, 500), j.cancel_requested, j.created, j.updated
+     FROM {schema}.jobs j
+     WHERE j.status = 'dispatched' AND j.queue_name = %(queue)s
+       AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
+       AND NOT (j.id = ANY(%(ids)s::uuid[]))
+     ORDER BY j.priority, j.dispatched_at, j.id
+     LIMIT %(n)s)
+    UNION ALL
+    (SELECT 2, row_number() OVER (ORDER BY j.priority, j.run_at),
+            j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
+            j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
+            left(j.last_error, 500), j.cancel_requested, j.created, j.updated
+     FROM {schema}.jobs j
+     WHERE j.status = 'queued' AND j.queue_name = %(queue)s AND j.run_at <= now()
+       AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
+     ORDER BY j.priority, j.run_at
+     LIMIT %(n)s)
+) next_up
+ORDER BY grp, pos
+LIMIT %(n)s;
+
+-- name: admin_job_detail
+-- The job, its queue's state and the facts `why_waiting` is built from. The count of
+-- jobs ahead reads jobs_ready_idx and stops at a cap, so a huge backlog stays cheap.
+SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
+       j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
+       j.last_error, j.cancel_requested, j.created, j.updated, j.payload, j.idempotency_key,
+       j.lease_expires_at, j.timeout_seconds, now() AS db_now,
+       coalesce(NOT q.is_active, false) AS queue_paused, q.paused_at AS queue_paused_at,
+       CASE WHEN j.status = 'queued' THEN (
+           SELECT count(*) FROM (
+               SELECT 1 FROM {schema}.jobs a
+               WHERE a.status = 'queued' AND a.queue_name = j.queue_name
+                 AND a.run_at <= now()
+                 AND (a.priority < j.priority
+                      OR (a.priority = j.priority AND a.run_at < j.run_at))
+               LIMIT %(ahead_cap)s) capped)
+       END AS ready_ahead,
+       (SELECT count(*) FROM {schema}.jobs d
+        WHERE d.status = 'dispatched' AND d.queue_name = j.queue_name
+          AND d.priority <= j.priority) AS dispatched_ahead,
+       (SELECT count(*) FROM {schema}.workers w
+        WHERE j.queue_name = ANY(w.queues) AND w.stopped IS NULL
+          AND w.last_heartbeat >= now() - %(dead_after)s * interval '1 second') AS live_workers
+FROM {schema}.jobs j
+LEFT JOIN {schema}.job_queues q ON q.name = j.queue_name
+WHERE j.id = %(id)s;
+
+-- name: admin_job_attempts
+SELECT status, attempt_number, log_message, traceback, worker_id, started, finished,
+       extract(epoch FROM duration)::float8 AS duration_seconds
+FROM {schema}.job_logs
+WHERE job_id = %(id)s
+ORDER BY finished, id;
+
+-- name: admin_audit_log
+SELECT id, at, actor, action, target, detail, result
+FROM {schema}.audit_log
+ORDER BY id DESC
+LIMIT %(limit)s;
