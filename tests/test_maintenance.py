@@ -315,3 +315,20 @@ def _ago(db: psycopg.Connection[Any], seconds: int) -> Any:
     row = db.execute(b"SELECT now() - %s * interval '1 second'", (seconds,)).fetchone()
     assert row is not None
     return row[0]
+
+
+async def test_reconciler_syncs_the_paused_set_from_postgres(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    db.execute(b"INSERT INTO job_queues (name, is_active) VALUES ('held', false), ('free', true)")
+    client = redis.Redis.from_url(settings.redis.url)
+    paused_key = Keys(settings.redis.key_prefix).paused
+    client.sadd(paused_key, "free")  # a resume that never reached Redis
+    queuer = await started_queuer(settings)
+    try:
+        assert queuer.reconciler is not None
+        await queuer.reconciler.run_once()
+    finally:
+        await queuer.close()
+    assert client.smembers(paused_key) == {b"held"}
+    client.close()

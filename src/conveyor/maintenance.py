@@ -132,6 +132,9 @@ class Reconciler:
         async with self.pool.connection() as conn:
             rows = await conn.execute(self.queries["dispatched_before"], {"grace": self.grace})
             dispatched = {str(row[0]): row[1] for row in await rows.fetchall()}
+            paused = await conn.execute(self.queries["paused_queues"])
+            paused_in_db = {row[0] for row in await paused.fetchall()}
+        await self._sync_paused(paused_in_db)
         if not dispatched:
             return ReconcileResult()
         in_lanes = await self.lanes.contents(set(dispatched.values()))
@@ -149,6 +152,14 @@ class Reconciler:
                 "%d dispatched job(s) were missing from Redis; queued them again", len(requeued)
             )
         return ReconcileResult(requeued)
+
+    async def _sync_paused(self, paused_in_db: set[str]) -> None:
+        """Workers skip the lanes in Redis's paused set; a pause or resume made while Redis
+        was down would otherwise linger there. PostgreSQL's job_queues decides."""
+        if await self.lanes.paused() != paused_in_db:
+            await self.lanes.set_paused(sorted(paused_in_db))
+            self.counts["paused_synced"] += 1
+            log.warning("the paused-queue set in Redis was out of date; synced it")
 
 
 @dataclass

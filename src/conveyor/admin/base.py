@@ -25,7 +25,7 @@ from conveyor.ids import parse_job_id
 from conveyor.lanes import LANES, Keys, LaneName, Lanes
 from conveyor.queuer import redis_client
 from conveyor.store import Queries, load_queries
-from conveyor.store.connect import OPERATIONAL_ERRORS, connect_kwargs, describe
+from conveyor.store.connect import OPERATIONAL_ERRORS, async_pool, describe
 from conveyor.tasks import check_queue_name
 
 Conn = psycopg.AsyncConnection[Any]
@@ -73,19 +73,8 @@ class AdminBase:
         """Create the pool and the Redis client (neither connects until first used)."""
         if self._pool is None:
             db = self.settings.database
-            kwargs = connect_kwargs("admin", db.connect_timeout)
-            # Admin statements are short and rare: JIT compilation would cost more than
-            # it saves (a stats call spent a second compiling on a cold table).
-            kwargs["options"] = "-c jit=off"
-            self._pool = AsyncConnectionPool(
-                db.url,
-                min_size=1,
-                max_size=max(1, self._pool_size),
-                kwargs=kwargs,
-                timeout=db.connect_timeout,
-                open=False,
-                name="conveyor-admin",
-            )
+            # connect_kwargs turns JIT off: a cold stats() spent a second compiling.
+            self._pool = async_pool(db.url, "admin", max(1, self._pool_size), db.connect_timeout)
             await self._pool.open(wait=False)
         if self._redis is None:
             self._redis = redis_client(self.settings)
