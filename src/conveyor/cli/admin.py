@@ -3,116 +3,31 @@
 Every command calls the admin layer (no SQL or Redis here), prints rich tables for people
 and, with `--json`, the same data as the HTTP API for scripts. Destructive commands
 without `--yes` change nothing and say what they would do. Errors are one line on stderr
-with a non-zero exit status, never a traceback.
+with a non-zero exit status, never a traceback. This module holds the group and the
+commands that read; `admin_actions` holds the ones that change things.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, TypeVar
-
 import click
 import orjson
-import psycopg
-import redis.exceptions
-from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from conveyor.admin import Admin, default_actor
-from conveyor.admin.models import JobSummary, Model, plain
+from conveyor.admin.models import JobSummary
+from conveyor.cli.admin_output import (
+    COLOURS,
+    HEALTH_EXIT,
+    age,
+    console,
+    duration_option,
+    emit_json,
+    json_option,
+    make_table,
+    run,
+    short_time,
+    when,
+)
 from conveyor.cli.main import State, main, pass_state
-from conveyor.durations import format_duration, parse_duration
-from conveyor.errors import ConveyorError
-from conveyor.store.connect import describe
-
-T = TypeVar("T")
-COLOURS = {
-    "green": "green",
-    "yellow": "yellow",
-    "red": "red",
-    "healthy": "green",
-    "warning": "yellow",
-    "critical": "red",
-}
-HEALTH_EXIT = {"healthy": 0, "warning": 1, "critical": 2}
-
-
-def run(state: State, operation: Callable[[Admin], Awaitable[T]]) -> T:
-    """Open an Admin for one operation; every failure becomes a one-line ClickException."""
-    settings = state.settings()
-
-    async def go() -> T:
-        async with Admin(settings, pool_size=2) as admin:
-            return await operation(admin)
-
-    try:
-        return asyncio.run(go())
-    except ConveyorError as error:
-        raise click.ClickException(str(error)) from None
-    except (psycopg.Error, redis.exceptions.RedisError, OSError) as error:
-        raise click.ClickException(describe(error)) from None
-
-
-def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print JSON (the HTTP API's shape) instead of tables.",
-    )(command)
-
-
-def emit_json(data: Any) -> None:
-    value = data.to_dict() if isinstance(data, Model) else plain(data)
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
-
-
-def console() -> Console:
-    out = Console(highlight=False, soft_wrap=False)
-    if not out.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
-        out.width = max(out.width, 160)
-    return out
-
-
-def make_table(title: str | None, *columns: str, numeric: tuple[str, ...] = ()) -> Table:
-    """A compact table; job ids never wrap or shrink (people copy them)."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for heading in columns:
-        table.add_column(
-            heading,
-            justify="right" if heading in numeric else "left",
-            no_wrap=heading == "id",
-            min_width=36 if heading == "id" else len(heading),
-            overflow="fold",
-        )
-    return table
-
-
-def age(seconds: float | None) -> str:
-    return "-" if seconds is None else format_duration(round(seconds))
-
-
-def when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def short_time(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%m-%d %H:%M:%S")
-
-
-def duration_option(value: str | None, flag: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = parse_duration(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint=flag) from None
-    if seconds < 0:
-        raise click.BadParameter("must not be negative", param_hint=flag)
-    return seconds
 
 
 @main.group()
@@ -411,125 +326,3 @@ def health(state: State, as_json: bool) -> None:
         ):
             out.print(f"  {name:<12}[{COLOURS[part.status]}]{part.status:<9}[/] {part.message}")
     raise SystemExit(HEALTH_EXIT[report.overall_status])
-
-
-# -- actions -------------------------------------------------------------------------------
-
-
-def actor() -> str:
-    return default_actor("cli")
-
-
-def report(result: Model, as_json: bool, hint: str | None = None) -> None:
-    """Print an action's result: its message, a sample of ids, and what to run next."""
-    if as_json:
-        return emit_json(result)
-    data = result.to_dict()
-    click.echo(data.get("message", ""))
-    sample = (data.get("sample") or [])[:10]
-    if sample:
-        more = data.get("count", len(sample)) - len(sample)
-        click.echo("  " + "\n  ".join(sample) + (f"\n  ... and {more} more" if more > 0 else ""))
-    skipped = data.get("skipped") or []
-    if skipped:
-        click.echo("skipped: " + ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else ""))
-    if hint:
-        click.echo(hint)
-
-
-@admin.command()
-@json_option
-@pass_state
-@click.argument("job_id", required=False)
-@click.option("--dead", is_flag=True, help="Replay dead jobs (all, or --queue / --task).")
-@click.option("--queue", "-q", default=None, help="With --dead: only this queue.")
-@click.option("--task", default=None, help="With --dead: only this task.")
-@click.option("--yes", "-y", is_flag=True, help="With --dead: really replay them.")
-def retry(
-    state: State,
-    as_json: bool,
-    job_id: str | None,
-    dead: bool,
-    queue: str | None,
-    task: str | None,
-    yes: bool,
-) -> None:
-    """Run a job again now (attempts reset), or replay the dead-letter queue with --dead.
-
-    Without --yes, --dead only shows how many jobs it would replay."""
-    if dead == (job_id is not None):
-        raise click.UsageError("give a job id, or --dead to replay dead jobs (not both)")
-    if job_id is not None:
-        if queue or task:
-            raise click.UsageError("--queue and --task go with --dead")
-        return report(run(state, lambda a: a.retry(job_id, actor())), as_json)
-    result = run(state, lambda a: a.retry_dead(actor(), queue=queue, task=task, dry_run=not yes))
-    report(result, as_json, None if yes else "nothing changed: run again with --yes to replay")
-
-
-@admin.command()
-@json_option
-@pass_state
-@click.argument("job_id")
-@click.option("--yes", "-y", is_flag=True, help="Really delete it.")
-def delete(state: State, as_json: bool, job_id: str, yes: bool) -> None:
-    """Delete a job for good (not a running one: cancel it first)."""
-    if yes:
-        return report(run(state, lambda a: a.delete(job_id, actor())), as_json)
-    detail = run(state, lambda a: a.job_detail(job_id))
-    if detail.stored_status == "running":
-        raise click.ClickException(
-            f"job {detail.id} is running: cancel it first (conveyor admin cancel {detail.id})"
-        )
-    message = (
-        f"would delete job {detail.id} ({detail.status}, queue {detail.queue}, task {detail.task})"
-    )
-    if as_json:
-        fields = JobSummary.__dataclass_fields__
-        summary = {key: value for key, value in detail.to_dict().items() if key in fields}
-        return emit_json(
-            {"action": "delete", "dry_run": True, "count": 1, "job": summary, "message": message}
-        )
-    click.echo(message)
-    click.echo("nothing changed: run again with --yes to delete it")
-
-
-@admin.command()
-@json_option
-@pass_state
-@click.argument("job_id")
-def cancel(state: State, as_json: bool, job_id: str) -> None:
-    """Cancel a job: a waiting one at once, a running one is asked to stop."""
-    report(run(state, lambda a: a.cancel(job_id, actor())), as_json)
-
-
-@admin.command()
-@json_option
-@pass_state
-@click.argument("queue")
-def pause(state: State, as_json: bool, queue: str) -> None:
-    """Stop a queue: nothing in it starts until it is resumed."""
-    report(run(state, lambda a: a.pause(queue, actor())), as_json)
-
-
-@admin.command()
-@json_option
-@pass_state
-@click.argument("queue")
-def resume(state: State, as_json: bool, queue: str) -> None:
-    """Let a paused queue run again."""
-    report(run(state, lambda a: a.resume(queue, actor())), as_json)
-
-
-@admin.command("purge-dead")
-@json_option
-@pass_state
-@click.option("--queue", "-q", default=None, help="Only this queue's dead jobs.")
-@click.option("--dry-run", is_flag=True, help="Only count what would be deleted (the default).")
-@click.option("--yes", "-y", is_flag=True, help="Really delete them.")
-def purge_dead(state: State, as_json: bool, queue: str | None, dry_run: bool, yes: bool) -> None:
-    """Delete dead jobs for good. Without --yes, only counts them."""
-    if dry_run and yes:
-        raise click.UsageError("give --dry-run or --yes, not both")
-    result = run(state, lambda a: a.purge_dead(actor(), queue=queue, dry_run=not yes))
-    report(result, as_json, None if yes else "nothing changed: run again with --yes to delete")
