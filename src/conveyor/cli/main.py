@@ -199,20 +199,11 @@ def worker(
 
 
 def register_subcommands() -> None:
-    """Commands that live in their own modules attach themselves here."""
+    """Commands that live in their own modules attach themselves to `main` on import."""
     import importlib
 
-    for module in (
-        "conveyor.cli.admin",
-        "conveyor.cli.web",
-        "conveyor.cli.bench",
-        "conveyor.cli.demo",
-    ):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+    for module in ("admin", "admin_actions", "web", "bench", "demo"):
+        importlib.import_module(f"conveyor.cli.{module}")
 
 
 register_subcommands()
