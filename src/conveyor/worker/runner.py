@@ -25,9 +25,10 @@ from conveyor.retry import RetryPolicy
 from conveyor.retrying import Backoff
 from conveyor.store.connect import async_pool
 from conveyor.tasks import JobContext
+from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import ClaimedJob, HandedBack, run_job
-from conveyor.worker.outcome import HANDED_BACK, Outcome
+from conveyor.worker.outcome import COMPLETED, DEAD, HANDED_BACK, RETRY, Outcome
 
 log = logging.getLogger("conveyor.worker")
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -78,6 +79,10 @@ class Worker:
             base=self.settings.retry.base,
             cap=self.settings.retry.cap,
             jitter=self.settings.retry.jitter,
+        )
+        breaker = self.settings.circuit_breaker
+        self.breakers = Breakers(
+            breaker.enabled, breaker.failure_threshold, breaker.cooldown_period
         )
         self._pool: AsyncConnectionPool | None = None
         self._redis: aioredis.Redis | None = None
@@ -191,7 +196,11 @@ class Worker:
         if now - self._paused_checked > 0.5:
             self._paused = await self._lanes.paused()
             self._paused_checked = now
-        queues = [queue for queue in self.options.queues if queue not in self._paused]
+        queues = [
+            queue
+            for queue in self.options.queues
+            if queue not in self._paused and not self.breakers.blocked(queue)
+        ]
         return lane_order(queues, self.keys, self.options.lane_order)
 
     async def _fetch(self, free: int) -> None:
@@ -273,6 +282,8 @@ class Worker:
                 task=job.task,
             )
         self.in_flight.pop(job.id, None)
+        if outcome.log_status in (COMPLETED, RETRY, DEAD):
+            self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
         self.completer.submit(outcome)
         self._slot_freed.set()
 
