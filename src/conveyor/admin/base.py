@@ -238,6 +238,9 @@ def check_count(value: object, name: str, maximum: int = MAX_LIMIT) -> int:
     return value
 
 
+MAX_AGE_SECONDS = 100 * 365.25 * 86400
+
+
 def check_seconds(value: object, name: str) -> float | None:
     if value is None:
         return None
@@ -246,6 +249,9 @@ def check_seconds(value: object, name: str) -> float | None:
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0:
         raise AdminError(f"{name} must be a non-negative number of seconds, not {value!r}")
+    if seconds > MAX_AGE_SECONDS:
+        # PostgreSQL cannot subtract more than this from now(); say so instead of a 500.
+        raise AdminError(f"{name} must be at most {MAX_AGE_SECONDS:.0f} seconds (100 years)")
     return seconds
 
 

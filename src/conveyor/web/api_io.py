@@ -44,7 +44,9 @@ JobIds = Annotated[
     list[UUID], Field(min_length=1, max_length=MAX_IDS, description="Job ids (UUIDs)")
 ]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Ages reach PostgreSQL as `now() - interval`: unbounded, they overflow its timestamp range.
+MAX_AGE = 100 * 366 * 86400
+Seconds = Annotated[float, Field(ge=0, le=MAX_AGE, allow_inf_nan=False)]
 
 
 class Query(BaseModel):
