@@ -113,6 +113,7 @@ def render(
         "refresh_seconds": settings.web.refresh_interval,
         "flash": None,
         "nav": "",
+        "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
     if not template.startswith("_"):
         base["flash"] = take_flash(request)

@@ -34,9 +34,14 @@ class JobFilters:
     text: str = ""
     after: str = ""
     problem: str = ""  # why the filters cannot be used as given
+    queue_in_query: bool = (
+        False  # the dead-letter view filters by queue; a queue page has it in its path
+    )
 
     @classmethod
-    def parse(cls, params: Mapping[str, str], queue: str | None = None) -> JobFilters:
+    def parse(
+        cls, params: Mapping[str, str], queue: str | None = None, queue_in_query: bool = False
+    ) -> JobFilters:
         def field(name: str, limit: int = 500) -> str:
             value = params.get(name) or ""
             return value.strip()[:limit]
@@ -49,6 +54,7 @@ class JobFilters:
             max_age=field("max_age", 40),
             text=(params.get("text") or "")[:500],
             after=field("after", 200),
+            queue_in_query=queue_in_query,
         )
         problems = []
         for label, value in (("older than", filters.min_age), ("newer than", filters.max_age)):
@@ -69,6 +75,7 @@ class JobFilters:
 
     def params(self, **changes: Any) -> dict[str, str]:
         values = {
+            "queue": (self.queue or "") if self.queue_in_query else "",
             "status": self.status,
             "lane": self.lane,
             "min_age": self.min_age,

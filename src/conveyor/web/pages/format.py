@@ -31,12 +31,14 @@ def age(seconds: float | None) -> str:
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
+    # Two units at most, and no "0m" tail: "1h" reads better than "1h 0m".
+    for big, big_unit, small, small_unit in (
+        (days, "d", hours, "h"),
+        (hours, "h", minutes, "m"),
+        (minutes, "m", secs, "s"),
+    ):
+        if big:
+            return f"{big}{big_unit} {small}{small_unit}" if small else f"{big}{big_unit}"
     return f"{secs}s"
 
 
@@ -54,6 +56,13 @@ def when(moment: datetime | None) -> str:
     if moment is None:
         return NONE
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def stamp(moment: datetime | None) -> str:
+    """A timestamp in UTC for table cells, where the column heading says "UTC"."""
+    if moment is None:
+        return NONE
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def since(moment: datetime | None, now: datetime) -> str:
@@ -114,6 +123,7 @@ FILTERS = {
     "age": age,
     "duration": duration,
     "when": when,
+    "stamp": stamp,
     "pretty_json": pretty_json,
     "shorten": shorten,
 }
