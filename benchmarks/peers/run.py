@@ -179,8 +179,19 @@ def run_conveyor(args: argparse.Namespace) -> dict[str, Any]:
     log = hu.LOGS / "conveyor.log"
     budget = 2 * args.job_timeout + 120
     print("[conveyor] running", flush=True)
+    # --drain: enqueue into a paused queue, then time the drain alone, as for the peers.
     drain = hu.run_json_command(
-        [str(exe), "bench", "--count", str(args.count), "--processes", "2", "--json", *extra],
+        [
+            str(exe),
+            "bench",
+            "--count",
+            str(args.count),
+            "--processes",
+            "2",
+            "--drain",
+            "--json",
+            *extra,
+        ],
         budget,
         log=log,
     )

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import redis.asyncio as aioredis
 
+from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.bench.tasks import QUEUE, TASK
 from conveyor.config import Settings
@@ -42,6 +43,9 @@ class BenchOptions:
     payload_size: int = 0
     concurrency: int = 100
     processes: int = 2
+    # Enqueue everything into a paused queue, then time the drain alone (the peers'
+    # method); otherwise workers drain while the enqueue runs.
+    drain: bool = False
 
 
 @dataclass
@@ -96,14 +100,26 @@ async def run_bench(
             await _wait_for_workers(settings, queries["bench_live_workers"], options, launcher)
             probe = RedisProbe(settings)
             probe_task = asyncio.ensure_future(probe.run())
-            started = time.monotonic()
-            enqueue_seconds = await _enqueue(app, options, progress)
+            drain_from = None
+            async with Admin(settings) as admin:
+                if options.drain:
+                    _execute(settings, queries["bench_create_queue"], {"queue": QUEUE})
+                    await admin.pause(QUEUE, actor="bench")
+                started = time.monotonic()
+                enqueue_seconds = await _enqueue(app, options, progress)
+                if options.drain:
+                    drain_from = _summary(settings, queries["bench_now"])["now"]
+                    started = time.monotonic()
+                    await admin.resume(QUEUE, actor="bench")
             timed_out = not await _wait_for_completion(
                 settings, queries["bench_finished"], options, started, progress
             )
             probe.stop = True
             await probe_task
             summary = _summary(settings, queries["bench_summary"])
+            if drain_from is not None and summary["last_completed"] is not None:
+                # The drain starts at the resume, not at the first enqueue.
+                summary["span_seconds"] = (summary["last_completed"] - drain_from).total_seconds()
         finally:
             launcher.stop()
             await app.aclose()
@@ -172,6 +188,11 @@ async def _wait_for_completion(
     return False
 
 
+def _execute(settings: Settings, query: bytes, params: dict[str, Any]) -> None:
+    with psycopg.connect(settings.database.url, autocommit=True) as conn:
+        conn.execute(query, params)
+
+
 def _summary(settings: Settings, query: bytes) -> dict[str, Any]:
     with psycopg.connect(settings.database.url, autocommit=True) as conn:
         cur = conn.execute(query)
@@ -221,7 +242,9 @@ def _result(
     return BenchResult(
         count=options.count,
         completed=completed,
-        mode="throughput" if options.rate is None else f"rate {options.rate:g}/s",
+        mode=("drain" if options.drain else "throughput")
+        if options.rate is None
+        else f"rate {options.rate:g}/s",
         options=asdict(options),
         enqueue_seconds=enqueue_seconds,
         enqueue_jobs_per_s=options.count / enqueue_seconds if enqueue_seconds else 0.0,

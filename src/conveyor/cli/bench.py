@@ -74,6 +74,11 @@ from conveyor.durations import parse_duration
     show_default=True,
     help="Scratch Redis key prefix (its keys are deleted).",
 )
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="Enqueue everything into a paused queue, then time the drain alone.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_state
 def bench(
@@ -87,6 +92,7 @@ def bench(
     processes: int,
     schema: str,
     prefix: str,
+    drain: bool,
     as_json: bool,
 ) -> None:
     """Benchmark enqueue, end-to-end throughput and per-job latency on this machine."""
@@ -99,6 +105,7 @@ def bench(
             payload_size=payload_size,
             concurrency=concurrency,
             processes=processes,
+            drain=drain,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None

@@ -4,11 +4,15 @@ SELECT count(*) FROM {schema}.jobs WHERE status IN ('completed', 'dead');
 -- name: bench_live_workers
 SELECT count(*) FROM {schema}.workers WHERE stopped IS NULL;
 
+-- name: bench_now
+SELECT now();
+
 -- name: bench_summary
 -- Every figure from PostgreSQL's clock: created is the enqueue transaction's start,
 -- started the claim's, completed the outcome's. Only completed jobs count.
 SELECT count(*) AS completed,
        extract(epoch FROM max(completed) - min(created))::float8 AS span_seconds,
+       max(completed) AS last_completed,
        percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
            ORDER BY extract(epoch FROM started - created)) AS start_percentiles,
        max(extract(epoch FROM started - created))::float8 AS start_max,
@@ -17,3 +21,7 @@ SELECT count(*) AS completed,
        max(extract(epoch FROM completed - created))::float8 AS complete_max
 FROM {schema}.jobs
 WHERE status = 'completed';
+
+-- name: bench_create_queue
+-- So the scratch queue can be paused before its first job exists.
+INSERT INTO {schema}.job_queues (name) VALUES (%(queue)s) ON CONFLICT (name) DO NOTHING;
