@@ -134,7 +134,7 @@ def render_notes(conveyor: dict[str, Any], peers: list[dict[str, Any]]) -> str:
         )
     lines.append(
         "drain/s: steady-state, from the first completed job to the last; Conveyor: "
-        "`conveyor bench` end_to_end (first enqueue to last completion)"
+        "`conveyor bench --drain` (resume of the pre-filled queue to last completion)"
     )
     lines.append("Worker settings:")
     for result in peers:
