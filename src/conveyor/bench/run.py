@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
-from conveyor.bench.tasks import QUEUE, TASK
+from conveyor.bench import QUEUE, TASK
 from conveyor.config import Settings
 from conveyor.lanes import Keys
 from conveyor.launch import Launcher, settings_env, wipe_namespace

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.app import Conveyor
-
-QUEUE = "bench"
-TASK = "conveyor.bench.noop"
+from conveyor.bench import QUEUE, TASK
 
 app = Conveyor()
 

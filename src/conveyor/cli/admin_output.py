@@ -47,6 +47,11 @@ def run(state: State, operation: Callable[[Admin], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except ConveyorError as error:
         raise click.ClickException(str(error)) from None
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as error:
+        schema = settings.database.schema_name
+        raise click.ClickException(
+            f"{describe(error)}: schema {schema!r} is not set up; run `conveyor migrate`"
+        ) from None
     except (psycopg.Error, redis.exceptions.RedisError, OSError) as error:
         raise click.ClickException(describe(error)) from None
 
