@@ -223,6 +223,8 @@ class PostgresServer:
         import pwd
         import tempfile
 
+        assert PG_BIN is not None, "check can_run_private_postgres() first"
+        self.bin = PG_BIN
         self.port = free_port()
         self.user = pwd.getpwnam("postgres")
         # Not under pytest's tmp_path: the postgres user cannot enter root's 0700 folders.
@@ -232,7 +234,7 @@ class PostgresServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._as_postgres(
             [
-                str(PG_BIN / "initdb"),
+                str(self.bin / "initdb"),
                 "-D",
                 str(self.data),
                 "-U",
@@ -261,7 +263,7 @@ class PostgresServer:
                 "-u",
                 "postgres",
                 "--",
-                str(PG_BIN / "postgres"),
+                str(self.bin / "postgres"),
                 "-D",
                 str(self.data),
                 "-p",

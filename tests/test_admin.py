@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import statistics
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +31,6 @@ from conveyor.admin.stats import queue_colour
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.ids import uuid7
-from conveyor.store.migrate import migrate
 from tests.conftest import Running, wait_until
 
 ACTOR = "test:admin"
@@ -809,57 +805,3 @@ async def test_bad_input_is_a_value_error_and_changes_nothing(
         with pytest.raises(ValueError):
             await call
     assert status_of(db, job_id) == ("dead", 0, False) and audit_rows(db) == []
-
-
-# -- the 1M-row measurement (opt-in: CONVEYOR_ADMIN_BENCH=1) ---------------------------------
-
-
-@pytest.mark.skipif(not os.environ.get("CONVEYOR_ADMIN_BENCH"), reason="set CONVEYOR_ADMIN_BENCH=1")
-async def test_stats_on_a_million_jobs(
-    settings: Settings, db: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Prints how long stats() takes on 1,000,000 jobs; asserts nothing about time."""
-    migrate(settings.database.url, settings.database.schema_name)
-    spread = "now() - ((g::bigint * 7919) % {span}) * interval '1 second'"
-    mixes = [  # (how many, status, priority, spread in seconds, attempt, run_in seconds)
-        (800_000, "completed", None, 604_800, 1, 0),
-        (150_000, "queued", None, 7_200, 0, 0),
-        (20_000, "queued", 100, 1, 1, 600),
-        (5_000, "dispatched", 100, 60, 0, 0),
-        (200, "running", 100, 60, 1, 0),
-        (20_000, "dead", 100, 604_800, 3, 0),
-        (4_800, "cancelled", 100, 604_800, 0, 0),
-    ]
-    db.execute(b"SET synchronous_commit = off")
-    for count, status, priority, span, attempt, run_in in mixes:
-        prio = "(ARRAY[10, 100, 200])[1 + g % 3]" if priority is None else str(priority)
-        created = spread.format(span=span)
-        db.execute(
-            f"INSERT INTO jobs (id, queue_name, task, status, priority, payload, attempt,"
-            f" created, updated, run_at, worker_id) SELECT gen_random_uuid(), 'queue' || (g % 10),"
-            f" 'task', '{status}', {prio}, jsonb_build_object('n', g), {attempt}, {created},"
-            f" now(), {created} + {run_in} * interval '1 second',"
-            f" CASE WHEN '{status}' = 'running' THEN 'w' END"
-            f" FROM generate_series(1, {count}) g".encode()
-        )
-    db.execute(
-        b"INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, started,"
-        b" finished, duration) SELECT id, queue_name, task, status, attempt, created, created,"
-        b" interval '1 second' FROM jobs WHERE status IN ('completed', 'dead')"
-    )
-    db.execute(b"INSERT INTO job_queues (name) SELECT DISTINCT queue_name FROM jobs")
-    db.execute(b"VACUUM ANALYZE jobs")
-    db.execute(b"VACUUM ANALYZE job_logs")
-    async with Admin(settings) as admin:
-        await admin.stats()
-        timings = []
-        for _ in range(15):
-            started = time.perf_counter()
-            stats = await admin.stats()
-            timings.append((time.perf_counter() - started) * 1000)
-    assert sum(q.waiting for q in stats.queues) == 155_000
-    with capsys.disabled():
-        print(
-            f"\nstats() on 1,000,000 jobs: median {statistics.median(timings):.1f} ms, "
-            f"min {min(timings):.1f} ms, max {max(timings):.1f} ms"
-        )
