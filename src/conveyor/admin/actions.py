@@ -78,35 +78,10 @@ class JobActionsMixin(AdminBase):
 
     async def retry_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
         """`retry` for many jobs in one statement; ids that do not qualify are `skipped`."""
-        identifiers = check_job_ids(ids)
-        actor = check_actor(actor)
-        async with self.transaction() as conn:
-            rows = await self.fetch_all(
-                conn, "admin_retry_jobs", {"ids": identifiers, "message": f"retried by {actor}"}
-            )
-            done = {row["id"] for row in rows}
-            skipped = [job_id for job_id in identifiers if job_id not in done]
-            await self.audit(
-                conn,
-                actor,
-                "retry_jobs",
-                f"jobs:{len(identifiers)}",
-                {
-                    "requested": len(identifiers),
-                    "retried": len(done),
-                    "skipped": [str(job_id) for job_id in skipped[:SAMPLE]],
-                },
-                "ok" if done else "noop",
-            )
-        return BulkResult(
-            action="retry_jobs",
-            dry_run=False,
-            count=len(done),
-            sample=sorted(done)[:SAMPLE],
-            skipped=skipped,
-            message=f"queued {len(done)} job(s) to run again; "
-            f"skipped {len(skipped)} (missing, waiting or running)",
-        )
+        return await self._bulk(
+            "retry_jobs", "admin_retry_jobs", ids, actor, "retried",
+            "queued {done} job(s) to run again; skipped {skipped} (missing, waiting or running)",
+        )  # fmt: skip
 
     async def retry_dead(
         self,
@@ -191,31 +166,37 @@ class JobActionsMixin(AdminBase):
 
     async def delete_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
         """Delete many jobs; running (and missing) ones are `skipped`."""
+        return await self._bulk(
+            "delete_jobs", "admin_delete_jobs", ids, actor, "deleted",
+            "deleted {done} job(s); skipped {skipped} (missing or running)",
+        )  # fmt: skip
+
+    async def _bulk(
+        self, action: str, query: str, ids: Sequence[UUID | str], actor: str, verb: str,
+        message: str,
+    ) -> BulkResult:  # fmt: skip
+        """One guarded statement over many ids, and one audit row saying what it did."""
         identifiers = check_job_ids(ids)
         actor = check_actor(actor)
         async with self.transaction() as conn:
-            rows = await self.fetch_all(conn, "admin_delete_jobs", {"ids": identifiers})
+            params = {"ids": identifiers, "message": f"{verb} by {actor}"}
+            rows = await self.fetch_all(conn, query, params)
             done = {row["id"] for row in rows}
             skipped = [job_id for job_id in identifiers if job_id not in done]
-            await self.audit(
-                conn,
-                actor,
-                "delete_jobs",
-                f"jobs:{len(identifiers)}",
-                {
-                    "requested": len(identifiers),
-                    "deleted": len(done),
-                    "skipped": [str(job_id) for job_id in skipped[:SAMPLE]],
-                },
-                "ok" if done else "noop",
-            )
+            detail = {
+                "requested": len(identifiers),
+                verb: len(done),
+                "skipped": [str(job_id) for job_id in skipped[:SAMPLE]],
+            }
+            result = "ok" if done else "noop"
+            await self.audit(conn, actor, action, f"jobs:{len(identifiers)}", detail, result)
         return BulkResult(
-            action="delete_jobs",
+            action=action,
             dry_run=False,
             count=len(done),
             sample=sorted(done)[:SAMPLE],
             skipped=skipped,
-            message=f"deleted {len(done)} job(s); skipped {len(skipped)} (missing or running)",
+            message=message.format(done=len(done), skipped=len(skipped)),
         )
 
     async def cancel(self, job_id: UUID | str, actor: str) -> JobActionResult:

@@ -29,29 +29,30 @@ def connect_kwargs(role: str, connect_timeout: float) -> dict[str, Any]:
     }
 
 
+def _pool_options(role: str, size: int, connect_timeout: float) -> dict[str, Any]:
+    return {
+        "min_size": 1,
+        "max_size": size,
+        "kwargs": connect_kwargs(role, connect_timeout),
+        "timeout": connect_timeout,
+        "open": False,
+        "name": f"conveyor-{role}",
+    }
+
+
 def sync_pool(url: str, role: str, size: int, connect_timeout: float) -> ConnectionPool:
     return ConnectionPool(
-        url,
-        min_size=1,
-        max_size=size,
-        kwargs=connect_kwargs(role, connect_timeout),
-        timeout=connect_timeout,
-        open=False,
-        check=ConnectionPool.check_connection,
-        name=f"conveyor-{role}",
+        url, check=ConnectionPool.check_connection, **_pool_options(role, size, connect_timeout)
     )
 
 
 def async_pool(url: str, role: str, size: int, connect_timeout: float) -> AsyncConnectionPool:
+    # check_connection replaces connections PostgreSQL ended (restart, terminated backend)
+    # before handing them out, instead of failing the caller's first statement.
     return AsyncConnectionPool(
         url,
-        min_size=1,
-        max_size=size,
-        kwargs=connect_kwargs(role, connect_timeout),
-        timeout=connect_timeout,
-        open=False,
         check=AsyncConnectionPool.check_connection,
-        name=f"conveyor-{role}",
+        **_pool_options(role, size, connect_timeout),
     )
 
 
