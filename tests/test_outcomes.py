@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -146,3 +147,20 @@ async def test_cancel_waiting_and_running_jobs(
     )
     statuses = db.execute(b"SELECT status FROM job_logs ORDER BY status").fetchall()
     assert statuses == [("cancelled",)] * 3
+
+
+async def test_async_cancel(app: Conveyor) -> None:
+    @app.task(name="later", queue="work")
+    async def later(payload: Any) -> None:
+        return None
+
+    job_id = await app.aenqueue(later, {}, delay=3600)
+    assert await app.acancel(job_id) == "cancelled"
+    assert (await app.aget_job(job_id)).status == "cancelled"
+    assert await app.acancel(job_id) == "finished"
+    import uuid
+
+    from conveyor import JobNotFound
+
+    with pytest.raises(JobNotFound):
+        await app.acancel(uuid.uuid4())

@@ -292,13 +292,26 @@ class Conveyor:
                 ).fetchone()
         except _DB_ERRORS as error:
             raise unavailable(error) from error
-        assert row is not None  # noqa: S101 - the statement always returns one row
-        if row[0]:
-            return "cancelled"
-        if row[1]:
-            return "requested"
-        self.get_job(identifier)  # raises JobNotFound when it does not exist
-        return "finished"
+        outcome = _cancel_outcome(row)
+        if outcome == "finished":
+            self.get_job(identifier)  # raises JobNotFound when it does not exist
+        return outcome
+
+    async def acancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> str:
+        identifier = parse_job_id(job_id)
+        try:
+            pool = await self.async_pool()
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    self.queries["cancel_job"], {"id": identifier, "reason": reason}
+                )
+                row = await cur.fetchone()
+        except _DB_ERRORS as error:
+            raise unavailable(error) from error
+        outcome = _cancel_outcome(row)
+        if outcome == "finished":
+            await self.aget_job(identifier)  # raises JobNotFound when it does not exist
+        return outcome
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -331,6 +344,16 @@ class Conveyor:
             await self._async_pool.close()
             self._async_pool = None
         self.close()
+
+
+def _cancel_outcome(row: tuple[Any, ...] | None) -> str:
+    if row is None:  # the statement always returns one row
+        raise RuntimeError("cancel_job returned no row")
+    if row[0]:
+        return "cancelled"
+    if row[1]:
+        return "requested"
+    return "finished"
 
 
 def _flatten(settings: Settings) -> dict[str, Any]:
