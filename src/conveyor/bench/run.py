@@ -41,7 +41,7 @@ class BenchOptions:
     priority: int = 100
     timeout: float = 300.0
     payload_size: int = 0
-    concurrency: int = 100
+    concurrency: int = 500
     processes: int = 2
     # Enqueue everything into a paused queue, then time the drain alone (the peers'
     # method); otherwise workers drain while the enqueue runs.

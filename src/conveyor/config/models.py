@@ -150,7 +150,7 @@ def _replace_host_port(url: str, addr: str) -> str:
 
 class QueuerSettings(_Section):
     batch_size: Annotated[PosInt, Le(10_000)] = 500
-    buffer_per_queue: PosInt = 1000
+    buffer_per_queue: PosInt = 4000
     poll_interval: Interval = 0.5
     backlog_poll_interval: Interval = 0.02
 
