@@ -4,18 +4,9 @@
 -- `limit` rows; dispatched and running jobs (bounded sets) come from their own indexes.
 -- The age bounds and the cursor are all conditions on (created, id), so they narrow the
 -- index ranges. Without a queue, the queues are found with a skip scan of the same index.
-WITH RECURSIVE seen(name) AS (
-    (SELECT j.queue_name FROM {schema}.jobs j
-     WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
-     ORDER BY j.queue_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT j.queue_name FROM {schema}.jobs j
-            WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
-              AND j.queue_name > seen.name
-            ORDER BY j.queue_name LIMIT 1)
-    FROM seen WHERE seen.name IS NOT NULL
-), queues AS (
-    SELECT name FROM seen WHERE name IS NOT NULL AND (%(queue)s::text IS NULL OR name = %(queue)s)
+WITH queues AS (
+    SELECT name FROM {schema}.queue_names_with_jobs() AS name
+    WHERE %(queue)s::text IS NULL OR name = %(queue)s
 ), ranges AS (
     SELECT q.name, s.status
     FROM queues q CROSS JOIN unnest(%(rest_statuses)s::text[]) AS s(status)

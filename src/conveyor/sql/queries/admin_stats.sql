@@ -3,19 +3,9 @@
 -- reads a partial index: jobs_ready_idx (queued), jobs_dispatched_idx, jobs_running_idx,
 -- jobs_admin_list_idx (dead, and the skip scan that finds queues without a job_queues
 -- row), job_logs_finished_idx (the last hour).
-WITH RECURSIVE seen(name) AS (
-    (SELECT j.queue_name FROM {schema}.jobs j
-     WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
-     ORDER BY j.queue_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT j.queue_name FROM {schema}.jobs j
-            WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
-              AND j.queue_name > seen.name
-            ORDER BY j.queue_name LIMIT 1)
-    FROM seen WHERE seen.name IS NOT NULL
-), queues AS (
+WITH queues AS (
     SELECT name FROM {schema}.job_queues
-    UNION SELECT name FROM seen WHERE name IS NOT NULL
+    UNION SELECT name FROM {schema}.queue_names_with_jobs() AS name
     -- One branch per status, so each reads its own partial index.
     UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'dispatched'
     UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'running'
