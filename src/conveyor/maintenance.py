@@ -48,6 +48,7 @@ async def rescue(
     queries: Queries,
     candidates: list[tuple[UUID, int]],
     reason: str = WORKER_LOST,
+    stagger: float = 0.0,
 ) -> RescueResult:
     """Give back the chosen attempts, guarded by their fencing tokens (one statement)."""
     result = RescueResult()
@@ -59,6 +60,7 @@ async def rescue(
             "ids": [job_id for job_id, _ in candidates],
             "tokens": [token for _, token in candidates],
             "reason": reason,
+            "stagger": stagger,
         },
     )
     for job_id, queue, task, status in await rows.fetchall():

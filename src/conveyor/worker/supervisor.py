@@ -13,6 +13,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import random
 import signal
 import tempfile
 import time
@@ -34,6 +35,7 @@ from conveyor.worker.runner import WorkerOptions, new_worker_id
 log = logging.getLogger("conveyor.supervisor")
 MIN_HEALTHY_UPTIME = 10.0
 MAX_RESTART_DELAY = 30.0
+CRASH_STAGGER_SECONDS = 1.0
 
 
 @dataclass
@@ -164,7 +166,13 @@ class Supervisor:
             rows = await (
                 await conn.execute(queries["find_worker_jobs"], {"worker_id": worker_id})
             ).fetchall()
-            result = await rescue(conn, queries, [(row[0], row[1]) for row in rows])
+            candidates = [(row[0], row[1]) for row in rows]
+            # Which of the jobs killed the process is unknown, so each attempt counts. If
+            # they all ran again at once they would share a process again, and a poison
+            # pill would take the same bystanders down on every attempt: space them out.
+            random.shuffle(candidates)
+            stagger = CRASH_STAGGER_SECONDS if len(candidates) > 1 else 0.0
+            result = await rescue(conn, queries, candidates, stagger=stagger)
             await conn.execute(queries["deregister_worker"], {"worker_id": worker_id})
         if result.total:
             log.warning(

@@ -21,9 +21,11 @@ SELECT id, lease_token FROM {schema}.jobs WHERE status = 'running' AND worker_id
 WITH lost AS (
     UPDATE {schema}.jobs j
     SET status = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'queued' END,
-        run_at = now(), failed = now(), last_error = %(reason)s,
+        -- `stagger` spaces the jobs of one crash apart (see Supervisor.rescue).
+        run_at = now() + (c.position - 1) * %(stagger)s * interval '1 second',
+        failed = now(), last_error = %(reason)s,
         lease_expires_at = NULL, dispatched_at = NULL, updated = now()
-    FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS c(id, token)
+    FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) WITH ORDINALITY AS c(id, token, position)
     WHERE j.id = c.id AND j.lease_token = c.token AND j.status = 'running'
     RETURNING j.id, j.queue_name, j.task, j.status, j.attempt, j.worker_id, j.started
 ), logged AS (
