@@ -59,22 +59,10 @@ class JobActionsMixin(AdminBase):
             await self.fetch_all(
                 conn, "admin_retry_jobs", {"ids": [identifier], "message": f"retried by {actor}"}
             )
-            await self.audit(
-                conn,
-                actor,
-                "retry",
-                f"job:{identifier}",
-                {"previous_status": previous, "queue": job["queue_name"]},
-                "ok",
-            )
-        return JobActionResult(
-            action="retry",
-            job_id=identifier,
-            changed=True,
-            previous_status=previous,
-            status=QUEUED,
-            message=f"job {identifier} ({previous}) queued to run again now",
-        )
+            return await self._done(
+                conn, actor, "retry", job, QUEUED, f"job {identifier} ({previous}) queued to run "
+                "again now",
+            )  # fmt: skip
 
     async def retry_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
         """`retry` for many jobs in one statement; ids that do not qualify are `skipped`."""
@@ -147,28 +135,29 @@ class JobActionsMixin(AdminBase):
                     f"(conveyor admin cancel {identifier}), then delete it"
                 )
             await self.fetch_all(conn, "admin_delete_jobs", {"ids": [identifier]})
-            await self.audit(
-                conn,
-                actor,
-                "delete",
-                f"job:{identifier}",
-                {"previous_status": previous, "queue": job["queue_name"]},
-                "ok",
+            return await self._done(
+                conn, actor, "delete", job, "deleted", f"job {identifier} ({previous}) deleted"
             )
-        return JobActionResult(
-            action="delete",
-            job_id=identifier,
-            changed=True,
-            previous_status=previous,
-            status="deleted",
-            message=f"job {identifier} ({previous}) deleted",
-        )
 
     async def delete_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
         """Delete many jobs; running (and missing) ones are `skipped`."""
         return await self._bulk(
             "delete_jobs", "admin_delete_jobs", ids, actor, "deleted",
             "deleted {done} job(s); skipped {skipped} (missing or running)",
+        )  # fmt: skip
+
+    async def _done(
+        self, conn: Any, actor: str, action: str, job: dict[str, Any], status: str, message: str
+    ) -> JobActionResult:
+        """The audit row (in the caller's transaction) and the result of a one-job action."""
+        previous = _shown(job)
+        await self.audit(
+            conn, actor, action, f"job:{job['id']}",
+            {"previous_status": previous, "queue": job["queue_name"]}, "ok",
+        )  # fmt: skip
+        return JobActionResult(
+            action=action, job_id=job["id"], changed=True, previous_status=previous,
+            status=status, message=message,
         )  # fmt: skip
 
     async def _bulk(
