@@ -13,11 +13,28 @@ from importlib import resources
 from typing import Literal, cast
 
 import redis.asyncio as aioredis
+import redis.exceptions
+
+from conveyor.config import Settings
 
 LaneName = Literal["high", "normal", "low"]
 LANES: tuple[LaneName, ...] = ("high", "normal", "low")
 HIGH_PRIORITY_MAX = 50
 NORMAL_PRIORITY_MAX = 150
+
+
+# What "Redis is unreachable" looks like; every loop backs off on these and carries on.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.redis.url,
+        socket_timeout=settings.redis.socket_timeout,
+        socket_connect_timeout=settings.redis.socket_timeout,
+        max_connections=settings.redis.pool_size,
+        health_check_interval=30,
+    )
 
 
 def lane_for_priority(priority: int) -> LaneName:

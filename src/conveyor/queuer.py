@@ -15,12 +15,11 @@ from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
-import redis.exceptions
 from psycopg_pool import AsyncConnectionPool
 
 from conveyor import metrics
 from conveyor.config import Settings
-from conveyor.lanes import EpochLost, Keys, Lanes, lane_for_priority
+from conveyor.lanes import REDIS_ERRORS, EpochLost, Keys, Lanes, lane_for_priority, redis_client
 from conveyor.maintenance import (
     Pruner,
     QueueGauges,
@@ -31,21 +30,9 @@ from conveyor.maintenance import (
 )
 from conveyor.retrying import Backoff
 from conveyor.store import load_queries
-from conveyor.store.connect import APPLICATION_NAME, async_pool, connect_kwargs
+from conveyor.store.connect import OPERATIONAL_ERRORS, async_pool, connect_kwargs
 
 log = logging.getLogger("conveyor.queuer")
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-PG_ERRORS = (psycopg.OperationalError, psycopg.errors.AdminShutdown)
-
-
-def redis_client(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        settings.redis.url,
-        socket_timeout=settings.redis.socket_timeout,
-        socket_connect_timeout=settings.redis.socket_timeout,
-        max_connections=settings.redis.pool_size,
-        health_check_interval=30,
-    )
 
 
 class Queuer:
@@ -117,7 +104,7 @@ class Queuer:
         try:
             async for _ in conn.notifies():
                 self._wake.set()
-        except PG_ERRORS:
+        except OPERATIONAL_ERRORS:
             if self._listener is conn:  # not when we closed it ourselves
                 log.warning("lost the LISTEN connection; will reconnect")
         finally:
@@ -209,7 +196,7 @@ class Queuer:
         try:
             async with self.pool.connection() as conn:
                 await conn.execute(self.queries["undispatch"], {"ids": ids})
-        except PG_ERRORS:
+        except OPERATIONAL_ERRORS:
             log.warning("could not undo a failed push; the reconciler will")
 
     async def _backlog(self) -> bool:
@@ -237,7 +224,7 @@ class Queuer:
                     continue
                 except REDIS_ERRORS as error:
                     wait = self._degraded("Redis unreachable", error, backoff)
-                except PG_ERRORS as error:
+                except OPERATIONAL_ERRORS as error:
                     wait = self._degraded("PostgreSQL unreachable", error, backoff)
                     await self._drop_listener()
                 self._wake.clear()
@@ -266,7 +253,7 @@ class Queuer:
                         self._wake.set()  # rescued or reconciled jobs are ready now
                     wait = min(1.0, self._schedule.seconds_until_due())
                     backoff.reset()
-                except (*REDIS_ERRORS, *PG_ERRORS) as error:
+                except (*REDIS_ERRORS, *OPERATIONAL_ERRORS) as error:
                     wait = backoff.next()
                     log.warning("maintenance pass failed (%s); retrying in %.1f s", error, wait)
             await asyncio.sleep(max(wait, 0.01))
@@ -314,6 +301,3 @@ class Queuer:
             finally:
                 self._listener = None
                 self.is_leader = False
-
-
-__all__ = ["APPLICATION_NAME", "Queuer", "redis_client"]

@@ -14,7 +14,6 @@ from uuid import UUID
 import psycopg
 import psycopg_pool
 import redis.asyncio as aioredis
-import redis.exceptions
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -22,15 +21,13 @@ from psycopg_pool import AsyncConnectionPool
 from conveyor.admin.errors import AdminError, AdminNotFound, AdminUnavailable
 from conveyor.config import Settings
 from conveyor.ids import parse_job_id
-from conveyor.lanes import LANES, Keys, LaneName, Lanes
-from conveyor.queuer import redis_client
+from conveyor.lanes import LANES, REDIS_ERRORS, Keys, LaneName, Lanes, redis_client
 from conveyor.store import Queries, load_queries
 from conveyor.store.connect import OPERATIONAL_ERRORS, async_pool, describe
 from conveyor.tasks import check_queue_name
 
 Conn = psycopg.AsyncConnection[Any]
 DB_ERRORS = (*OPERATIONAL_ERRORS, psycopg_pool.PoolTimeout)
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 MAX_LIMIT = 1000
 MAX_IDS = 10_000
 SAMPLE = 20

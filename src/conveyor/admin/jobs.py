@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID
 
 from conveyor.admin.base import (
-    REDIS_ERRORS,
     AdminBase,
     check_count,
     check_job_id,
@@ -24,7 +23,7 @@ from conveyor.admin.errors import AdminError, AdminNotFound
 from conveyor.admin.explain import WaitFacts, why_waiting
 from conveyor.admin.models import Attempt, AuditEntry, JobDetail, JobSummary, Page
 from conveyor.jobs import DISPATCHED, QUEUED, RETRY_SCHEDULED, RUNNING, STATUSES
-from conveyor.lanes import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX, LaneName
+from conveyor.lanes import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX, REDIS_ERRORS, LaneName
 
 log = logging.getLogger("conveyor.admin")
 AT_REST = ("queued", "completed", "dead", "cancelled")  # the statuses jobs_admin_list_idx holds

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from conveyor.admin.base import (
-    REDIS_ERRORS,
     SAMPLE,
     AdminBase,
     check_actor,
@@ -13,6 +12,7 @@ from conveyor.admin.base import (
     check_queue,
 )
 from conveyor.admin.models import BulkResult, PurgeResult, QueueActionResult
+from conveyor.lanes import REDIS_ERRORS
 
 log = logging.getLogger("conveyor.admin")
 

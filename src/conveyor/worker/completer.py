@@ -18,11 +18,11 @@ from psycopg_pool import AsyncConnectionPool
 from conveyor import metrics
 from conveyor.retrying import Backoff
 from conveyor.store import Queries
+from conveyor.store.connect import OPERATIONAL_ERRORS
 from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome, outcome_params
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
-OUTAGE = (psycopg.OperationalError, psycopg.errors.AdminShutdown)
 
 
 class Completer:
@@ -68,7 +68,7 @@ class Completer:
                 try:
                     await self._write(batch)
                     backoff.reset()
-                except OUTAGE as error:
+                except OPERATIONAL_ERRORS as error:
                     # Keep the outcomes: PostgreSQL is the only place they may land.
                     self._pending[:0] = batch
                     delay = backoff.next()
@@ -92,7 +92,7 @@ class Completer:
         for outcome in batch:
             try:
                 await self._write([outcome])
-            except OUTAGE:
+            except OPERATIONAL_ERRORS:
                 self._pending.append(outcome)
             except psycopg.Error:
                 log.exception("dropped the outcome of job %s", outcome.job_id)

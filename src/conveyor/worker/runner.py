@@ -19,11 +19,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from conveyor import metrics
 from conveyor.app import Conveyor
-from conveyor.lanes import Keys, Lanes, lane_order
-from conveyor.queuer import PG_ERRORS, REDIS_ERRORS, redis_client
+from conveyor.lanes import REDIS_ERRORS, Keys, Lanes, lane_order, redis_client
 from conveyor.retry import RetryPolicy
 from conveyor.retrying import Backoff
-from conveyor.store.connect import async_pool
+from conveyor.store.connect import OPERATIONAL_ERRORS, async_pool
 from conveyor.tasks import JobContext
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
@@ -137,7 +136,7 @@ class Worker:
                     await conn.execute(
                         self.app.queries["deregister_worker"], {"worker_id": self.id}
                     )
-            except PG_ERRORS:
+            except OPERATIONAL_ERRORS:
                 log.warning("could not mark worker %s stopped", self.id)
             await self._pool.close()
         if self._redis is not None:
@@ -176,7 +175,7 @@ class Worker:
                 await self._fetch(free)
                 backoff.reset()
                 self.ready, self.not_ready_reason = True, ""
-            except (*REDIS_ERRORS, *PG_ERRORS) as error:
+            except (*REDIS_ERRORS, *OPERATIONAL_ERRORS) as error:
                 where = "Redis" if isinstance(error, REDIS_ERRORS) else "PostgreSQL"
                 delay = backoff.next()
                 self.ready, self.not_ready_reason = False, f"{where} unreachable: {error}"
@@ -306,7 +305,7 @@ class Worker:
             try:
                 await self.heartbeat()
                 metrics.WORKER_ACTIVE.set(len(self.in_flight))
-            except PG_ERRORS as error:
+            except OPERATIONAL_ERRORS as error:
                 log.warning("heartbeat failed: %s", error)
             except Exception:
                 # A missed beat is survivable; a dead heartbeat loop is not.
