@@ -34,7 +34,25 @@ class PayloadTooLargeError(PayloadError):
 
 
 class DatabaseUnavailable(ConveyorError):
-    """PostgreSQL did not answer; nothing was committed."""
+    """PostgreSQL did not answer (or cannot write now); nothing was committed. Transient:
+    every loop backs off and tries again."""
+
+
+class StatementTimeout(DatabaseUnavailable):
+    """PostgreSQL stopped a statement that ran past its time limit."""
+
+
+class StatementRejected(ConveyorError):
+    """PostgreSQL refused a statement (a constraint, bad data): retrying the same
+    statement will fail the same way."""
+
+
+class SchemaNotMigrated(StatementRejected):
+    """The schema is missing or older than this version of Conveyor."""
+
+
+class RedisUnavailable(ConveyorError):
+    """Redis did not answer. Transient: PostgreSQL holds every job, so nothing is lost."""
 
 
 class JobNotFound(ConveyorError, LookupError):

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
-QUEUED: Final = "queued"
-DISPATCHED: Final = "dispatched"
-RUNNING: Final = "running"
-COMPLETED: Final = "completed"
-DEAD: Final = "dead"
-CANCELLED: Final = "cancelled"
-STATUSES: Final = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED)
-TERMINAL: Final = (COMPLETED, DEAD, CANCELLED)
-# Shown, never stored: a queued job waiting out its retry backoff.
-RETRY_SCHEDULED: Final = "retry_scheduled"
+from conveyor.vocabulary import (
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    DISPATCHED,
+    QUEUED,
+    RETRY_SCHEDULED,
+    RUNNING,
+    STATUSES,
+    TERMINAL,
+)
+
+__all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "DEAD",
+    "DISPATCHED",
+    "QUEUED",
+    "RETRY_SCHEDULED",
+    "RUNNING",
+    "STATUSES",
+    "TERMINAL",
+    "Job",
+]
 
 
 @dataclass(frozen=True)

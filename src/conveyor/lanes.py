@@ -6,25 +6,56 @@ them, and claim returns them), so losing Redis loses no information.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, cast
+from typing import Literal, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from conveyor.config import Settings
+from conveyor.errors import RedisUnavailable
+from conveyor.vocabulary import (
+    HIGH_PRIORITY_MAX,
+    LANES,
+    NORMAL,
+    NORMAL_PRIORITY_MAX,
+    LaneName,
+    lane_for_priority,
+)
 
-LaneName = Literal["high", "normal", "low"]
-LANES: tuple[LaneName, ...] = ("high", "normal", "low")
-HIGH_PRIORITY_MAX = 50
-NORMAL_PRIORITY_MAX = 150
+__all__ = [
+    "HIGH_PRIORITY_MAX",
+    "LANES",
+    "NORMAL_PRIORITY_MAX",
+    "LaneName",
+    "lane_for_priority",
+]
 
 
-# What "Redis is unreachable" looks like; every loop backs off on these and carries on.
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# What "Redis is unreachable" looks like; Lanes turns them into RedisUnavailable.
+_DRIVER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Kept while callers move to catching RedisUnavailable alone.
+REDIS_ERRORS = (RedisUnavailable, *_DRIVER_ERRORS)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def redis_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Raise RedisUnavailable for an outage, so no caller above lanes sees a redis class."""
+
+    @functools.wraps(method)
+    async def translated(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except _DRIVER_ERRORS as error:
+            raise RedisUnavailable(f"Redis is unavailable: {error}") from error
+
+    return translated
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -35,15 +66,6 @@ def redis_client(settings: Settings) -> aioredis.Redis:
         max_connections=settings.redis.pool_size,
         health_check_interval=30,
     )
-
-
-def lane_for_priority(priority: int) -> LaneName:
-    """Lower number is more urgent, as in the specification's routing table."""
-    if priority <= HIGH_PRIORITY_MAX:
-        return "high"
-    if priority <= NORMAL_PRIORITY_MAX:
-        return "normal"
-    return "low"
 
 
 def _load_lua(name: str) -> str:
@@ -58,7 +80,7 @@ class Keys:
 
     def lane(self, queue: str, lane: LaneName) -> str:
         base = f"{self.prefix}queue:{queue}"
-        return base if lane == "normal" else f"{base}:{lane}"
+        return base if lane == NORMAL else f"{base}:{lane}"
 
     def lanes(self, queue: str) -> list[str]:
         return [self.lane(queue, lane) for lane in LANES]
@@ -86,15 +108,31 @@ class EpochLost(Exception):
 class Lanes:
     """Push, pop and inspect lanes. Every method is one round trip."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, owns_client: bool = False) -> None:
         self.client = client
         self.keys = keys
+        self._owns_client = owns_client
         self._push = client.register_script(_load_lua("push.lua"))
 
+    @classmethod
+    def open(cls, settings: Settings) -> Lanes:
+        """Lanes with their own client (it connects on first use, so this never fails)."""
+        return cls(redis_client(settings), Keys(settings.redis.key_prefix), owns_client=True)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    @redis_errors
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    @redis_errors
     async def current_epoch(self) -> str | None:
         value = await self.client.get(self.keys.epoch)
         return None if value is None else _text(value)
 
+    @redis_errors
     async def claim_epoch(self) -> tuple[str, bool]:
         """Return the epoch in force, creating one if Redis has none (True if we did)."""
         fresh = uuid.uuid4().hex
@@ -106,6 +144,7 @@ class Lanes:
             raise EpochLost("epoch vanished while being read")
         return current, False
 
+    @redis_errors
     async def push(self, epoch: str, groups: dict[str, list[str]]) -> int:
         """Push ids to lanes atomically under `epoch`; raise EpochLost if Redis was wiped."""
         lane_keys = [key for key, ids in groups.items() if ids]
@@ -120,6 +159,7 @@ class Lanes:
             raise EpochLost("epoch changed: Redis lost its contents")
         return pushed
 
+    @redis_errors
     async def pop(self, lane_keys: Sequence[str], count: int, block: float) -> list[str]:
         """Block until one lane has ids, then take up to `count` from the first non-empty."""
         if not lane_keys or count <= 0:
@@ -131,6 +171,7 @@ class Lanes:
             return []
         return [_text(item) for item in cast(list[bytes], result[1])]
 
+    @redis_errors
     async def contents(self, queues: Iterable[str]) -> set[str]:
         """Every id sitting in the lanes of `queues` (bounded by the buffer size)."""
         pipe = self.client.pipeline(transaction=False)
@@ -142,6 +183,7 @@ class Lanes:
             found.update(_text(item) for item in cast(list[bytes], items))
         return found
 
+    @redis_errors
     async def lengths(self, queues: Iterable[str]) -> dict[tuple[str, LaneName], int]:
         names = list(queues)
         pipe = self.client.pipeline(transaction=False)
@@ -151,6 +193,7 @@ class Lanes:
         values = iter(await pipe.execute())
         return {(queue, lane): int(next(values)) for queue in names for lane in LANES}
 
+    @redis_errors
     async def eviction_policy(self) -> str | None:
         """Redis's maxmemory-policy, or None where CONFIG is not allowed (managed Redis)."""
         try:
@@ -162,10 +205,12 @@ class Lanes:
                 return _text(value)
         return None
 
+    @redis_errors
     async def paused(self) -> set[str]:
         members = await self.client.smembers(self.keys.paused)
         return {_text(item) for item in members}
 
+    @redis_errors
     async def set_paused(self, queues: Iterable[str]) -> None:
         """Replace the paused set with `queues` (used when rebuilding after a wipe)."""
         names = list(queues)
@@ -175,12 +220,14 @@ class Lanes:
             pipe.sadd(self.keys.paused, *names)
         await pipe.execute()
 
+    @redis_errors
     async def pause(self, queue: str) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.sadd(self.keys.paused, queue)
         pipe.delete(*self.keys.lanes(queue))
         await pipe.execute()
 
+    @redis_errors
     async def resume(self, queue: str) -> None:
         await self.client.srem(self.keys.paused, queue)
 

@@ -100,7 +100,7 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
         worker = Queuer(settings, maintenance=not no_maintenance)
         health = None
         if settings.health.port:
-            from conveyor.web.health import serve_health
+            from conveyor.probes import serve_health
 
             health = await serve_health(settings, settings.health.port, worker)
         try:

@@ -1,5 +1,31 @@
-"""Everything that talks SQL: the schema, its migrations and the named queries."""
+"""Everything that talks SQL: the schema, its migrations and the named statements.
 
+`Store` is the one object the rest of Conveyor calls: a typed method per named statement,
+grouped by caller in the modules beside this one, rows read by column name, driver errors
+turned into Conveyor's own (see `store.base`).
+"""
+
+from conveyor.store.admin_reads import AdminReads
+from conveyor.store.admin_writes import AdminWrites
+from conveyor.store.base import StoreBase, database_errors
+from conveyor.store.dispatch import DispatchStatements
+from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
+from conveyor.store.tools import ToolStatements
+from conveyor.store.upkeep import UpkeepStatements
+from conveyor.store.work import WorkStatements
 
-__all__ = ["Queries", "load_queries"]
+
+class Store(
+    ProducerStatements,
+    DispatchStatements,
+    WorkStatements,
+    UpkeepStatements,
+    AdminReads,
+    AdminWrites,
+    ToolStatements,
+):
+    """Every statement Conveyor runs, on one pool (or one bound transaction)."""
+
+
+__all__ = ["Queries", "Store", "StoreBase", "database_errors", "load_queries"]

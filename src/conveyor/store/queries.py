@@ -1,7 +1,8 @@
 """Named queries, loaded once from the `.sql` files shipped in the package.
 
 A file holds several queries, each introduced by a `-- name: <name>` line. `{schema}` is
-replaced by the (validated) schema name; queries are kept as bytes so psycopg can prepare
+replaced by the (validated) schema name, and `{QUEUED}`-style tokens by the literals of
+`conveyor.vocabulary`; queries are kept as bytes so psycopg can prepare
 them, and because a query read from a file is not a literal string.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+
+from conveyor.vocabulary import sql_tokens
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
@@ -24,8 +27,21 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
+_TOKEN = re.compile(r"\{([A-Z][A-Z_]*)\}")
+
+
 def render(text: str, schema: str) -> str:
-    return text.replace("{schema}", '"' + check_schema_name(schema) + '"')
+    """Put the quoted schema and the vocabulary's literals in place of their tokens."""
+    tokens = sql_tokens()
+
+    def literal(match: re.Match[str]) -> str:
+        try:
+            return tokens[match.group(1)]
+        except KeyError:
+            raise RuntimeError(f"unknown SQL token {match.group(0)}") from None
+
+    quoted = text.replace("{schema}", '"' + check_schema_name(schema) + '"')
+    return _TOKEN.sub(literal, quoted)
 
 
 @cache

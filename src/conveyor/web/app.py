@@ -21,9 +21,9 @@ from starlette.staticfiles import StaticFiles
 
 from conveyor.admin import Admin, AdminConflict, AdminError, AdminNotFound, AdminUnavailable
 from conveyor.config import Settings
+from conveyor.probes import health_routes
 from conveyor.web import api, dashboard
 from conveyor.web.auth import Authenticator
-from conveyor.web.health import health_routes
 
 SESSION_COOKIE = "conveyor_session"
 SESSION_SECONDS = 12 * 3600

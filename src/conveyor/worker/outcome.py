@@ -7,11 +7,13 @@ from uuid import UUID
 
 import orjson
 
-COMPLETED = "completed"
-RETRY = "failed"  # the attempt failed; the job is queued again with a backoff
-DEAD = "dead"
-CANCELLED = "cancelled"
-HANDED_BACK = "handed_back"  # shutdown interrupted it; the attempt does not count
+from conveyor import vocabulary as v
+
+COMPLETED = v.LOG_COMPLETED
+RETRY = v.LOG_FAILED
+DEAD = v.LOG_DEAD
+CANCELLED = v.LOG_CANCELLED
+HANDED_BACK = v.LOG_HANDED_BACK
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,11 @@ class Outcome:
     @property
     def job_status(self) -> str:
         return {
-            COMPLETED: "completed",
-            RETRY: "queued",
-            DEAD: "dead",
-            CANCELLED: "cancelled",
-            HANDED_BACK: "queued",
+            COMPLETED: v.COMPLETED,
+            RETRY: v.QUEUED,
+            DEAD: v.DEAD,
+            CANCELLED: v.CANCELLED,
+            HANDED_BACK: v.QUEUED,
         }[self.log_status]
 
     @property

@@ -56,7 +56,7 @@ async def serve(app: Conveyor, options: WorkerOptions, health_port: int | None =
     loop.add_signal_handler(signal.SIGINT, on_signal)
     health = None
     if health_port:
-        from conveyor.web.health import serve_health
+        from conveyor.probes import serve_health
 
         health = await serve_health(app.settings, health_port, worker)
     try:

@@ -26,9 +26,9 @@ import psycopg
 from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.maintenance import rescue
+from conveyor.probes import serve_health_in_thread
 from conveyor.store import load_queries
 from conveyor.store.connect import connect_kwargs
-from conveyor.web.health import serve_health_in_thread
 from conveyor.worker.process import child_main
 from conveyor.worker.runner import WorkerOptions, new_worker_id
 

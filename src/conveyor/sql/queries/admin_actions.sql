@@ -16,45 +16,45 @@ FOR UPDATE;
 WITH target AS (
     SELECT id, status, attempt FROM {schema}.jobs
     WHERE id = ANY(%(ids)s::uuid[])
-      AND (status IN ('dead', 'cancelled', 'completed') OR (status = 'queued' AND attempt > 0))
+      AND (status IN ({DEAD}, {CANCELLED}, {COMPLETED}) OR (status = {QUEUED} AND attempt > 0))
     FOR UPDATE
 ), retried AS (
     UPDATE {schema}.jobs j
-    SET status = 'queued', attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
+    SET status = {QUEUED}, attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
         completed = NULL, lease_expires_at = NULL, worker_id = NULL, cancel_requested = false,
         updated = now()
     FROM target t
     WHERE j.id = t.id
-      AND (j.status IN ('dead', 'cancelled', 'completed') OR (j.status = 'queued' AND j.attempt > 0))
+      AND (j.status IN ({DEAD}, {CANCELLED}, {COMPLETED}) OR (j.status = {QUEUED} AND j.attempt > 0))
     RETURNING j.id, j.queue_name, j.task, t.status AS previous, t.attempt AS previous_attempt
 ), logged AS (
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
-    SELECT id, queue_name, task, 'retried', previous_attempt, %(message)s FROM retried
+    SELECT id, queue_name, task, {LOG_RETRIED}, previous_attempt, %(message)s FROM retried
 )
 SELECT id, queue_name, previous FROM retried;
 
 -- name: admin_retry_dead
 -- Replay the dead-letter queue (optionally one queue, one task, or given ids). Exactly
--- once under concurrency: `status = 'dead'` is rechecked on the locked row, so of two
+-- once under concurrency: `status = {DEAD}` is rechecked on the locked row, so of two
 -- replays racing for a job only the first turns it into a new runnable attempt.
 WITH target AS (
     SELECT id FROM {schema}.jobs
-    WHERE status IN ('queued', 'completed', 'dead', 'cancelled') AND status = 'dead'
+    WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
       AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
       AND (%(task)s::text IS NULL OR task = %(task)s)
       AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
     FOR UPDATE
 ), retried AS (
     UPDATE {schema}.jobs j
-    SET status = 'queued', attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
+    SET status = {QUEUED}, attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
         completed = NULL, lease_expires_at = NULL, worker_id = NULL, cancel_requested = false,
         updated = now()
     FROM target t
-    WHERE j.id = t.id AND j.status = 'dead'
+    WHERE j.id = t.id AND j.status = {DEAD}
     RETURNING j.id, j.queue_name, j.task, j.attempt AS previous_attempt
 ), logged AS (
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
-    SELECT id, queue_name, task, 'retried', previous_attempt, %(message)s FROM retried
+    SELECT id, queue_name, task, {LOG_RETRIED}, previous_attempt, %(message)s FROM retried
 )
 SELECT count(*) AS count,
        coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
@@ -65,7 +65,7 @@ FROM retried;
 SELECT count(*) AS count,
        coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
 FROM {schema}.jobs
-WHERE status IN ('queued', 'completed', 'dead', 'cancelled') AND status = 'dead'
+WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
   AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]));
@@ -73,7 +73,7 @@ WHERE status IN ('queued', 'completed', 'dead', 'cancelled') AND status = 'dead'
 -- name: admin_purge_dead
 WITH gone AS (
     DELETE FROM {schema}.jobs
-    WHERE status IN ('queued', 'completed', 'dead', 'cancelled') AND status = 'dead'
+    WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
       AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
     RETURNING id
 )
@@ -86,7 +86,7 @@ FROM gone;
 -- it). A claim racing the delete either wins (the row is running: skipped) or loses
 -- (the row is gone: the worker drops the popped id).
 DELETE FROM {schema}.jobs
-WHERE id = ANY(%(ids)s::uuid[]) AND status <> 'running'
+WHERE id = ANY(%(ids)s::uuid[]) AND status <> {RUNNING}
 RETURNING id, queue_name, status;
 
 -- name: admin_lock_queue
@@ -103,8 +103,8 @@ WITH paused AS (
     SET is_active = false, paused_at = coalesce(q.paused_at, now()), updated = now()
     RETURNING name
 )
-UPDATE {schema}.jobs SET status = 'queued', dispatched_at = NULL, updated = now()
-WHERE status = 'dispatched' AND queue_name = (SELECT name FROM paused);
+UPDATE {schema}.jobs SET status = {QUEUED}, dispatched_at = NULL, updated = now()
+WHERE status = {DISPATCHED} AND queue_name = (SELECT name FROM paused);
 
 -- name: admin_resume_queue
 -- The notification (sent on commit) wakes the queuer at once.

@@ -17,13 +17,13 @@ WITH queues AS (
                j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
                left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated
         FROM {schema}.jobs j
-        WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
+        WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
           AND j.queue_name = r.name AND j.status = r.status
           AND (j.created, j.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid)
           AND j.created <= coalesce(now() - %(min_age)s::float8 * interval '1 second', 'infinity')
           AND j.created >= coalesce(now() - %(max_age)s::float8 * interval '1 second', '-infinity')
           AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
-          AND (%(retry)s::boolean IS NULL OR j.status <> 'queued' OR (j.attempt > 0) = %(retry)s)
+          AND (%(retry)s::boolean IS NULL OR j.status <> {QUEUED} OR (j.attempt > 0) = %(retry)s)
           AND (%(text)s::text IS NULL OR j.payload::text ILIKE %(text)s)
         ORDER BY j.created DESC, j.id DESC
         LIMIT %(limit)s
@@ -33,9 +33,9 @@ WITH queues AS (
            j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
            left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated
     FROM (
-        SELECT * FROM {schema}.jobs WHERE status = 'dispatched' AND 'dispatched' = ANY(%(live_statuses)s::text[])
+        SELECT * FROM {schema}.jobs WHERE status = {DISPATCHED} AND {DISPATCHED} = ANY(%(live_statuses)s::text[])
         UNION ALL
-        SELECT * FROM {schema}.jobs WHERE status = 'running' AND 'running' = ANY(%(live_statuses)s::text[])
+        SELECT * FROM {schema}.jobs WHERE status = {RUNNING} AND {RUNNING} = ANY(%(live_statuses)s::text[])
     ) j
     WHERE (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
       AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
@@ -60,7 +60,7 @@ SELECT * FROM (
            j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
            left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated
     FROM {schema}.jobs j
-    WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = 'dispatched'
+    WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
       AND j.queue_name = %(queue)s
     UNION ALL
     (SELECT 1, row_number() OVER (ORDER BY j.priority, j.dispatched_at, j.id),
@@ -68,7 +68,7 @@ SELECT * FROM (
             j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
             left(j.last_error, 500), j.cancel_requested, j.created, j.updated
      FROM {schema}.jobs j
-     WHERE j.status = 'dispatched' AND j.queue_name = %(queue)s
+     WHERE j.status = {DISPATCHED} AND j.queue_name = %(queue)s
        AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
        AND NOT (j.id = ANY(%(ids)s::uuid[]))
      ORDER BY j.priority, j.dispatched_at, j.id
@@ -79,7 +79,7 @@ SELECT * FROM (
             j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
             left(j.last_error, 500), j.cancel_requested, j.created, j.updated
      FROM {schema}.jobs j
-     WHERE j.status = 'queued' AND j.queue_name = %(queue)s AND j.run_at <= now()
+     WHERE j.status = {QUEUED} AND j.queue_name = %(queue)s AND j.run_at <= now()
        AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
      ORDER BY j.priority, j.run_at
      LIMIT %(n)s)
@@ -95,17 +95,17 @@ SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attemp
        j.last_error, j.cancel_requested, j.created, j.updated, j.payload, j.idempotency_key,
        j.lease_expires_at, j.timeout_seconds, now() AS db_now,
        coalesce(NOT q.is_active, false) AS queue_paused, q.paused_at AS queue_paused_at,
-       CASE WHEN j.status = 'queued' THEN (
+       CASE WHEN j.status = {QUEUED} THEN (
            SELECT count(*) FROM (
                SELECT 1 FROM {schema}.jobs a
-               WHERE a.status = 'queued' AND a.queue_name = j.queue_name
+               WHERE a.status = {QUEUED} AND a.queue_name = j.queue_name
                  AND a.run_at <= now()
                  AND (a.priority < j.priority
                       OR (a.priority = j.priority AND a.run_at < j.run_at))
                LIMIT %(ahead_cap)s) capped)
        END AS ready_ahead,
        (SELECT count(*) FROM {schema}.jobs d
-        WHERE d.status = 'dispatched' AND d.queue_name = j.queue_name
+        WHERE d.status = {DISPATCHED} AND d.queue_name = j.queue_name
           AND d.priority <= j.priority) AS dispatched_ahead,
        (SELECT count(*) FROM {schema}.workers w
         WHERE j.queue_name = ANY(w.queues) AND w.stopped IS NULL

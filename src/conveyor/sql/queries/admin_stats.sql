@@ -7,19 +7,19 @@ WITH queues AS (
     SELECT name FROM {schema}.job_queues
     UNION SELECT name FROM {schema}.queue_names_with_jobs() AS name
     -- One branch per status, so each reads its own partial index.
-    UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'dispatched'
-    UNION SELECT queue_name FROM {schema}.jobs WHERE status = 'running'
+    UNION SELECT queue_name FROM {schema}.jobs WHERE status = {DISPATCHED}
+    UNION SELECT queue_name FROM {schema}.jobs WHERE status = {RUNNING}
 ), ready AS (
     -- Grouped in the index's own order (queue_name, priority, run_at), so the scan feeds
     -- the aggregate without sorting or hashing, and stays index-only. min(run_at) is the
     -- oldest ready job whenever there is one: ready jobs sort before scheduled ones.
     SELECT queue_name, priority, count(*) AS total,
            count(*) FILTER (WHERE run_at <= now()) AS ready, min(run_at) AS since
-    FROM {schema}.jobs WHERE status = 'queued'
+    FROM {schema}.jobs WHERE status = {QUEUED}
     GROUP BY queue_name, priority
 ), sent AS (
     SELECT queue_name, priority, count(*) AS total, count(*) AS ready, min(run_at) AS since
-    FROM {schema}.jobs WHERE status = 'dispatched'
+    FROM {schema}.jobs WHERE status = {DISPATCHED}
     GROUP BY queue_name, priority
 ), waiting AS (
     -- Ready (queued, due) and dispatched jobs are both waiting for a worker.
@@ -40,13 +40,13 @@ WITH queues AS (
     GROUP BY queue_name
 ), running AS (
     SELECT queue_name, count(*) AS running
-    FROM {schema}.jobs WHERE status = 'running'
+    FROM {schema}.jobs WHERE status = {RUNNING}
     GROUP BY queue_name
 ), recent AS (
     SELECT queue_name,
-           count(*) FILTER (WHERE status = 'completed') AS completed_last_hour,
-           count(*) FILTER (WHERE status IN ('failed', 'dead', 'lost')) AS failed_last_hour,
-           count(*) FILTER (WHERE status = 'completed'
+           count(*) FILTER (WHERE status = {COMPLETED}) AS completed_last_hour,
+           count(*) FILTER (WHERE status IN ({LOG_FAILED}, {DEAD}, {LOG_LOST})) AS failed_last_hour,
+           count(*) FILTER (WHERE status = {COMPLETED}
                                   AND finished > now() - interval '5 minutes') AS completed_5m
     FROM {schema}.job_logs
     WHERE finished > now() - interval '1 hour'
@@ -83,8 +83,8 @@ LEFT JOIN recent c ON c.queue_name = q.name
 LEFT JOIN live l ON l.queue_name = q.name
 CROSS JOIN LATERAL (
     SELECT count(*) AS dead FROM {schema}.jobs j
-    WHERE j.status IN ('queued', 'completed', 'dead', 'cancelled')
-      AND j.queue_name = q.name AND j.status = 'dead'
+    WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
+      AND j.queue_name = q.name AND j.status = {DEAD}
 ) d
 ORDER BY q.name;
 
@@ -97,7 +97,7 @@ SELECT now() AS now,
        coalesce(sum(jobs_in_flight) FILTER (WHERE alive), 0) AS busy,
        (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM l.duration))
         FROM {schema}.job_logs l
-        WHERE l.finished > now() - interval '5 minutes' AND l.status = 'completed'
+        WHERE l.finished > now() - interval '5 minutes' AND l.status = {COMPLETED}
           AND l.duration IS NOT NULL)::float8 AS p95_duration
 FROM (
     SELECT concurrency, jobs_in_flight,
@@ -118,12 +118,12 @@ ORDER BY alive DESC, started DESC, id;
 -- A queue is known when it has a job_queues row or any job (probes, not scans).
 SELECT EXISTS (SELECT 1 FROM {schema}.job_queues WHERE name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
-               WHERE status IN ('queued', 'completed', 'dead', 'cancelled')
+               WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
                  AND queue_name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
-               WHERE status = 'dispatched' AND queue_name = %(queue)s)
+               WHERE status = {DISPATCHED} AND queue_name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
-               WHERE status = 'running' AND queue_name = %(queue)s) AS known;
+               WHERE status = {RUNNING} AND queue_name = %(queue)s) AS known;
 
 -- name: admin_ping
 SELECT 1;

@@ -1,5 +1,5 @@
 -- name: bench_finished
-SELECT count(*) FROM {schema}.jobs WHERE status IN ('completed', 'dead');
+SELECT count(*) FROM {schema}.jobs WHERE status IN ({COMPLETED}, {DEAD});
 
 -- name: bench_live_workers
 SELECT count(*) FROM {schema}.workers WHERE stopped IS NULL;
@@ -20,7 +20,7 @@ SELECT count(*) AS completed,
            ORDER BY extract(epoch FROM completed - created)) AS complete_percentiles,
        max(extract(epoch FROM completed - created))::float8 AS complete_max
 FROM {schema}.jobs
-WHERE status = 'completed';
+WHERE status = {COMPLETED};
 
 -- name: bench_create_queue
 -- So the scratch queue can be paused before its first job exists.

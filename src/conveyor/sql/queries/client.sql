@@ -36,16 +36,16 @@ FROM {schema}.jobs WHERE id = %(id)s;
 -- Waiting jobs end at once; a running job is asked to stop and ends when its handler does.
 WITH waiting AS (
     UPDATE {schema}.jobs
-    SET status = 'cancelled', dispatched_at = NULL, updated = now()
-    WHERE id = %(id)s AND status IN ('queued', 'dispatched')
+    SET status = {CANCELLED}, dispatched_at = NULL, updated = now()
+    WHERE id = %(id)s AND status IN ({QUEUED}, {DISPATCHED})
     RETURNING id, queue_name, task, attempt
 ), running AS (
     UPDATE {schema}.jobs
     SET cancel_requested = true, updated = now()
-    WHERE id = %(id)s AND status = 'running' AND NOT cancel_requested
+    WHERE id = %(id)s AND status = {RUNNING} AND NOT cancel_requested
     RETURNING id
 ), logged AS (
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
-    SELECT id, queue_name, task, 'cancelled', attempt, %(reason)s FROM waiting
+    SELECT id, queue_name, task, {CANCELLED}, attempt, %(reason)s FROM waiting
 )
 SELECT (SELECT count(*) FROM waiting) AS cancelled, (SELECT count(*) FROM running) AS requested;

@@ -13,9 +13,9 @@ SELECT count(*) AS workers FROM {schema}.workers WHERE stopped IS NULL;
 -- backoff of retried jobs does not count as time spent waiting for a worker.
 WITH per_job AS (
     SELECT j.queue_name,
-           CASE WHEN j.priority <= %(high_max)s THEN 'high'
-                WHEN j.priority <= %(normal_max)s THEN 'normal'
-                ELSE 'low' END AS lane,
+           CASE WHEN j.priority <= %(high_max)s THEN {LANE_HIGH}
+                WHEN j.priority <= %(normal_max)s THEN {LANE_NORMAL}
+                ELSE {LANE_LOW} END AS lane,
            j.status, j.attempt, j.last_error,
            extract(epoch FROM coalesce(
                (SELECT min(l.started) FROM {schema}.job_logs l WHERE l.job_id = j.id),
@@ -24,12 +24,12 @@ WITH per_job AS (
 )
 SELECT queue_name, lane,
        count(*) AS jobs,
-       count(*) FILTER (WHERE status = 'completed') AS completed,
-       count(*) FILTER (WHERE status = 'dead') AS dead,
+       count(*) FILTER (WHERE status = {COMPLETED}) AS completed,
+       count(*) FILTER (WHERE status = {DEAD}) AS dead,
        count(*) FILTER (WHERE attempt > 1) AS retried,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY waited) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY waited) AS p95,
-       coalesce(array_agg(DISTINCT last_error) FILTER (WHERE status = 'dead'), '{}') AS errors
+       coalesce(array_agg(DISTINCT last_error) FILTER (WHERE status = {DEAD}), '{}') AS errors
 FROM per_job
 GROUP BY queue_name, lane
-ORDER BY queue_name, CASE lane WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END;
+ORDER BY queue_name, CASE lane WHEN {LANE_HIGH} THEN 0 WHEN {LANE_NORMAL} THEN 1 ELSE 2 END;

@@ -3,7 +3,7 @@
 SELECT j.id, j.lease_token
 FROM {schema}.jobs j
 LEFT JOIN {schema}.workers w ON w.id = j.worker_id
-WHERE j.status = 'running'
+WHERE j.status = {RUNNING}
   AND (j.lease_expires_at < now()
        OR w.id IS NULL
        OR w.stopped IS NOT NULL
@@ -12,7 +12,7 @@ ORDER BY j.lease_expires_at
 LIMIT %(limit)s;
 
 -- name: find_worker_jobs
-SELECT id, lease_token FROM {schema}.jobs WHERE status = 'running' AND worker_id = %(worker_id)s;
+SELECT id, lease_token FROM {schema}.jobs WHERE status = {RUNNING} AND worker_id = %(worker_id)s;
 
 -- name: rescue_jobs
 -- Give lost attempts back to the queue, or to the dead-letter queue when they were the
@@ -20,18 +20,18 @@ SELECT id, lease_token FROM {schema}.jobs WHERE status = 'running' AND worker_id
 -- since it was chosen is left alone (the rescuer-versus-completion race).
 WITH lost AS (
     UPDATE {schema}.jobs j
-    SET status = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+    SET status = CASE WHEN j.attempt >= j.max_attempts THEN {DEAD} ELSE {QUEUED} END,
         -- `stagger` spaces the jobs of one crash apart (see Supervisor.rescue).
         run_at = now() + (c.position - 1) * %(stagger)s * interval '1 second',
         failed = now(), last_error = %(reason)s,
         lease_expires_at = NULL, dispatched_at = NULL, updated = now()
     FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) WITH ORDINALITY AS c(id, token, position)
-    WHERE j.id = c.id AND j.lease_token = c.token AND j.status = 'running'
+    WHERE j.id = c.id AND j.lease_token = c.token AND j.status = {RUNNING}
     RETURNING j.id, j.queue_name, j.task, j.status, j.attempt, j.worker_id, j.started
 ), logged AS (
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message,
                                    worker_id, started, finished, duration)
-    SELECT id, queue_name, task, CASE WHEN status = 'dead' THEN 'dead' ELSE 'lost' END,
+    SELECT id, queue_name, task, CASE WHEN status = {DEAD} THEN {LOG_DEAD} ELSE {LOG_LOST} END,
            attempt, %(reason)s, worker_id, started, now(), now() - started
     FROM lost
 )
@@ -39,13 +39,13 @@ SELECT id, queue_name, task, status FROM lost;
 
 -- name: dispatched_before
 SELECT id, queue_name FROM {schema}.jobs
-WHERE status = 'dispatched' AND dispatched_at < now() - %(grace)s * interval '1 second';
+WHERE status = {DISPATCHED} AND dispatched_at < now() - %(grace)s * interval '1 second';
 
 -- name: prune_finished_jobs
 WITH doomed AS (
     SELECT id FROM {schema}.jobs
-    WHERE (status IN ('completed', 'cancelled') AND updated < now() - %(retention)s * interval '1 second')
-       OR (status = 'dead' AND updated < now() - %(dead_retention)s * interval '1 second')
+    WHERE (status IN ({COMPLETED}, {CANCELLED}) AND updated < now() - %(retention)s * interval '1 second')
+       OR (status = {DEAD} AND updated < now() - %(dead_retention)s * interval '1 second')
     LIMIT %(limit)s
 )
 DELETE FROM {schema}.jobs j USING doomed WHERE j.id = doomed.id
@@ -64,16 +64,16 @@ RETURNING l.id;
 -- name: prune_workers
 DELETE FROM {schema}.workers
 WHERE last_heartbeat < now() - %(retention)s * interval '1 second'
-  AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.worker_id = workers.id AND j.status = 'running');
+  AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.worker_id = workers.id AND j.status = {RUNNING});
 
 -- name: queue_depths
 -- Waiting jobs (ready in PostgreSQL or buffered in Redis) per queue and lane, and how long
 -- the oldest has been ready. Served by the partial indexes on queued and dispatched rows.
 SELECT queue_name,
-       CASE WHEN priority <= 50 THEN 'high' WHEN priority <= 150 THEN 'normal' ELSE 'low' END
+       CASE WHEN priority <= {HIGH_PRIORITY_MAX} THEN {LANE_HIGH} WHEN priority <= {NORMAL_PRIORITY_MAX} THEN {LANE_NORMAL} ELSE {LANE_LOW} END
            AS lane,
        count(*) AS waiting,
        extract(epoch FROM now() - min(run_at))::float8 AS oldest_age
 FROM {schema}.jobs
-WHERE (status = 'queued' AND run_at <= now()) OR status = 'dispatched'
+WHERE (status = {QUEUED} AND run_at <= now()) OR status = {DISPATCHED}
 GROUP BY 1, 2;

@@ -5,7 +5,7 @@
 WITH room AS (
     SELECT q.name,
            greatest(%(buffer)s - (SELECT count(*) FROM {schema}.jobs d
-                                  WHERE d.status = 'dispatched' AND d.queue_name = q.name), 0)
+                                  WHERE d.status = {DISPATCHED} AND d.queue_name = q.name), 0)
                AS free
     FROM {schema}.job_queues q
     WHERE q.is_active
@@ -13,7 +13,7 @@ WITH room AS (
     SELECT p.id
     FROM room CROSS JOIN LATERAL (
         SELECT j.id FROM {schema}.jobs j
-        WHERE j.status = 'queued' AND j.queue_name = room.name AND j.run_at <= now()
+        WHERE j.status = {QUEUED} AND j.queue_name = room.name AND j.run_at <= now()
         ORDER BY j.priority, j.run_at
         LIMIT least(room.free, %(batch)s)
         FOR UPDATE SKIP LOCKED
@@ -21,21 +21,21 @@ WITH room AS (
     WHERE room.free > 0
 )
 UPDATE {schema}.jobs j
-SET status = 'dispatched', dispatched_at = now(), updated = now()
+SET status = {DISPATCHED}, dispatched_at = now(), updated = now()
 -- An array, not a join: the planner cannot size the CTE and would hash the whole table.
-WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status = 'queued'
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status = {QUEUED}
 RETURNING j.id, j.queue_name, j.priority;
 
 -- name: undispatch
 -- The push to Redis failed: put the jobs back so the next pass tries again.
-UPDATE {schema}.jobs SET status = 'queued', dispatched_at = NULL, updated = now()
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'dispatched'
+UPDATE {schema}.jobs SET status = {QUEUED}, dispatched_at = NULL, updated = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND status = {DISPATCHED}
 RETURNING id;
 
 -- name: undispatch_all_before
 -- Redis lost its contents: everything dispatched before the loss is waiting nowhere.
-UPDATE {schema}.jobs SET status = 'queued', dispatched_at = NULL, updated = now()
-WHERE status = 'dispatched' AND dispatched_at <= %(before)s;
+UPDATE {schema}.jobs SET status = {QUEUED}, dispatched_at = NULL, updated = now()
+WHERE status = {DISPATCHED} AND dispatched_at <= %(before)s;
 
 -- name: db_now
 SELECT now() AS now;
@@ -49,5 +49,5 @@ SELECT EXISTS (
     SELECT 1 FROM {schema}.job_queues q
     WHERE q.is_active AND EXISTS (
         SELECT 1 FROM {schema}.jobs j
-        WHERE j.status = 'queued' AND j.queue_name = q.name AND j.run_at <= now())
+        WHERE j.status = {QUEUED} AND j.queue_name = q.name AND j.run_at <= now())
 ) AS backlog;

@@ -13,17 +13,17 @@ WITH paused AS (
     SELECT name FROM {schema}.job_queues WHERE NOT is_active
 ), held_back AS (
     UPDATE {schema}.jobs
-    SET status = 'queued', dispatched_at = NULL, updated = now()
-    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'dispatched'
+    SET status = {QUEUED}, dispatched_at = NULL, updated = now()
+    WHERE id = ANY(%(ids)s::uuid[]) AND status = {DISPATCHED}
       AND queue_name IN (SELECT name FROM paused)
     RETURNING id
 )
 UPDATE {schema}.jobs j
-SET status = 'running', attempt = j.attempt + 1, lease_token = j.lease_token + 1,
+SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1,
     started = now(), worker_id = %(worker_id)s,
     lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second',
     updated = now()
-WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = 'dispatched'
+WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
   AND j.queue_name NOT IN (SELECT name FROM paused)
 RETURNING j.id, j.queue_name, j.task, j.priority, j.payload, j.attempt, j.max_attempts,
           j.lease_token, j.timeout_seconds,
@@ -41,17 +41,17 @@ WITH me AS (
     UPDATE {schema}.jobs j
     SET lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second'
     FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
-    WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+    WHERE j.id = h.id AND j.lease_token = h.token AND j.status = {RUNNING}
       AND j.lease_expires_at < now() + coalesce(j.lease_seconds, %(lease)s) * interval '0.5 second'
     RETURNING j.id
 )
 SELECT (SELECT count(*) FROM me) AS registered,
        array(SELECT j.id FROM {schema}.jobs j
              JOIN unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
-               ON j.id = h.id AND j.lease_token = h.token AND j.status = 'running') AS owned,
+               ON j.id = h.id AND j.lease_token = h.token AND j.status = {RUNNING}) AS owned,
        array(SELECT j.id FROM {schema}.jobs j
              JOIN unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
-               ON j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+               ON j.id = h.id AND j.lease_token = h.token AND j.status = {RUNNING}
              WHERE j.cancel_requested) AS cancel_requested;
 
 -- name: record_outcomes
@@ -67,16 +67,16 @@ WITH o AS (
     UPDATE {schema}.jobs j
     SET status = o.status,
         attempt = j.attempt + o.attempt_delta,
-        completed = CASE WHEN o.status = 'completed' THEN now() ELSE j.completed END,
+        completed = CASE WHEN o.status = {COMPLETED} THEN now() ELSE j.completed END,
         failed = CASE WHEN o.error IS NOT NULL THEN now() ELSE j.failed END,
-        run_at = CASE WHEN o.status = 'queued'
+        run_at = CASE WHEN o.status = {QUEUED}
                       THEN now() + coalesce(o.retry_in, 0) * interval '1 second'
                       ELSE j.run_at END,
         last_error = coalesce(o.error, j.last_error),
         lease_expires_at = NULL, dispatched_at = NULL, cancel_requested = false,
         updated = now()
     FROM o
-    WHERE j.id = o.id AND j.lease_token = o.token AND j.status = 'running'
+    WHERE j.id = o.id AND j.lease_token = o.token AND j.status = {RUNNING}
     RETURNING j.id, j.queue_name, j.task, j.attempt - o.attempt_delta AS attempt, j.worker_id,
               j.started, o.log_status, o.error, o.traceback, o.duration
 ), logged AS (

@@ -1,0 +1,9 @@
+"""Statements of one caller group (filled in as that caller moves onto the store)."""
+
+from __future__ import annotations
+
+from conveyor.store.base import StoreBase
+
+
+class WorkStatements(StoreBase):
+    pass

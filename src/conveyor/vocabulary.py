@@ -1,0 +1,72 @@
+"""The names every layer shares: job statuses, attempt outcomes, lanes and their bounds.
+
+Python imports them from here, and every named SQL statement receives them as tokens
+(`{QUEUED}`, `{HIGH_PRIORITY_MAX}`, ...) that `store.queries` renders at load time, so a
+status or a lane boundary is spelt in exactly one place. Migrations are history and keep
+their literals; a test checks those literals against this module.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+# -- job statuses (jobs.status) ----------------------------------------------------------
+QUEUED: Final = "queued"
+DISPATCHED: Final = "dispatched"
+RUNNING: Final = "running"
+COMPLETED: Final = "completed"
+DEAD: Final = "dead"
+CANCELLED: Final = "cancelled"
+STATUSES: Final = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED)
+TERMINAL: Final = (COMPLETED, DEAD, CANCELLED)
+# Shown, never stored: a queued job waiting out its retry backoff.
+RETRY_SCHEDULED: Final = "retry_scheduled"
+
+# -- attempt outcomes (job_logs.status) --------------------------------------------------
+LOG_COMPLETED: Final = "completed"
+LOG_FAILED: Final = "failed"  # the attempt failed; the job is queued again with a backoff
+LOG_DEAD: Final = "dead"
+LOG_LOST: Final = "lost"  # rescued: the worker or its lease was lost
+LOG_CANCELLED: Final = "cancelled"
+LOG_RETRIED: Final = "retried"  # an operator sent a dead or failed job back to the queue
+LOG_HANDED_BACK: Final = "handed_back"  # shutdown interrupted it; the attempt does not count
+LOG_STATUSES: Final = (
+    LOG_COMPLETED,
+    LOG_FAILED,
+    LOG_DEAD,
+    LOG_LOST,
+    LOG_CANCELLED,
+    LOG_RETRIED,
+    LOG_HANDED_BACK,
+)
+
+# -- lanes -------------------------------------------------------------------------------
+LaneName = Literal["high", "normal", "low"]
+HIGH: Final[LaneName] = "high"
+NORMAL: Final[LaneName] = "normal"
+LOW: Final[LaneName] = "low"
+LANES: Final[tuple[LaneName, ...]] = (HIGH, NORMAL, LOW)
+# Lower number is more urgent, as in the specification's routing table.
+HIGH_PRIORITY_MAX: Final = 50
+NORMAL_PRIORITY_MAX: Final = 150
+MIN_PRIORITY: Final = 0
+MAX_PRIORITY: Final = 1000
+
+
+def lane_for_priority(priority: int) -> LaneName:
+    if priority <= HIGH_PRIORITY_MAX:
+        return HIGH
+    if priority <= NORMAL_PRIORITY_MAX:
+        return NORMAL
+    return LOW
+
+
+def sql_tokens() -> dict[str, str]:
+    """What each `{TOKEN}` in a named statement becomes: SQL literals, never parameters,
+    so partial-index predicates still match and plans stay the same."""
+    tokens = {name.upper(): f"'{name}'" for name in STATUSES}
+    tokens.update({f"LOG_{name.upper()}": f"'{name}'" for name in LOG_STATUSES})
+    tokens.update({f"LANE_{lane.upper()}": f"'{lane}'" for lane in LANES})
+    tokens["HIGH_PRIORITY_MAX"] = str(HIGH_PRIORITY_MAX)
+    tokens["NORMAL_PRIORITY_MAX"] = str(NORMAL_PRIORITY_MAX)
+    return tokens
