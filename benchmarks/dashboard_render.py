@@ -11,7 +11,9 @@ process, logged in like a browser, and prints p50 / p95 per page:
 
 Run: .venv/bin/python benchmarks/dashboard_render.py [--jobs 1000000] [--runs 30] [--keep]
 It drops and recreates the schema `conveyor_dash_bench` (and Redis keys under
-`dash_bench:`) unless --reuse finds it already filled.
+`dash_bench:`) unless --reuse finds it already filled; like `conveyor bench`, it refuses
+to drop that schema if an earlier scratch run did not create it, or if the configuration
+names it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import httpx
 import psycopg
 
 from conveyor.config import Settings, load_settings
-from conveyor.launch import wipe_namespace
+from conveyor.launch import reset_namespace, wipe_namespace
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
 
@@ -207,8 +209,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = settings_for(args.database_url, args.redis_url)
+    configured = load_settings(None)  # the operator's own namespace, never to be wiped
     if not (args.reuse and already_filled(settings, args.jobs)):
-        wipe_namespace(settings.database.url, SCHEMA, settings.redis.url, PREFIX)
+        reset_namespace(settings.database.url, SCHEMA, settings.redis.url, PREFIX, configured)
         migrate(settings.database.url, SCHEMA)
         print(f"filling {SCHEMA} with {args.jobs:,} jobs")
         fill(settings, args.jobs)
@@ -216,7 +219,7 @@ def main() -> None:
         results = asyncio.run(measure(settings, args.runs))
     finally:
         if not args.keep:
-            wipe_namespace(settings.database.url, SCHEMA, settings.redis.url, PREFIX)
+            wipe_namespace(settings.database.url, SCHEMA, settings.redis.url, PREFIX, configured)
     print(f"\n{args.jobs:,} jobs, {args.runs} requests per page (ms)")
     print(f"{'page':<48} {'p50':>8} {'p95':>8} {'max':>8}")
     for label, samples in results.items():

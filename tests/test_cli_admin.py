@@ -88,6 +88,7 @@ def test_help_lists_every_command(cli: Invoke) -> None:
         "pause",
         "resume",
         "purge-dead",
+        "prune-preview",
         "workers",
         "audit",
         "health",
@@ -237,6 +238,26 @@ def test_purge_dead_needs_yes(cli: Invoke, db: psycopg.Connection[Any]) -> None:
     data = parsed(cli("purge-dead", "--queue", "q", "--yes", "--json"))
     assert data["count"] == 2 and not data["dry_run"]
     assert not any(status_of(db, job_id) for job_id in dead)
+
+
+def test_prune_preview_counts_what_a_shorter_retention_would_delete(
+    cli: Invoke, db: psycopg.Connection[Any]
+) -> None:
+    old = [add_job(db, status=status) for status in ("completed", "cancelled", "dead", "queued")]
+    recent = add_job(db, status="completed")
+    db.execute(b"UPDATE jobs SET updated = now() - interval '2 days' WHERE id = ANY(%s)", (old,))
+
+    configured = parsed(cli("prune-preview", "--json"))  # 7 days, dead 30 days
+    assert configured["dry_run"] and configured["count"] == 0
+    # The waiting job is never pruned, whatever its age; dead jobs keep their own retention.
+    assert parsed(cli("prune-preview", "--retention", "1d", "--json"))["count"] == 2
+    both = cli("prune-preview", "--retention", "1d", "--dead-retention", "1d")
+    assert "would delete 3 job(s) now: 2 completed or cancelled older than 1d, 1 dead" in (
+        both.stdout
+    )
+    assert "nothing changed" in both.stdout
+    assert all(status_of(db, job_id) for job_id in [*old, recent]) and audit_rows(db) == []
+    assert "--retention" in cli("prune-preview", "--retention", "soon").stderr
 
 
 def test_workers_and_audit(cli: Invoke, db: psycopg.Connection[Any]) -> None:

@@ -69,3 +69,8 @@ class TaskTimeout(ConveyorError, TimeoutError):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"task timed out after {seconds:g} s")
         self.seconds = seconds
+
+
+class ScratchRefused(ConveyorError):
+    """`conveyor bench` or `conveyor demo` declined to drop a schema or wipe Redis keys it
+    cannot prove are its own scratch data; nothing was changed."""

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, ParamSpec, TypeVar, cast
 
+import redis
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from conveyor.config import Settings
-from conveyor.errors import RedisUnavailable
+from conveyor.errors import RedisUnavailable, ScratchRefused
 from conveyor.vocabulary import (
     HIGH_PRIORITY_MAX,
     LANES,
@@ -92,6 +93,11 @@ class Keys:
     @property
     def paused(self) -> str:
         return f"{self.prefix}conveyor:paused"
+
+    @property
+    def roots(self) -> tuple[str, str]:
+        """What every key above starts with."""
+        return f"{self.prefix}queue:", f"{self.prefix}conveyor:"
 
 
 def lane_order(queues: Sequence[str], keys: Keys, order: Literal["queue", "priority"]) -> list[str]:
@@ -230,6 +236,45 @@ class Lanes:
     @redis_errors
     async def resume(self, queue: str) -> None:
         await self.client.srem(self.keys.paused, queue)
+
+
+def check_scratch_prefix(prefix: str, configured_prefix: str) -> None:
+    """Refuse a scratch prefix (bench, demo) whose wipe would reach a key of the configured
+    one: the same prefix, a shorter one covering it, or one inside its key families."""
+    if not prefix:
+        raise ScratchRefused("refusing to wipe Redis keys without a key prefix")
+    for root in Keys(configured_prefix).roots:
+        if root.startswith(prefix) or prefix.startswith(root):
+            raise ScratchRefused(
+                f"refusing to wipe the Redis keys {prefix + '*'!r}: they include keys of the "
+                f"configured redis.key_prefix {configured_prefix!r} (its {root + '*'!r}), "
+                "which the queue's own processes use. Nothing was changed; pass another "
+                "--prefix."
+            )
+
+
+_GLOB = str.maketrans({char: "\\" + char for char in "*?[]\\"})
+
+
+def wipe_scratch_keys(url: str, prefix: str, configured_prefix: str) -> int:
+    """Delete every key under a scratch prefix, after check_scratch_prefix; return how many."""
+    check_scratch_prefix(prefix, configured_prefix)
+    # Escaped, so a prefix holding glob characters matches only itself.
+    pattern = prefix.translate(_GLOB) + "*"
+    deleted = 0
+    client = redis.Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.delete(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(client.delete(*batch))
+    finally:
+        client.close()
+    return deleted
 
 
 def _text(value: bytes | str) -> str:

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import redis
-
 from conveyor.config import Settings
-from conveyor.store.queries import check_schema_name
+from conveyor.lanes import check_scratch_prefix, wipe_scratch_keys
+from conveyor.store.scratch import drop_scratch_schema, reset_scratch_schema
 
 ESSENTIAL = ("database.url", "database.schema", "redis.url", "redis.key_prefix")
 
@@ -148,24 +146,21 @@ class Launcher:
                 child.process.wait(10)
 
 
-def wipe_namespace(database_url: str, schema: str, redis_url: str, prefix: str) -> None:
-    """Drop a schema and every Redis key under a prefix (for demo and bench runs only)."""
-    check_schema_name(schema)
-    if not prefix:
-        raise ValueError("refusing to wipe Redis keys without a key prefix")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        # Fail rather than hang if a leftover process from an earlier run holds a lock.
-        conn.execute(b"SET lock_timeout = '10s'")
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
-    client = redis.Redis.from_url(redis_url)
-    try:
-        batch = []
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.delete(*batch)
-                batch.clear()
-        if batch:
-            client.delete(*batch)
-    finally:
-        client.close()
+def reset_namespace(
+    database_url: str, schema: str, redis_url: str, prefix: str, configured: Settings
+) -> None:
+    """Start a scratch run (bench, demo) on a fresh schema, marked as scratch, and no Redis
+    keys under `prefix`. Raises ScratchRefused, having changed nothing, unless the schema is
+    absent or marked, and neither the schema nor the prefix is the `configured` one."""
+    check_scratch_prefix(prefix, configured.redis.key_prefix)
+    reset_scratch_schema(database_url, schema, configured.database.schema_name)
+    wipe_scratch_keys(redis_url, prefix, configured.redis.key_prefix)
+
+
+def wipe_namespace(
+    database_url: str, schema: str, redis_url: str, prefix: str, configured: Settings
+) -> None:
+    """Remove a scratch run's schema and Redis keys, under the rules of reset_namespace."""
+    check_scratch_prefix(prefix, configured.redis.key_prefix)
+    drop_scratch_schema(database_url, schema, configured.database.schema_name)
+    wipe_scratch_keys(redis_url, prefix, configured.redis.key_prefix)

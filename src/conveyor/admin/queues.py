@@ -1,4 +1,4 @@
-"""Queue-wide actions: pause, resume, purge the dead-letter queue."""
+"""Queue-wide actions: pause, resume, purge the dead-letter queue, preview a prune."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from conveyor.admin.base import (
     check_actor,
     check_optional_queue,
     check_queue,
+    check_seconds,
 )
 from conveyor.admin.models import BulkResult, PurgeResult, QueueActionResult
+from conveyor.config import format_duration
 from conveyor.lanes import REDIS_ERRORS
 
 log = logging.getLogger("conveyor.admin")
@@ -135,4 +137,32 @@ class QueueActionsMixin(AdminBase):
             sample=list(row["sample"]),
             queue=queue,
             message=f"{verb} {row['count']} dead job(s){where}",
+        )
+
+    async def prune_preview(
+        self, retention: float | None = None, dead_retention: float | None = None
+    ) -> BulkResult:
+        """Count the jobs the pruner would delete now with these retentions (by default the
+        configured ones). Changes nothing: run it before shortening a retention, since the
+        elected queuer deletes everything past the new one at its next prune pass."""
+        maintenance = self.settings.maintenance
+        finished_after = check_seconds(retention, "retention")
+        dead_after = check_seconds(dead_retention, "dead_retention")
+        finished_after = maintenance.retention if finished_after is None else finished_after
+        dead_after = maintenance.dead_retention if dead_after is None else dead_after
+        params = {"retention": finished_after, "dead_retention": dead_after}
+        async with self.connection() as conn:
+            row = await self.fetch_one(conn, "admin_prune_preview", params)
+        assert row is not None  # noqa: S101 - an aggregate always returns one row
+        finished, dead = row["finished"], row["dead"]
+        return BulkResult(
+            action="prune",
+            dry_run=True,
+            count=finished + dead,
+            sample=[],
+            message=(
+                f"would delete {finished + dead} job(s) now: {finished} completed or cancelled "
+                f"older than {format_duration(finished_after)}, {dead} dead older than "
+                f"{format_duration(dead_after)} (and, after them, their job log rows)"
+            ),
         )

@@ -25,7 +25,7 @@ from conveyor.app import Conveyor
 from conveyor.bench import QUEUE, TASK
 from conveyor.config import Settings
 from conveyor.lanes import Keys
-from conveyor.launch import Launcher, settings_env, wipe_namespace
+from conveyor.launch import Launcher, reset_namespace, settings_env
 from conveyor.store import load_queries
 from conveyor.store.migrate import migrate
 
@@ -83,9 +83,14 @@ async def run_bench(
     settings: Settings,
     options: BenchOptions,
     progress: Callable[[str, int, int], None] | None = None,
+    *,
+    configured: Settings,
 ) -> BenchResult:
+    """Run on `settings`' schema and key prefix, which are dropped and wiped first; that is
+    refused (ScratchRefused) for the schema and prefix of `configured`, the operator's own
+    settings without the benchmark's overrides, and for a schema bench or demo did not make."""
     db, rd = settings.database, settings.redis
-    wipe_namespace(db.url, db.schema_name, rd.url, rd.key_prefix)
+    reset_namespace(db.url, db.schema_name, rd.url, rd.key_prefix, configured)
     migrate(settings.database.url, settings.database.schema_name)
     app = Conveyor(settings)
     app.task(name=TASK, queue=QUEUE, max_attempts=1)(_noop)

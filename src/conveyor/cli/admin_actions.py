@@ -1,5 +1,6 @@
 """`conveyor admin` commands that change things: retry, delete, cancel, pause, resume,
-purge-dead. Without `--yes`, destructive ones only say what they would do."""
+purge-dead. Without `--yes`, destructive ones only say what they would do; prune-preview
+is the dry run of a retention change."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from conveyor.admin.models import JobSummary
 from conveyor.cli.admin import admin
 from conveyor.cli.admin_output import (
     actor,
+    duration_option,
     emit_json,
     json_option,
     report,
@@ -113,3 +115,29 @@ def purge_dead(state: State, as_json: bool, queue: str | None, dry_run: bool, ye
         raise click.UsageError("give --dry-run or --yes, not both")
     result = run(state, lambda a: a.purge_dead(actor(), queue=queue, dry_run=not yes))
     report(result, as_json, None if yes else "nothing changed: run again with --yes to delete")
+
+
+@admin.command("prune-preview")
+@json_option
+@pass_state
+@click.option(
+    "--retention",
+    default=None,
+    help="Completed and cancelled jobs older than this, e.g. 1d (maintenance.retention).",
+)
+@click.option(
+    "--dead-retention",
+    default=None,
+    help="Dead jobs older than this, e.g. 7d (maintenance.dead_retention).",
+)
+def prune_preview(
+    state: State, as_json: bool, retention: str | None, dead_retention: str | None
+) -> None:
+    """Count the jobs the pruner would delete now with these retentions. Changes nothing.
+
+    Run it before shortening maintenance.retention or dead_retention: the elected queuer
+    deletes everything past the new value at its next prune pass."""
+    finished_after = duration_option(retention, "--retention")
+    dead_after = duration_option(dead_retention, "--dead-retention")
+    result = run(state, lambda a: a.prune_preview(finished_after, dead_after))
+    report(result, as_json, "nothing changed: this is only a count")

@@ -13,6 +13,7 @@ from rich.table import Table
 from conveyor.bench.run import BenchOptions, BenchResult, parse_priority, run_bench
 from conveyor.cli.main import State, main, pass_state
 from conveyor.durations import parse_duration
+from conveyor.errors import ScratchRefused
 
 
 @main.command()
@@ -67,13 +68,15 @@ from conveyor.durations import parse_duration
     "--schema",
     default="conveyor_bench",
     show_default=True,
-    help="Scratch schema (dropped and recreated).",
+    help="Scratch schema, dropped and recreated: never the configured one, nor an existing "
+    "schema an earlier bench or demo run did not create.",
 )
 @click.option(
     "--prefix",
     default="bench:",
     show_default=True,
-    help="Scratch Redis key prefix (its keys are deleted).",
+    help="Scratch Redis key prefix, its keys deleted: never one reaching the configured "
+    "prefix's keys.",
 )
 @click.option(
     "--drain",
@@ -110,6 +113,8 @@ def bench(
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+    # What `conveyor worker` would use here: the live namespace the overrides must not hit.
+    configured = state.settings()
     settings = state.settings(
         **{"database.schema": schema, "redis.key_prefix": prefix, "log.level": "warning"}
     )
@@ -120,8 +125,8 @@ def bench(
             console.print(f"  {stage}: {done:,}/{total:,}", highlight=False)
 
     try:
-        result = asyncio.run(run_bench(settings, options, progress))
-    except (RuntimeError, OSError) as error:
+        result = asyncio.run(run_bench(settings, options, progress, configured=configured))
+    except (RuntimeError, OSError, ScratchRefused) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         sys.stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")

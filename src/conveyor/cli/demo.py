@@ -23,15 +23,18 @@ from rich.live import Live
 from rich.markup import escape
 
 from conveyor.cli.main import State, main, pass_state
+from conveyor.config import Settings
 from conveyor.demo import report
 from conveyor.embedded import DEFAULT_DATA_DIR, Services, ServicesUnavailable, resolve_services
+from conveyor.errors import ScratchRefused
 from conveyor.lanes import HIGH_PRIORITY_MAX, NORMAL_PRIORITY_MAX
-from conveyor.launch import Child, Launcher, wipe_namespace
+from conveyor.launch import Child, Launcher, reset_namespace, wipe_namespace
 from conveyor.store import Queries, load_queries
 from conveyor.store.migrate import migrate
 
 # Both are wiped at the start: insisting on "demo" in their names keeps a slip of the
-# keyboard from dropping a real queue. The prefix may hold no glob characters either.
+# keyboard from dropping a real queue (and launch.reset_namespace refuses any schema the
+# demo did not create). The prefix may hold no glob characters either.
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 WORKER_START_TIMEOUT = 60.0
@@ -58,7 +61,11 @@ class Options:
     "--concurrency", "-n", type=click.IntRange(1), default=10, help="Jobs at once each (10)."
 )
 @click.option("--keep", is_flag=True, help="Leave the demo's jobs in PostgreSQL and Redis.")
-@click.option("--schema", default="conveyor_demo", help="Schema, dropped first (conveyor_demo).")
+@click.option(
+    "--schema",
+    default="conveyor_demo",
+    help="Scratch schema, dropped first if an earlier demo or bench made it (conveyor_demo).",
+)
 @click.option("--prefix", default="demo:", help="Redis key prefix, wiped first (demo:).")
 @click.option("--timeout", type=click.FloatRange(1), default=120.0, help="Seconds to wait (120).")
 @click.option("--embedded", is_flag=True, help="Start embedded servers even if others answer.")
@@ -76,6 +83,9 @@ def demo(state: State, /, **values: Any) -> None:
         raise click.BadParameter(
             "must contain 'demo' (and only A-Z a-z 0-9 _.:-)", param_hint="--prefix"
         )
+    # Read before _apply_environment points this process at the demo's namespace: the
+    # schema and prefix `conveyor worker` would use here are the ones never to wipe.
+    configured = state.settings()
     # SIGTERM unwinds like Ctrl-C, so the processes and servers started here are stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     console = Console()
@@ -86,7 +96,9 @@ def demo(state: State, /, **values: Any) -> None:
     except ServicesUnavailable as error:
         raise click.ClickException(str(error)) from None
     try:
-        code = _run(console, services, options, state.config)
+        code = _run(console, services, options, state.config, configured)
+    except ScratchRefused as error:
+        raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         code = 130
@@ -102,15 +114,21 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _run(console: Console, services: Services, options: Options, config: str | None) -> int:
+def _run(
+    console: Console,
+    services: Services,
+    options: Options,
+    config: str | None,
+    configured: Settings,
+) -> int:
     schema, prefix = options.schema, options.prefix
     for note in services.notes:
         console.print(f"[yellow]{escape(note)}[/]")
     console.print(f"PostgreSQL  {services.postgres.origin}: {services.postgres.shown_url}")
     console.print(f"Redis       {services.redis.origin}: {services.redis.shown_url}")
     console.print(f"Namespace   schema {schema!r}, Redis keys {prefix + '*'!r}")
+    reset_namespace(services.postgres.url, schema, services.redis.url, prefix, configured)
     env = _apply_environment(services, schema, prefix, config)
-    wipe_namespace(services.postgres.url, schema, services.redis.url, prefix)
     migrate(services.postgres.url, schema)
     log_dir = DEFAULT_DATA_DIR / "logs"
     console.print(f"Logs        {log_dir / 'queuer.log'}, {log_dir / 'worker.log'}")
@@ -142,8 +160,10 @@ def _run(console: Console, services: Services, options: Options, config: str | N
             console.print(f"Kept        schema {schema!r} and Redis keys {prefix + '*'!r}")
         else:
             try:
-                wipe_namespace(services.postgres.url, schema, services.redis.url, prefix)
-            except (psycopg.Error, redis.RedisError) as error:
+                wipe_namespace(
+                    services.postgres.url, schema, services.redis.url, prefix, configured
+                )
+            except (psycopg.Error, redis.RedisError, ScratchRefused) as error:
                 # Reported, not raised: it would hide whatever ended the run.
                 console.print(f"[yellow]Could not remove the demo's data: {escape(str(error))}[/]")
 

@@ -81,6 +81,15 @@ SELECT count(*) AS count,
        coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
 FROM gone;
 
+-- name: admin_prune_preview
+-- What prune_finished_jobs (same conditions) would delete now with these retentions: the
+-- dry run of a shorter maintenance.retention or dead_retention. Changes nothing.
+SELECT count(*) FILTER (WHERE status IN ({COMPLETED}, {CANCELLED})) AS finished,
+       count(*) FILTER (WHERE status = {DEAD}) AS dead
+FROM {schema}.jobs
+WHERE (status IN ({COMPLETED}, {CANCELLED}) AND updated < now() - %(retention)s * interval '1 second')
+   OR (status = {DEAD} AND updated < now() - %(dead_retention)s * interval '1 second');
+
 -- name: admin_delete_jobs
 -- Any job that is not running; a running one must be cancelled first (its worker owns
 -- it). A claim racing the delete either wins (the row is running: skipped) or loses
