@@ -43,16 +43,15 @@ def _reason(error: BaseException) -> str:
 
 
 async def check_postgres(settings: Settings) -> str | None:
-    """None if PostgreSQL answers a statement now, else why not. A store of its own, opened
-    and closed per check, so a probe never holds a connection between checks."""
-    store = await Store.open(settings, "probe", size=1)
+    """None if PostgreSQL answers a statement now, else why not (on a connection of its
+    own, so a busy pool cannot fail the check, and nothing is held between checks)."""
     try:
-        async with asyncio.timeout(PROBE_SECONDS):
-            await store.ping()
+        # Connecting gives up after PROBE_SECONDS; the outer limit covers a stalled answer.
+        async with asyncio.timeout(PROBE_SECONDS * 2):
+            async with Store.connected(settings, "probe", PROBE_SECONDS) as store:
+                await store.ping()
     except (ConveyorError, TimeoutError) as error:
         return f"PostgreSQL: {_reason(error)}"
-    finally:
-        await store.close()
     return None
 
 
