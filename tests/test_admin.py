@@ -275,8 +275,8 @@ async def test_peek_follows_redis_order_then_priority(
     newer = add_job(db, priority=100, age=10)
     add_job(db, priority=1, run_in=300)  # not due yet
     add_job(db, queue="elsewhere", priority=1)
-    await admin.redis.lpush(admin.keys.lane("q", "high"), str(high))
-    await admin.redis.lpush(admin.keys.lane("q", "normal"), str(first), str(second))
+    await admin.lanes.client.lpush(admin.lanes.keys.lane("q", "high"), str(high))
+    await admin.lanes.client.lpush(admin.lanes.keys.lane("q", "normal"), str(first), str(second))
 
     order = [job.id for job in await admin.peek("q")]
     assert order == [high, first, second, lost, urgent, older, newer]
@@ -419,8 +419,10 @@ async def test_why_waiting_explains_each_case(admin: Admin, db: psycopg.Connecti
     assert "Waiting behind 1 job of higher or equal priority" in await why(behind)
     dispatched = add_job(db, status="dispatched")
     assert "not found in Redis" in await why(dispatched)
-    await admin.redis.lpush(admin.keys.lane("q", "normal"), str(dispatched), str(uuid7()))
-    await admin.redis.lpush(admin.keys.lane("q", "high"), str(uuid7()))
+    await admin.lanes.client.lpush(
+        admin.lanes.keys.lane("q", "normal"), str(dispatched), str(uuid7())
+    )
+    await admin.lanes.client.lpush(admin.lanes.keys.lane("q", "high"), str(uuid7()))
     text = await why(dispatched)
     assert "waiting for a free worker; 1 job ahead of it" in text
     assert "Waiting behind 2 jobs" in await why(behind)  # the dispatched one counts too
@@ -581,14 +583,14 @@ async def test_pause_and_resume(
     admin: Admin, settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     dispatched = add_job(db, status="dispatched")
-    await admin.redis.lpush(admin.keys.lane("q", "normal"), str(dispatched))
+    await admin.lanes.client.lpush(admin.lanes.keys.lane("q", "normal"), str(dispatched))
     result = await admin.pause("q", ACTOR)
     assert result.changed and result.requeued == 1 and result.redis_synced
     assert status_of(db, dispatched) == ("queued", 0, False)
     row = db.execute(b"SELECT is_active, paused_at IS NOT NULL FROM job_queues WHERE name = 'q'")
     assert row.fetchone() == (False, True)
     assert await admin.lanes.paused() == {"q"}
-    assert await admin.redis.llen(admin.keys.lane("q", "normal")) == 0
+    assert await admin.lanes.client.llen(admin.lanes.keys.lane("q", "normal")) == 0
     stats = await admin.stats()
     assert stats.queues[0].paused and stats.queues[0].paused_at is not None
     assert not (await admin.pause("q", ACTOR)).changed
@@ -639,7 +641,7 @@ async def test_pause_holds_jobs_even_if_already_dispatched(
         # still in a lane and PostgreSQL calls them dispatched. The claim must refuse.
         await admin.lanes.resume("mail")
         db.execute(b"UPDATE jobs SET status = 'dispatched', dispatched_at = now()")
-        await admin.redis.lpush(admin.keys.lane("mail", "normal"), *map(str, ids))
+        await admin.lanes.client.lpush(admin.lanes.keys.lane("mail", "normal"), *map(str, ids))
         worker = running.worker(["mail"])
         await wait_until(lambda: worker.counts["dropped"] == 5, message="claims refused")
         assert db.execute(b"SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone() == (5,)
@@ -684,7 +686,7 @@ async def test_pause_stops_a_running_worker(
         db.execute(
             b"UPDATE jobs SET status = 'dispatched', dispatched_at = now() WHERE status = 'queued'"
         )
-        await admin.redis.lpush(admin.keys.lane("mail", "normal"), *map(str, ids))
+        await admin.lanes.client.lpush(admin.lanes.keys.lane("mail", "normal"), *map(str, ids))
         await wait_until(lambda: worker.counts["dropped"] >= 5, message="claims refused")
         await asyncio.sleep(1.0)
         assert ran == [0] and count("queued") == 5

@@ -59,11 +59,12 @@ def redis_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
     return translated
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
+def redis_client(settings: Settings, timeout: float | None = None) -> aioredis.Redis:
+    seconds = settings.redis.socket_timeout if timeout is None else timeout
     return aioredis.Redis.from_url(
         settings.redis.url,
-        socket_timeout=settings.redis.socket_timeout,
-        socket_connect_timeout=settings.redis.socket_timeout,
+        socket_timeout=seconds,
+        socket_connect_timeout=seconds,
         max_connections=settings.redis.pool_size,
         health_check_interval=30,
     )
@@ -107,6 +108,13 @@ def lane_order(queues: Sequence[str], keys: Keys, order: Literal["queue", "prior
     return [keys.lane(queue, lane) for lane in LANES for queue in queues]
 
 
+@dataclass(frozen=True)
+class RedisMemory:
+    used_memory: int
+    maxmemory: int  # 0: no limit
+    maxmemory_policy: str | None
+
+
 class EpochLost(Exception):
     """Redis no longer holds the epoch we pushed under: its contents were lost."""
 
@@ -121,9 +129,11 @@ class Lanes:
         self._push = client.register_script(_load_lua("push.lua"))
 
     @classmethod
-    def open(cls, settings: Settings) -> Lanes:
-        """Lanes with their own client (it connects on first use, so this never fails)."""
-        return cls(redis_client(settings), Keys(settings.redis.key_prefix), owns_client=True)
+    def open(cls, settings: Settings, *, timeout: float | None = None) -> Lanes:
+        """Lanes with their own client (it connects on first use, so this never fails);
+        `timeout` replaces redis.socket_timeout (a probe must answer quickly)."""
+        client = redis_client(settings, timeout)
+        return cls(client, Keys(settings.redis.key_prefix), owns_client=True)
 
     async def close(self) -> None:
         if self._owns_client:
@@ -198,6 +208,45 @@ class Lanes:
                 pipe.llen(self.keys.lane(queue, lane))
         values = iter(await pipe.execute())
         return {(queue, lane): int(next(values)) for queue in names for lane in LANES}
+
+    @redis_errors
+    async def peek(self, queue: str, lanes: Sequence[LaneName], count: int) -> list[str]:
+        """Up to `count` ids from the pop end of each of `lanes`, in the order workers
+        would pop them (the lanes in the order given)."""
+        pipe = self.client.pipeline(transaction=False)
+        for lane in lanes:
+            pipe.lrange(self.keys.lane(queue, lane), -count, -1)
+        ids: list[str] = []
+        for items in await pipe.execute():
+            # Pushed on the left, popped on the right: the last item leaves first.
+            ids.extend(_text(item) for item in reversed(cast(list[bytes], items)))
+        return ids
+
+    @redis_errors
+    async def ahead_of(self, queue: str, lane: LaneName, job_id: str) -> int | None:
+        """How many ids workers pop before `job_id` (its own lane and the more urgent
+        ones); None when the id is not in its lane."""
+        key = self.keys.lane(queue, lane)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpos(key, job_id)
+        pipe.llen(key)
+        for urgent in LANES[: LANES.index(lane)]:
+            pipe.llen(self.keys.lane(queue, urgent))
+        position, length, *others = await pipe.execute()
+        if position is None:
+            return None
+        # Everything to its right in its own lane goes first.
+        return int(length) - 1 - int(position) + sum(int(count) for count in others)
+
+    @redis_errors
+    async def memory(self) -> RedisMemory:
+        """Memory use, limit and eviction policy (INFO memory)."""
+        info = await self.client.info("memory")
+        return RedisMemory(
+            used_memory=int(info.get("used_memory", 0)),
+            maxmemory=int(info.get("maxmemory", 0)),
+            maxmemory_policy=str(info.get("maxmemory_policy", "")) or None,
+        )
 
     @redis_errors
     async def eviction_policy(self) -> str | None:

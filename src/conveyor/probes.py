@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Protocol
 
-import psycopg
-import redis.asyncio as aioredis
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -22,8 +20,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from conveyor.config import Settings
+from conveyor.errors import ConveyorError
+from conveyor.lanes import Lanes
 from conveyor.metrics import exposition
+from conveyor.store import Store
 from conveyor.store.connect import describe
+
+# A readiness probe must answer well within the orchestrator's own timeout.
+PROBE_SECONDS = 2.0
 
 
 class Component(Protocol):
@@ -31,25 +35,34 @@ class Component(Protocol):
     not_ready_reason: str
 
 
+def _reason(error: BaseException) -> str:
+    """The driver's own words: Conveyor's errors wrap them with a prefix of their own."""
+    cause = error.__cause__ if isinstance(error, ConveyorError) else None
+    shown = cause or error
+    return describe(shown) if str(shown) else type(shown).__name__
+
+
 async def check_postgres(settings: Settings) -> str | None:
+    """None if PostgreSQL answers a statement now, else why not (on a connection of its
+    own, so a busy pool cannot fail the check, and nothing is held between checks)."""
     try:
-        async with await psycopg.AsyncConnection.connect(
-            settings.database.url, connect_timeout=2, autocommit=True
-        ) as conn:
-            await conn.execute(b"SELECT 1")
-    except (psycopg.Error, OSError) as error:
-        return f"PostgreSQL: {describe(error)}"
+        # Connecting gives up after PROBE_SECONDS; the outer limit covers a stalled answer.
+        async with asyncio.timeout(PROBE_SECONDS * 2):
+            async with Store.connected(settings, "probe", PROBE_SECONDS) as store:
+                await store.ping()
+    except (ConveyorError, TimeoutError) as error:
+        return f"PostgreSQL: {_reason(error)}"
     return None
 
 
 async def check_redis(settings: Settings) -> str | None:
-    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
+    lanes = Lanes.open(settings, timeout=PROBE_SECONDS)
     try:
-        await client.ping()
-    except (aioredis.RedisError, OSError) as error:
-        return f"Redis: {describe(error)}"
+        await lanes.ping()
+    except ConveyorError as error:
+        return f"Redis: {_reason(error)}"
     finally:
-        await client.aclose()
+        await lanes.close()
     return None
 
 

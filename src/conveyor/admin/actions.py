@@ -7,14 +7,12 @@ audit row is written in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
 from conveyor.admin.base import (
     SAMPLE,
     AdminBase,
-    Conn,
     check_actor,
     check_job_id,
     check_job_ids,
@@ -23,16 +21,21 @@ from conveyor.admin.base import (
 )
 from conveyor.admin.errors import AdminConflict, AdminNotFound
 from conveyor.admin.models import BulkResult, JobActionResult
-from conveyor.jobs import CANCELLED, DISPATCHED, QUEUED, RETRY_SCHEDULED, RUNNING, TERMINAL
+from conveyor.store import Store
+from conveyor.store.admin_writes import LockedJob
+from conveyor.vocabulary import CANCELLED, DISPATCHED, QUEUED, RETRY_SCHEDULED, RUNNING, TERMINAL
+
+# One guarded statement over many ids (with the log message); returns the ids it changed.
+Change = Callable[[Store, list[UUID], str], Awaitable[list[UUID]]]
 
 
-def _shown(job: dict[str, Any]) -> str:
-    return RETRY_SCHEDULED if job["status"] == QUEUED and job["attempt"] > 0 else job["status"]
+def _shown(job: LockedJob) -> str:
+    return RETRY_SCHEDULED if job.status == QUEUED and job.attempt > 0 else job.status
 
 
 class JobActionsMixin(AdminBase):
-    async def _locked_job(self, conn: Conn, job_id: UUID) -> dict[str, Any]:
-        job = await self.fetch_one(conn, "admin_lock_job", {"id": job_id})
+    async def _locked_job(self, tx: Store, job_id: UUID) -> LockedJob:
+        job = await tx.lock_job(job_id)
         if job is None:
             raise AdminNotFound(f"no job with id {job_id}")
         return job
@@ -42,32 +45,30 @@ class JobActionsMixin(AdminBase):
         with its attempt counter reset to 0. Refused for dispatched and running jobs."""
         identifier = check_job_id(job_id)
         actor = check_actor(actor)
-        async with self.transaction() as conn:
-            job = await self._locked_job(conn, identifier)
+        async with self.transaction() as tx:
+            job = await self._locked_job(tx, identifier)
             previous = _shown(job)
-            if job["status"] == RUNNING:
+            if job.status == RUNNING:
                 raise AdminConflict(
                     f"job {identifier} is running: wait for it to finish, or cancel it first"
                 )
-            if job["status"] == DISPATCHED:
+            if job.status == DISPATCHED:
                 raise AdminConflict(
                     f"job {identifier} is dispatched and about to run: it cannot be retried "
                     "(cancel it first if it must not run)"
                 )
             if previous == QUEUED:
                 raise AdminConflict(f"job {identifier} is already queued and waiting to run")
-            await self.fetch_all(
-                conn, "admin_retry_jobs", {"ids": [identifier], "message": f"retried by {actor}"}
-            )
+            await tx.retry_jobs([identifier], f"retried by {actor}")
             return await self._done(
-                conn, actor, "retry", job, QUEUED, f"job {identifier} ({previous}) queued to run "
+                tx, actor, "retry", job, QUEUED, f"job {identifier} ({previous}) queued to run "
                 "again now",
             )  # fmt: skip
 
     async def retry_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
         """`retry` for many jobs in one statement; ids that do not qualify are `skipped`."""
         return await self._bulk(
-            "retry_jobs", "admin_retry_jobs", ids, actor, "retried",
+            "retry_jobs", ids, actor, "retried", lambda tx, batch, why: tx.retry_jobs(batch, why),
             "queued {done} job(s) to run again; skipped {skipped} (missing, waiting or running)",
         )  # fmt: skip
 
@@ -85,92 +86,87 @@ class JobActionsMixin(AdminBase):
         queue = check_optional_queue(queue)
         task = check_text(task, "task")
         identifiers = None if ids is None else check_job_ids(ids)
-        params = {
-            "queue": queue,
-            "task": task,
-            "ids": identifiers,
-            "sample": SAMPLE,
-            "message": f"replayed from the dead-letter queue by {actor}",
-        }
+        message = f"replayed from the dead-letter queue by {actor}"
         scope = {
             "queue": queue,
             "task": task,
             "ids": None if identifiers is None else len(identifiers),
         }
-        async with self.transaction() as conn:
+        async with self.transaction() as tx:
             if queue is not None:
-                await self.require_queue(conn, queue)
-            name = "admin_dead_preview" if dry_run else "admin_retry_dead"
-            row = await self.fetch_one(conn, name, params)
-            assert row is not None  # noqa: S101 - an aggregate always returns one row
-            if not dry_run:
-                await self.audit(
-                    conn,
+                await self.require_queue(tx, queue)
+            if dry_run:
+                found = await tx.preview_dead(
+                    queue=queue, task=task, ids=identifiers, sample=SAMPLE
+                )
+            else:
+                found = await tx.retry_dead(
+                    queue=queue, task=task, ids=identifiers, sample=SAMPLE, message=message
+                )
+                await tx.record_audit(
                     actor,
                     "retry_dead",
                     f"queue:{queue}" if queue else "dead",
-                    {**scope, "count": row["count"]},
-                    "ok" if row["count"] else "noop",
+                    {**scope, "count": found.count},
+                    "ok" if found.count else "noop",
                 )
         verb = "would replay" if dry_run else "replayed"
         return BulkResult(
             action="retry_dead",
             dry_run=dry_run,
-            count=row["count"],
-            sample=list(row["sample"]),
+            count=found.count,
+            sample=list(found.sample),
             queue=queue,
-            message=f"{verb} {row['count']} dead job(s)",
+            message=f"{verb} {found.count} dead job(s)",
         )
 
     async def delete(self, job_id: UUID | str, actor: str) -> JobActionResult:
         """Delete a job that is not running (a running one must be cancelled first)."""
         identifier = check_job_id(job_id)
         actor = check_actor(actor)
-        async with self.transaction() as conn:
-            job = await self._locked_job(conn, identifier)
+        async with self.transaction() as tx:
+            job = await self._locked_job(tx, identifier)
             previous = _shown(job)
-            if job["status"] == RUNNING:
+            if job.status == RUNNING:
                 raise AdminConflict(
                     f"job {identifier} is running: cancel it first "
                     f"(conveyor admin cancel {identifier}), then delete it"
                 )
-            await self.fetch_all(conn, "admin_delete_jobs", {"ids": [identifier]})
+            await tx.delete_jobs([identifier])
             return await self._done(
-                conn, actor, "delete", job, "deleted", f"job {identifier} ({previous}) deleted"
+                tx, actor, "delete", job, "deleted", f"job {identifier} ({previous}) deleted"
             )
 
     async def delete_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
         """Delete many jobs; running (and missing) ones are `skipped`."""
         return await self._bulk(
-            "delete_jobs", "admin_delete_jobs", ids, actor, "deleted",
+            "delete_jobs", ids, actor, "deleted", lambda tx, batch, _: tx.delete_jobs(batch),
             "deleted {done} job(s); skipped {skipped} (missing or running)",
         )  # fmt: skip
 
     async def _done(
-        self, conn: Any, actor: str, action: str, job: dict[str, Any], status: str, message: str
+        self, tx: Store, actor: str, action: str, job: LockedJob, status: str, message: str
     ) -> JobActionResult:
         """The audit row (in the caller's transaction) and the result of a one-job action."""
         previous = _shown(job)
-        await self.audit(
-            conn, actor, action, f"job:{job['id']}",
-            {"previous_status": previous, "queue": job["queue_name"]}, "ok",
+        await tx.record_audit(
+            actor, action, f"job:{job.id}",
+            {"previous_status": previous, "queue": job.queue_name}, "ok",
         )  # fmt: skip
         return JobActionResult(
-            action=action, job_id=job["id"], changed=True, previous_status=previous,
+            action=action, job_id=job.id, changed=True, previous_status=previous,
             status=status, message=message,
         )  # fmt: skip
 
     async def _bulk(
-        self, action: str, query: str, ids: Sequence[UUID | str], actor: str, verb: str,
+        self, action: str, ids: Sequence[UUID | str], actor: str, verb: str, change: Change,
         message: str,
     ) -> BulkResult:  # fmt: skip
         """One guarded statement over many ids, and one audit row saying what it did."""
         identifiers = check_job_ids(ids)
         actor = check_actor(actor)
-        async with self.transaction() as conn:
-            params = {"ids": identifiers, "message": f"{verb} by {actor}"}
-            rows = await self.fetch_all(conn, query, params)
-            done = {row["id"] for row in rows}
+        async with self.transaction() as tx:
+            done = set(await change(tx, identifiers, f"{verb} by {actor}"))
             skipped = [job_id for job_id in identifiers if job_id not in done]
             detail = {
                 "requested": len(identifiers),
@@ -178,7 +174,7 @@ class JobActionsMixin(AdminBase):
                 "skipped": [str(job_id) for job_id in skipped[:SAMPLE]],
             }
             result = "ok" if done else "noop"
-            await self.audit(conn, actor, action, f"jobs:{len(identifiers)}", detail, result)
+            await tx.record_audit(actor, action, f"jobs:{len(identifiers)}", detail, result)
         return BulkResult(
             action=action,
             dry_run=False,
@@ -193,16 +189,15 @@ class JobActionsMixin(AdminBase):
         row); a running one is asked to stop and ends when its handler does."""
         identifier = check_job_id(job_id)
         actor = check_actor(actor)
-        async with self.transaction() as conn:
-            job = await self._locked_job(conn, identifier)
+        async with self.transaction() as tx:
+            job = await self._locked_job(tx, identifier)
             previous = _shown(job)
-            if job["status"] in TERMINAL:
+            if job.status in TERMINAL:
                 raise AdminConflict(
                     f"job {identifier} already ended ({previous}): nothing to cancel"
                 )
-            if job["status"] == RUNNING and job["cancel_requested"]:
-                await self.audit(
-                    conn,
+            if job.status == RUNNING and job.cancel_requested:
+                await tx.record_audit(
                     actor,
                     "cancel",
                     f"job:{identifier}",
@@ -217,18 +212,15 @@ class JobActionsMixin(AdminBase):
                     status=RUNNING,
                     message=f"job {identifier} was already asked to stop",
                 )
-            await conn.execute(
-                self.queries["cancel_job"], {"id": identifier, "reason": f"cancelled by {actor}"}
-            )
-            await self.audit(
-                conn,
+            await tx.cancel_for_operator(identifier, f"cancelled by {actor}")
+            await tx.record_audit(
                 actor,
                 "cancel",
                 f"job:{identifier}",
-                {"previous_status": previous, "queue": job["queue_name"]},
+                {"previous_status": previous, "queue": job.queue_name},
                 "ok",
             )
-        if job["status"] == RUNNING:
+        if job.status == RUNNING:
             return JobActionResult(
                 action="cancel",
                 job_id=identifier,

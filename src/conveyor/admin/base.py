@@ -1,33 +1,32 @@
-"""Connections, input checks and the audit trail shared by every admin operation."""
+"""The store and lanes every admin operation uses, input checks and the audit trail."""
 
 from __future__ import annotations
 
 import getpass
 import math
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Self, TypeVar
 from uuid import UUID
-
-import psycopg
-import psycopg_pool
-import redis.asyncio as aioredis
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from conveyor.admin.errors import AdminError, AdminNotFound, AdminUnavailable
 from conveyor.config import Settings
+from conveyor.errors import (
+    ConveyorError,
+    DatabaseUnavailable,
+    RedisUnavailable,
+    StatementTimeout,
+)
 from conveyor.ids import parse_job_id
-from conveyor.lanes import LANES, REDIS_ERRORS, Keys, LaneName, Lanes, redis_client
-from conveyor.store import Queries, load_queries
-from conveyor.store.connect import OPERATIONAL_ERRORS, async_pool, describe
+from conveyor.lanes import Lanes
+from conveyor.store import Store
+from conveyor.store.connect import describe
 from conveyor.tasks import check_queue_name
+from conveyor.vocabulary import LANES, LaneName
 
-Conn = psycopg.AsyncConnection[Any]
-DB_ERRORS = (*OPERATIONAL_ERRORS, psycopg_pool.PoolTimeout)
+T = TypeVar("T")
 MAX_LIMIT = 1000
 MAX_IDS = 10_000
 SAMPLE = 20
@@ -42,46 +41,60 @@ def default_actor(surface: str = "cli") -> str:
     return f"{surface}:{user}"
 
 
+def reason(error: BaseException) -> str:
+    """What went wrong in the server's own words (Conveyor's errors prefix them)."""
+    cause = error.__cause__ if isinstance(error, ConveyorError) else None
+    shown = cause or error
+    return describe(shown) if str(shown) else type(shown).__name__
+
+
+@contextmanager
+def outages() -> Iterator[None]:
+    """An outage becomes AdminUnavailable, a statement stopped for time an AdminError."""
+    try:
+        yield
+    except StatementTimeout as error:
+        raise AdminError(f"the query took too long and was stopped ({reason(error)})") from None
+    except (DatabaseUnavailable, RedisUnavailable) as error:
+        raise AdminUnavailable(str(error)) from error
+
+
 class AdminBase:
-    """Holds the pool and the Redis client; the operations live in the mixins."""
+    """Holds the store and the lanes; the operations live in the mixins."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool | None = None,
-        redis_connection: aioredis.Redis | None = None,
+        store: Store | None = None,
+        lanes: Lanes | None = None,
         pool_size: int = 4,
     ) -> None:
         self.settings = settings
-        self.queries: Queries = load_queries(settings.database.schema_name)
-        self.keys = Keys(settings.redis.key_prefix)
+        # The queuer LISTENs here; resume notifies it so a resumed queue starts at once.
         self.channel = f"{settings.database.schema_name}_jobs"
-        self._pool = pool
-        self._redis = redis_connection
-        self._owns_pool = pool is None
-        self._owns_redis = redis_connection is None
-        self._pool_size = pool_size
-        self._lanes: Lanes | None = None
+        self._store = store
+        self._lanes = lanes
+        self._owns_store = store is None
+        self._owns_lanes = lanes is None
+        self._pool_size = max(1, pool_size)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the pool and the Redis client (neither connects until first used)."""
-        if self._pool is None:
-            db = self.settings.database
-            # connect_kwargs turns JIT off: a cold stats() spent a second compiling.
-            self._pool = async_pool(db.url, "admin", max(1, self._pool_size), db.connect_timeout)
-            await self._pool.open(wait=False)
-        if self._redis is None:
-            self._redis = redis_client(self.settings)
+        """Open the store and the lanes not given (neither connects until first used)."""
+        if self._store is None:
+            self._store = await Store.open(self.settings, "admin", self._pool_size)
+        if self._lanes is None:
+            self._lanes = Lanes.open(self.settings)
 
     async def close(self) -> None:
-        if self._pool is not None and self._owns_pool:
-            await self._pool.close()
-        if self._redis is not None and self._owns_redis:
-            await self._redis.aclose()
-        self._pool = self._redis = self._lanes = None
+        if self._store is not None and self._owns_store:
+            await self._store.close()
+            self._store = None
+        if self._lanes is not None and self._owns_lanes:
+            await self._lanes.close()
+            self._lanes = None
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -96,95 +109,45 @@ class AdminBase:
         await self.close()
 
     @property
-    def pool(self) -> AsyncConnectionPool:
-        if self._pool is None:
+    def store(self) -> Store:
+        if self._store is None:
             raise RuntimeError("use `async with Admin(settings) as admin:` (or await open())")
-        return self._pool
-
-    @property
-    def redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            raise RuntimeError("use `async with Admin(settings) as admin:` (or await open())")
-        return self._redis
+        return self._store
 
     @property
     def lanes(self) -> Lanes:
         if self._lanes is None:
-            self._lanes = Lanes(self.redis, self.keys)
+            raise RuntimeError("use `async with Admin(settings) as admin:` (or await open())")
         return self._lanes
 
     # -- PostgreSQL ----------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Conn]:
-        """A pooled connection; outages become AdminUnavailable, timeouts AdminError."""
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except psycopg.errors.QueryCanceled as error:  # an OperationalError: test it first
-            raise AdminError(
-                f"the query took too long and was stopped ({describe(error)})"
-            ) from None
-        except DB_ERRORS as error:
-            raise AdminUnavailable(f"PostgreSQL is unavailable: {describe(error)}") from error
+    async def read(self, statement: Awaitable[T]) -> T:
+        """One store call on its own pooled connection, outages translated."""
+        with outages():
+            return await statement
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Conn]:
-        async with self.connection() as conn, conn.transaction():
-            yield conn
+    async def session(self) -> AsyncIterator[Store]:
+        """The store bound to one pooled connection, for several reads in a row (one
+        checkout instead of one per statement); outages translated."""
+        with outages():
+            async with self.store.connection() as conn:
+                yield self.store.bound_to(conn)
 
-    async def fetch_all(
-        self, conn: Conn, name: str, params: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        # prepare=False: plans are made for the actual values, so the optional filters
-        # (NULL or not) fold away and partial indexes stay usable.
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(self.queries[name], params or {}, prepare=False)
-            return await cur.fetchall()
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Store]:
+        """The store bound to one transaction; outages translated."""
+        with outages():
+            async with self.store.transaction() as tx:
+                yield tx
 
-    async def fetch_one(
-        self, conn: Conn, name: str, params: dict[str, Any] | None = None
-    ) -> dict[str, Any] | None:
-        rows = await self.fetch_all(conn, name, params)
-        return rows[0] if rows else None
-
-    async def audit(
-        self,
-        conn: Conn,
-        actor: str,
-        action: str,
-        target: str | None,
-        detail: dict[str, Any],
-        result: str,
-    ) -> None:
-        """One audit_log row, written on `conn` inside the action's own transaction."""
-        await conn.execute(
-            self.queries["admin_insert_audit"],
-            {
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "detail": Jsonb(detail),
-                "result": result,
-            },
-        )
-
-    async def require_queue(self, conn: Conn, queue: str) -> None:
+    async def require_queue(self, store: Store, queue: str) -> None:
         """AdminNotFound unless the queue has a row, a job, or an entry in the settings."""
         if queue in self.settings.queues:
             return
-        row = await self.fetch_one(conn, "admin_queue_exists", {"queue": queue})
-        if not (row and row["known"]):
+        if not await store.queue_exists(queue):
             raise AdminNotFound(f"unknown queue {queue!r}")
-
-    # -- Redis ---------------------------------------------------------------------------
-
-    async def redis_call(self, what: str, call: Any) -> Any:
-        """Await a Redis call; an outage becomes AdminUnavailable naming `what`."""
-        try:
-            return await call
-        except REDIS_ERRORS as error:
-            raise AdminUnavailable(f"Redis is unavailable ({what}): {error}") from error
 
 
 # -- input checks (each raises AdminError with the reason) -----------------------------------

@@ -7,8 +7,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
+from conveyor.admin.base import reason
 from conveyor.admin.models import Model, Stats
 from conveyor.admin.stats import StatsMixin
 from conveyor.store.connect import describe
@@ -199,16 +200,16 @@ class HealthMixin(StatsMixin):
         timeout = self.settings.redis.socket_timeout
         try:
             started = time.perf_counter()
-            await asyncio.wait_for(self.redis.ping(), timeout)
+            await asyncio.wait_for(self.lanes.ping(), timeout)
             latency = round((time.perf_counter() - started) * 1000, 3)
-            info: dict[str, Any] = await asyncio.wait_for(self.redis.info("memory"), timeout)
+            memory = await asyncio.wait_for(self.lanes.memory(), timeout)
         except Exception as error:  # noqa: BLE001 - health reports every failure
-            text = describe(error) if str(error) else type(error).__name__
+            text = reason(error)
             return RedisHealth(
                 status="critical", message=f"Redis is unreachable: {text}", error=text
             )
-        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
-        policy = str(info.get("maxmemory_policy", "")) or None
+        used, limit = memory.used_memory, memory.maxmemory
+        policy = memory.maxmemory_policy
         status: HealthStatus = "healthy"
         notes = [f"ping {latency:g} ms"]
         if policy in EVICTING:
@@ -230,12 +231,12 @@ class HealthMixin(StatsMixin):
         timeout = self.settings.database.connect_timeout
         try:
             started = time.perf_counter()
+            # The pool gives up waiting for a connection after connect_timeout.
             async with asyncio.timeout(timeout + 1):
-                async with self.pool.connection(timeout=timeout) as conn:
-                    await conn.execute(self.queries["admin_ping"])
+                await self.store.ping()
             latency = round((time.perf_counter() - started) * 1000, 3)
         except Exception as error:  # noqa: BLE001 - health reports every failure
-            text = describe(error) if str(error) else type(error).__name__
+            text = reason(error)
             part = DatabaseHealth(
                 status="critical", message=f"PostgreSQL is unreachable: {text}", error=text
             )

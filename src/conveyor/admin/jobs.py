@@ -22,11 +22,27 @@ from conveyor.admin.base import (
 from conveyor.admin.errors import AdminError, AdminNotFound
 from conveyor.admin.explain import WaitFacts, why_waiting
 from conveyor.admin.models import Attempt, AuditEntry, JobDetail, JobSummary, Page
-from conveyor.jobs import DISPATCHED, QUEUED, RETRY_SCHEDULED, RUNNING, STATUSES
-from conveyor.lanes import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX, REDIS_ERRORS, LaneName
+from conveyor.errors import RedisUnavailable
+from conveyor.vocabulary import (
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    DISPATCHED,
+    HIGH,
+    HIGH_PRIORITY_MAX,
+    LANES,
+    LOW,
+    NORMAL,
+    NORMAL_PRIORITY_MAX,
+    QUEUED,
+    RETRY_SCHEDULED,
+    RUNNING,
+    STATUSES,
+    LaneName,
+)
 
 log = logging.getLogger("conveyor.admin")
-AT_REST = ("queued", "completed", "dead", "cancelled")  # the statuses jobs_admin_list_idx holds
+AT_REST = (QUEUED, COMPLETED, DEAD, CANCELLED)  # the statuses jobs_admin_list_idx holds
 IN_FLIGHT = (DISPATCHED, RUNNING)
 LIST_STATUSES = (*STATUSES, RETRY_SCHEDULED)
 AHEAD_CAP = 100_000
@@ -34,9 +50,9 @@ LIST_TIMEOUT_MS = 20_000  # a payload search over a huge queue gives up rather t
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 PRIORITY_RANGE: dict[LaneName | None, tuple[int, int]] = {
     None: (INT_MIN, INT_MAX),
-    "high": (INT_MIN, HIGH_PRIORITY_MAX),
-    "normal": (HIGH_PRIORITY_MAX + 1, NORMAL_PRIORITY_MAX),
-    "low": (NORMAL_PRIORITY_MAX + 1, INT_MAX),
+    HIGH: (INT_MIN, HIGH_PRIORITY_MAX),
+    NORMAL: (HIGH_PRIORITY_MAX + 1, NORMAL_PRIORITY_MAX),
+    LOW: (NORMAL_PRIORITY_MAX + 1, INT_MAX),
 }
 
 
@@ -86,39 +102,24 @@ class JobsMixin(AdminBase):
         lane_name = check_lane(lane)
         ids = await self._lane_heads(queue, n, lane_name)
         low, high = PRIORITY_RANGE[lane_name]
-        async with self.connection() as conn:
-            await self.require_queue(conn, queue)
-            rows = await self.fetch_all(
-                conn,
-                "admin_peek",
-                {
-                    "queue": queue,
-                    "ids": ids,
-                    "n": n,
-                    "min_priority": low,
-                    "max_priority": high,
-                },
-            )
+        async with self.session() as store:
+            await self.require_queue(store, queue)
+            rows = await store.peek_jobs(queue, ids, n, low, high)
         return [JobSummary.from_row(row) for row in rows]
 
     async def _lane_heads(self, queue: str, n: int, lane: LaneName | None) -> list[UUID]:
         """Up to `n` ids from the pop end of each lane, in pop order; [] if Redis is down."""
-        lanes = [lane] if lane else list(LANES)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for name in lanes:
-                pipe.lrange(self.keys.lane(queue, name), -n, -1)
-            results = await pipe.execute()
-        except REDIS_ERRORS as error:
+            found = await self.lanes.peek(queue, [lane] if lane else LANES, n)
+        except RedisUnavailable as error:
             log.warning("peek: Redis unavailable (%s); showing PostgreSQL's order", error)
             return []
         ids: list[UUID] = []
-        for items in results:
-            for item in reversed(items):
-                try:
-                    ids.append(UUID(item.decode() if isinstance(item, bytes) else item))
-                except ValueError:
-                    continue
+        for item in found:
+            try:
+                ids.append(UUID(item))
+            except ValueError:
+                continue
         return ids
 
     async def list_jobs(
@@ -148,25 +149,24 @@ class JobsMixin(AdminBase):
             decode_cursor(after) if after is not None else ("infinity", UUID(int=0))
         )
         low, high = PRIORITY_RANGE[lane_name]
-        params: dict[str, Any] = {
-            "queue": queue,
-            "rest_statuses": rest,
-            "live_statuses": live,
-            "retry": retry,
-            "before_created": before[0],
-            "before_id": before[1],
-            "min_age": min_age,
-            "max_age": max_age,
-            "min_priority": low,
-            "max_priority": high,
-            "text": like_pattern(search) if search else None,
-            "limit": limit + 1,  # one more than asked: is there a next page?
-        }
-        async with self.transaction() as conn:
-            await conn.execute(f"SET LOCAL statement_timeout = {LIST_TIMEOUT_MS}".encode())
+        async with self.transaction() as tx:
+            await tx.limit_statement_time(LIST_TIMEOUT_MS)
             if queue is not None:
-                await self.require_queue(conn, queue)
-            rows = await self.fetch_all(conn, "admin_list_jobs", params)
+                await self.require_queue(tx, queue)
+            rows = await tx.list_jobs(
+                queue=queue,
+                rest_statuses=rest,
+                live_statuses=live,
+                retry=retry,
+                before_created=before[0],
+                before_id=before[1],
+                min_age=min_age,
+                max_age=max_age,
+                min_priority=low,
+                max_priority=high,
+                text=like_pattern(search) if search else None,
+                limit=limit + 1,  # one more than asked: is there a next page?
+            )
         items = [JobSummary.from_row(row) for row in rows]
         more = len(items) > limit
         items = items[:limit]
@@ -176,19 +176,11 @@ class JobsMixin(AdminBase):
     async def job_detail(self, job_id: UUID | str) -> JobDetail:
         """The job with its payload, every attempt from job_logs, and why it is waiting."""
         identifier = check_job_id(job_id)
-        async with self.connection() as conn:
-            row = await self.fetch_one(
-                conn,
-                "admin_job_detail",
-                {
-                    "id": identifier,
-                    "ahead_cap": AHEAD_CAP,
-                    "dead_after": self.settings.worker.dead_after,
-                },
-            )
+        async with self.session() as store:
+            row = await store.job_detail(identifier, AHEAD_CAP, self.settings.worker.dead_after)
             if row is None:
                 raise AdminNotFound(f"no job with id {identifier}")
-            logs = await self.fetch_all(conn, "admin_job_attempts", {"id": identifier})
+            logs = await store.job_attempts(identifier)
         in_redis, redis_ahead = None, None
         if row["status"] == DISPATCHED:
             in_redis, redis_ahead = await self._redis_place(row)
@@ -218,14 +210,14 @@ class JobsMixin(AdminBase):
             timeout_seconds=row["timeout_seconds"],
             attempts=[
                 Attempt(
-                    status=log_row["status"],
-                    attempt_number=log_row["attempt_number"],
-                    message=log_row["log_message"],
-                    traceback=log_row["traceback"],
-                    worker_id=log_row["worker_id"],
-                    started=log_row["started"],
-                    finished=log_row["finished"],
-                    duration_seconds=log_row["duration_seconds"],
+                    status=log_row.status,
+                    attempt_number=log_row.attempt_number,
+                    message=log_row.log_message,
+                    traceback=log_row.traceback,
+                    worker_id=log_row.worker_id,
+                    started=log_row.started,
+                    finished=log_row.finished,
+                    duration_seconds=log_row.duration_seconds,
                 )
                 for log_row in logs
             ],
@@ -234,27 +226,26 @@ class JobsMixin(AdminBase):
 
     async def _redis_place(self, row: dict[str, Any]) -> tuple[bool | None, int | None]:
         """(is the id in its lane, how many ids pop before it); (None, None) if unknown."""
-        queue = row["queue_name"]
         lane: LaneName = JobSummary.fields_from_row(row)["lane"]
-        urgent = LANES[: LANES.index(lane)]
-        key = self.keys.lane(queue, lane)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.lpos(key, str(row["id"]))
-            pipe.llen(key)
-            for other in urgent:
-                pipe.llen(self.keys.lane(queue, other))
-            position, length, *others = await pipe.execute()
-        except REDIS_ERRORS:
+            ahead = await self.lanes.ahead_of(row["queue_name"], lane, str(row["id"]))
+        except RedisUnavailable:
             return None, None
-        if position is None:
-            return False, None
-        # Pushed on the left, popped on the right: everything to its right goes first.
-        return True, int(length) - 1 - int(position) + sum(int(count) for count in others)
+        return (False, None) if ahead is None else (True, ahead)
 
     async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
         """The newest operator actions first."""
         limit = check_count(limit, "limit")
-        async with self.connection() as conn:
-            rows = await self.fetch_all(conn, "admin_audit_log", {"limit": limit})
-        return [AuditEntry(**row) for row in rows]
+        rows = await self.read(self.store.audit_log(limit))
+        return [
+            AuditEntry(
+                id=row.id,
+                at=row.at,
+                actor=row.actor,
+                action=row.action,
+                target=row.target,
+                detail=row.detail,
+                result=row.result,
+            )
+            for row in rows
+        ]

@@ -14,7 +14,7 @@ from conveyor.admin.base import (
 )
 from conveyor.admin.models import BulkResult, PurgeResult, QueueActionResult
 from conveyor.config import format_duration
-from conveyor.lanes import REDIS_ERRORS
+from conveyor.errors import RedisUnavailable
 
 log = logging.getLogger("conveyor.admin")
 
@@ -26,14 +26,12 @@ class QueueActionsMixin(AdminBase):
         (workers skip the queue; its lanes are emptied)."""
         queue = check_queue(queue)
         actor = check_actor(actor)
-        async with self.transaction() as conn:
-            await self.require_queue(conn, queue)
-            row = await self.fetch_one(conn, "admin_lock_queue", {"queue": queue})
-            was_paused = row is not None and not row["is_active"]
-            cur = await conn.execute(self.queries["admin_pause_queue"], {"queue": queue})
-            requeued = max(cur.rowcount, 0)
-            await self.audit(
-                conn,
+        async with self.transaction() as tx:
+            await self.require_queue(tx, queue)
+            row = await tx.lock_queue(queue)
+            was_paused = row is not None and not row.is_active
+            requeued = await tx.pause_queue(queue)
+            await tx.record_audit(
                 actor,
                 "pause",
                 f"queue:{queue}",
@@ -56,15 +54,13 @@ class QueueActionsMixin(AdminBase):
         """Let a paused queue run again, and wake the queuer at once."""
         queue = check_queue(queue)
         actor = check_actor(actor)
-        async with self.transaction() as conn:
-            await self.require_queue(conn, queue)
-            row = await self.fetch_one(conn, "admin_lock_queue", {"queue": queue})
-            was_paused = row is not None and not row["is_active"]
-            await conn.execute(
-                self.queries["admin_resume_queue"], {"queue": queue, "channel": self.channel}
-            )
-            await self.audit(
-                conn, actor, "resume", f"queue:{queue}", {}, "ok" if was_paused else "noop"
+        async with self.transaction() as tx:
+            await self.require_queue(tx, queue)
+            row = await tx.lock_queue(queue)
+            was_paused = row is not None and not row.is_active
+            await tx.resume_queue(queue, self.channel)
+            await tx.record_audit(
+                actor, "resume", f"queue:{queue}", {}, "ok" if was_paused else "noop"
             )
         synced, warning = await self._sync_redis(queue, pause=False)
         state = "resumed" if was_paused else "was not paused"
@@ -85,7 +81,7 @@ class QueueActionsMixin(AdminBase):
                 await self.lanes.pause(queue)
             else:
                 await self.lanes.resume(queue)
-        except REDIS_ERRORS as error:
+        except RedisUnavailable as error:
             log.warning("queue %s: Redis not updated (%s)", queue, error)
             if pause:
                 return False, (
@@ -111,32 +107,29 @@ class QueueActionsMixin(AdminBase):
     async def _purge(self, actor: str, queue: str | None, dry_run: bool, action: str) -> BulkResult:
         actor = check_actor(actor)
         queue = check_optional_queue(queue)
-        params = {"queue": queue, "task": None, "ids": None, "sample": SAMPLE}
-        async with self.transaction() as conn:
+        async with self.transaction() as tx:
             if queue is not None:
-                await self.require_queue(conn, queue)
-            row = await self.fetch_one(
-                conn, "admin_dead_preview" if dry_run else "admin_purge_dead", params
-            )
-            assert row is not None  # noqa: S101 - an aggregate always returns one row
-            if not dry_run:
-                await self.audit(
-                    conn,
+                await self.require_queue(tx, queue)
+            if dry_run:
+                found = await tx.preview_dead(queue=queue, task=None, ids=None, sample=SAMPLE)
+            else:
+                found = await tx.purge_dead(queue=queue, sample=SAMPLE)
+                await tx.record_audit(
                     actor,
                     action,
                     f"queue:{queue}" if queue else "dead",
-                    {"queue": queue, "count": row["count"]},
-                    "ok" if row["count"] else "noop",
+                    {"queue": queue, "count": found.count},
+                    "ok" if found.count else "noop",
                 )
         verb = "would delete" if dry_run else "deleted"
         where = f" of queue {queue!r}" if queue else ""
         return BulkResult(
             action=action,
             dry_run=dry_run,
-            count=row["count"],
-            sample=list(row["sample"]),
+            count=found.count,
+            sample=list(found.sample),
             queue=queue,
-            message=f"{verb} {row['count']} dead job(s){where}",
+            message=f"{verb} {found.count} dead job(s){where}",
         )
 
     async def prune_preview(
@@ -150,11 +143,9 @@ class QueueActionsMixin(AdminBase):
         dead_after = check_seconds(dead_retention, "dead_retention")
         finished_after = maintenance.retention if finished_after is None else finished_after
         dead_after = maintenance.dead_retention if dead_after is None else dead_after
-        params = {"retention": finished_after, "dead_retention": dead_after}
-        async with self.connection() as conn:
-            row = await self.fetch_one(conn, "admin_prune_preview", params)
-        assert row is not None  # noqa: S101 - an aggregate always returns one row
-        finished, dead = row["finished"], row["dead"]
+        async with self.session() as store:
+            found = await store.prune_preview(finished_after, dead_after)
+        finished, dead = found.finished, found.dead
         return BulkResult(
             action="prune",
             dry_run=True,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg.rows import dict_row
-
 from conveyor.admin.base import AdminBase
 from conveyor.admin.models import (
     Colour,
@@ -16,7 +14,7 @@ from conveyor.admin.models import (
     WorkersSummary,
 )
 from conveyor.config import Settings
-from conveyor.lanes import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX, LaneName
+from conveyor.vocabulary import LANES, LaneName
 
 
 def queue_colour(
@@ -93,58 +91,40 @@ def _age(value: float | None) -> float | None:
 
 
 class StatsMixin(AdminBase):
-    def _stats_params(self) -> dict[str, Any]:
-        return {
-            "high_max": HIGH_PRIORITY_MAX,
-            "normal_max": NORMAL_PRIORITY_MAX,
-            "dead_after": self.settings.worker.dead_after,
-        }
-
     async def stats(self) -> Stats:
         """Per queue: paused, waiting by lane, scheduled, running, last-hour completions and
         failures, dead, oldest wait, throughput and a colour; plus the workers."""
-        params = self._stats_params()
-        async with self.connection() as conn:
-            async with conn.pipeline():
-                per_queue = conn.cursor(row_factory=dict_row)
-                summary = conn.cursor(row_factory=dict_row)
-                await per_queue.execute(self.queries["admin_queue_stats"], params, prepare=False)
-                await summary.execute(self.queries["admin_stats_summary"], params, prepare=False)
-            rows = await per_queue.fetchall()
-            head = await summary.fetchone()
-        assert head is not None  # noqa: S101 - an aggregate always returns one row
+        found = await self.read(self.store.queue_stats(self.settings.worker.dead_after))
+        head = found.summary
         return Stats(
-            timestamp=head["now"],
-            queues=[queue_stats_from_row(self.settings, row) for row in rows],
+            timestamp=head.now,
+            queues=[queue_stats_from_row(self.settings, row) for row in found.queues],
             workers=WorkersSummary(
-                total=head["workers_total"],
-                alive=head["workers_alive"],
-                capacity=head["capacity"],
-                busy=head["busy"],
+                total=head.workers_total,
+                alive=head.workers_alive,
+                capacity=head.capacity,
+                busy=head.busy,
             ),
-            p95_duration_seconds=head["p95_duration"],
+            p95_duration_seconds=head.p95_duration,
         )
 
     async def workers(self) -> list[WorkerInfo]:
         """Every registered worker, live ones first. `alive`: heartbeat within
         worker.dead_after and not stopped."""
-        async with self.connection() as conn:
-            rows = await self.fetch_all(
-                conn, "admin_workers", {"dead_after": self.settings.worker.dead_after}
-            )
+        rows = await self.read(self.store.workers(self.settings.worker.dead_after))
         return [
             WorkerInfo(
-                id=row["id"],
-                host=row["host"],
-                pid=row["pid"],
-                queues=list(row["queues"]),
-                concurrency=row["concurrency"],
-                started=row["started"],
-                last_heartbeat=row["last_heartbeat"],
-                heartbeat_age_seconds=max(0.0, round(row["heartbeat_age_seconds"], 3)),
-                jobs_in_flight=row["jobs_in_flight"],
-                stopped=row["stopped"],
-                alive=row["alive"],
+                id=row.id,
+                host=row.host,
+                pid=row.pid,
+                queues=list(row.queues),
+                concurrency=row.concurrency,
+                started=row.started,
+                last_heartbeat=row.last_heartbeat,
+                heartbeat_age_seconds=max(0.0, round(row.heartbeat_age_seconds, 3)),
+                jobs_in_flight=row.jobs_in_flight,
+                stopped=row.stopped,
+                alive=row.alive,
             )
             for row in rows
         ]

@@ -28,6 +28,7 @@ from conveyor.cli.admin_output import (
     when,
 )
 from conveyor.cli.main import State, main, pass_state
+from conveyor.vocabulary import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX
 
 
 @main.group()
@@ -62,7 +63,7 @@ def stats(state: State, as_json: bool) -> None:
         f"queues at {when(result.timestamp)}", "queue", "state", *numbers, numeric=numbers
     )
     for q in result.queues:
-        lanes = "/".join(str(q.lanes[lane].waiting) for lane in ("high", "normal", "low"))
+        lanes = "/".join(str(q.lanes[lane].waiting) for lane in LANES)
         paused = " [bold]paused[/]" if q.paused else ""
         table.add_row(
             q.name,
@@ -125,9 +126,9 @@ def jobs_table(title: str, items: list[JobSummary], numbered: bool = False) -> T
 )
 @click.option(
     "--lane",
-    type=click.Choice(["high", "normal", "low"]),
+    type=click.Choice(LANES),
     default=None,
-    help="Only this lane (priority <=50, <=150, above).",
+    help=f"Only this lane (priority <={HIGH_PRIORITY_MAX}, <={NORMAL_PRIORITY_MAX}, above).",
 )
 def peek(state: State, as_json: bool, queue: str, count: int, lane: str | None) -> None:
     """The next jobs of a queue, in the order they would run."""
@@ -151,7 +152,7 @@ def peek(state: State, as_json: bool, queue: str, count: int, lane: str | None) 
     default=None,
     help="queued, retry_scheduled, dispatched, running, completed, dead, cancelled.",
 )
-@click.option("--lane", type=click.Choice(["high", "normal", "low"]), default=None)
+@click.option("--lane", type=click.Choice(LANES), default=None)
 @click.option("--older-than", default=None, help="Created at least this long ago (5m, 2h).")
 @click.option("--newer-than", default=None, help="Created at most this long ago (1h, 1d).")
 @click.option("--text", default=None, help="Find this text inside the payload.")

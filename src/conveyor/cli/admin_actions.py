@@ -17,6 +17,7 @@ from conveyor.cli.admin_output import (
     run,
 )
 from conveyor.cli.main import State, pass_state
+from conveyor.vocabulary import RUNNING
 
 
 @admin.command()
@@ -59,7 +60,7 @@ def delete(state: State, as_json: bool, job_id: str, yes: bool) -> None:
     if yes:
         return report(run(state, lambda a: a.delete(job_id, actor())), as_json)
     detail = run(state, lambda a: a.job_detail(job_id))
-    if detail.stored_status == "running":
+    if detail.stored_status == RUNNING:
         raise click.ClickException(
             f"job {detail.id} is running: cancel it first (conveyor admin cancel {detail.id})"
         )

@@ -10,8 +10,6 @@ from typing import Any, TypeVar
 
 import click
 import orjson
-import psycopg
-import redis.exceptions
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -20,8 +18,7 @@ from conveyor.admin import Admin, default_actor
 from conveyor.admin.models import Model, plain
 from conveyor.cli.main import State
 from conveyor.durations import format_duration, parse_duration
-from conveyor.errors import ConveyorError
-from conveyor.store.connect import describe
+from conveyor.errors import ConveyorError, SchemaNotMigrated
 
 T = TypeVar("T")
 COLOURS = {
@@ -45,15 +42,10 @@ def run(state: State, operation: Callable[[Admin], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(go())
+    except SchemaNotMigrated as error:
+        raise click.ClickException(f"schema {settings.database.schema_name!r}: {error}") from None
     except ConveyorError as error:
         raise click.ClickException(str(error)) from None
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as error:
-        schema = settings.database.schema_name
-        raise click.ClickException(
-            f"{describe(error)}: schema {schema!r} is not set up; run `conveyor migrate`"
-        ) from None
-    except (psycopg.Error, redis.exceptions.RedisError, OSError) as error:
-        raise click.ClickException(describe(error)) from None
 
 
 def json_option(command: Callable[..., Any]) -> Callable[..., Any]:

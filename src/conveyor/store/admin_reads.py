@@ -1,9 +1,213 @@
-"""Statements of one caller group (filled in as that caller moves onto the store)."""
+"""What the admin layer reads: queue figures, workers, job listings and details, the audit
+trail (admin_stats.sql, admin_jobs.sql).
+
+Every statement here runs with prepare=False: a plan made for the actual values lets the
+optional filters (NULL or not) fold away and keeps the partial indexes usable, where a
+generic plan of a prepared statement would scan. Wide report rows come back as dicts keyed
+by column name, which the admin layer maps at once into its own models.
+"""
 
 from __future__ import annotations
 
-from conveyor.store.base import StoreBase
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row, dict_row
+
+from conveyor.config import Settings
+from conveyor.store.base import StoreBase, database_errors
+from conveyor.store.connect import connect_kwargs
+
+Report = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StatsSummaryRow:
+    now: datetime
+    workers_total: int
+    workers_alive: int
+    capacity: int
+    busy: int
+    p95_duration: float | None
+
+
+@dataclass(frozen=True)
+class StatsRows:
+    queues: list[Report]  # admin_queue_stats, one row per queue
+    summary: StatsSummaryRow
+
+
+@dataclass(frozen=True)
+class PrunePreview:
+    finished: int  # completed or cancelled, past `retention`
+    dead: int  # past `dead_retention`
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started: datetime
+    last_heartbeat: datetime
+    stopped: datetime | None
+    jobs_in_flight: int
+    heartbeat_age_seconds: float
+    alive: bool
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    status: str
+    attempt_number: int
+    log_message: str | None
+    traceback: str | None
+    worker_id: str | None
+    started: datetime | None
+    finished: datetime
+    duration_seconds: float | None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    detail: Any
+    result: str
+
+
+@dataclass(frozen=True)
+class _Known:
+    known: bool
 
 
 class AdminReads(StoreBase):
-    pass
+    @classmethod
+    @asynccontextmanager
+    async def connected(
+        cls, settings: Settings, role: str, connect_timeout: float
+    ) -> AsyncIterator[Self]:
+        """A store on one fresh connection, closed on leaving: for probes, which must hold
+        nothing between checks and must report why a connection failed (a pool would only
+        say that it timed out waiting)."""
+        db = settings.database
+        options = connect_kwargs(role, connect_timeout)
+        with database_errors():
+            conn = await psycopg.AsyncConnection.connect(db.url, **options)
+        try:
+            yield cls(None, db.schema_name, connection=conn)
+        finally:
+            with database_errors():
+                await conn.close()
+
+    async def ping(self) -> None:
+        """One trivial statement: PostgreSQL answers (readiness, health)."""
+        await self._execute("admin_ping", {})
+
+    async def queue_stats(self, dead_after: float) -> StatsRows:
+        """Every queue's figures and the worker summary, pipelined: one round trip."""
+        params = {"dead_after": dead_after}
+        async with self.connection() as conn:
+            async with conn.pipeline():
+                per_queue = conn.cursor(row_factory=dict_row)
+                summary = conn.cursor(row_factory=class_row(StatsSummaryRow))
+                await per_queue.execute(self.queries["admin_queue_stats"], params, prepare=False)
+                await summary.execute(self.queries["admin_stats_summary"], params, prepare=False)
+            rows = await per_queue.fetchall()
+            head = await summary.fetchone()
+        if head is None:  # an aggregate without GROUP BY always returns one row
+            raise RuntimeError("admin_stats_summary returned no row")
+        return StatsRows(queues=rows, summary=head)
+
+    async def workers(self, dead_after: float) -> list[WorkerRow]:
+        """Every registered worker, live ones first."""
+        return await self._rows(
+            "admin_workers", {"dead_after": dead_after}, WorkerRow, prepare=False
+        )
+
+    async def queue_exists(self, queue: str) -> bool:
+        """True when the queue has a job_queues row or any job."""
+        row = await self._row("admin_queue_exists", {"queue": queue}, _Known, prepare=False)
+        return row is not None and row.known
+
+    async def prune_preview(self, retention: float, dead_retention: float) -> PrunePreview:
+        """What the pruner would delete now with these retentions (admin_prune_preview)."""
+        params = {"retention": retention, "dead_retention": dead_retention}
+        row = await self._row("admin_prune_preview", params, PrunePreview, prepare=False)
+        assert row is not None  # noqa: S101 - an aggregate always returns one row
+        return row
+
+    async def peek_jobs(
+        self, queue: str, ids: list[UUID], count: int, min_priority: int, max_priority: int
+    ) -> list[Report]:
+        """Job rows (admin_peek) in run order: `ids` (Redis's pop order) first."""
+        params = {
+            "queue": queue,
+            "ids": ids,
+            "n": count,
+            "min_priority": min_priority,
+            "max_priority": max_priority,
+        }
+        return await self._dicts("admin_peek", params, prepare=False)
+
+    async def limit_statement_time(self, milliseconds: int) -> None:
+        """Stop this transaction's statements after `milliseconds` (SET LOCAL: only
+        meaningful on a store bound to a transaction)."""
+        await self._execute("admin_statement_timeout", {"milliseconds": milliseconds})
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None,
+        rest_statuses: list[str],
+        live_statuses: list[str],
+        retry: bool | None,
+        before_created: datetime | str,
+        before_id: UUID,
+        min_age: float | None,
+        max_age: float | None,
+        min_priority: int,
+        max_priority: int,
+        text: str | None,
+        limit: int,
+    ) -> list[Report]:
+        """One keyset page of job rows (admin_list_jobs), newest first."""
+        params = {
+            "queue": queue,
+            "rest_statuses": rest_statuses,
+            "live_statuses": live_statuses,
+            "retry": retry,
+            "before_created": before_created,
+            "before_id": before_id,
+            "min_age": min_age,
+            "max_age": max_age,
+            "min_priority": min_priority,
+            "max_priority": max_priority,
+            "text": text,
+            "limit": limit,
+        }
+        return await self._dicts("admin_list_jobs", params, prepare=False)
+
+    async def job_detail(self, job_id: UUID, ahead_cap: int, dead_after: float) -> Report | None:
+        """The job with its queue's state and the facts `why_waiting` needs."""
+        params = {"id": job_id, "ahead_cap": ahead_cap, "dead_after": dead_after}
+        rows = await self._dicts("admin_job_detail", params, prepare=False)
+        return rows[0] if rows else None
+
+    async def job_attempts(self, job_id: UUID) -> list[AttemptRow]:
+        """Every job_logs row of the job, oldest first."""
+        return await self._rows("admin_job_attempts", {"id": job_id}, AttemptRow, prepare=False)
+
+    async def audit_log(self, limit: int) -> list[AuditRow]:
+        """The newest audit_log rows first."""
+        return await self._rows("admin_audit_log", {"limit": limit}, AuditRow, prepare=False)

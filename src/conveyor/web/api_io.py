@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from conveyor.admin.base import MAX_IDS, MAX_LIMIT
 from conveyor.tasks import QUEUE_NAME
+from conveyor.vocabulary import LaneName
 
 MAX_BODY = 1 << 20  # a full MAX_IDS list of ids is about 400 KiB
 MAX_REPORTED_ERRORS = 5
@@ -36,7 +37,7 @@ def _no_nul(value: str) -> str:
 
 QueueName = Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_NAME.pattern)]
 Text = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
-Lane = Literal["high", "normal", "low"]
+Lane = LaneName
 Status = Literal[
     "queued", "dispatched", "running", "completed", "dead", "cancelled", "retry_scheduled"
 ]

@@ -126,3 +126,7 @@ SELECT id, at, actor, action, target, detail, result
 FROM {schema}.audit_log
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: admin_statement_timeout
+-- SET LOCAL for a parameter: the limit holds until the listing's transaction ends.
+SELECT set_config('statement_timeout', %(milliseconds)s::int::text, true);

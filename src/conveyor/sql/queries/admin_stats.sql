@@ -24,14 +24,14 @@ WITH queues AS (
 ), waiting AS (
     -- Ready (queued, due) and dispatched jobs are both waiting for a worker.
     SELECT queue_name,
-           sum(ready) FILTER (WHERE priority <= %(high_max)s)::bigint AS high,
-           sum(ready) FILTER (WHERE priority > %(high_max)s
-                              AND priority <= %(normal_max)s)::bigint AS normal,
-           sum(ready) FILTER (WHERE priority > %(normal_max)s)::bigint AS low,
-           min(since) FILTER (WHERE ready > 0 AND priority <= %(high_max)s) AS high_since,
-           min(since) FILTER (WHERE ready > 0 AND priority > %(high_max)s
-                                    AND priority <= %(normal_max)s) AS normal_since,
-           min(since) FILTER (WHERE ready > 0 AND priority > %(normal_max)s) AS low_since,
+           sum(ready) FILTER (WHERE priority <= {HIGH_PRIORITY_MAX})::bigint AS high,
+           sum(ready) FILTER (WHERE priority > {HIGH_PRIORITY_MAX}
+                              AND priority <= {NORMAL_PRIORITY_MAX})::bigint AS normal,
+           sum(ready) FILTER (WHERE priority > {NORMAL_PRIORITY_MAX})::bigint AS low,
+           min(since) FILTER (WHERE ready > 0 AND priority <= {HIGH_PRIORITY_MAX}) AS high_since,
+           min(since) FILTER (WHERE ready > 0 AND priority > {HIGH_PRIORITY_MAX}
+                                    AND priority <= {NORMAL_PRIORITY_MAX}) AS normal_since,
+           min(since) FILTER (WHERE ready > 0 AND priority > {NORMAL_PRIORITY_MAX}) AS low_since,
            sum(total - ready) FILTER (WHERE NOT in_redis)::bigint AS scheduled,
            sum(total) FILTER (WHERE in_redis)::bigint AS dispatched
     FROM (SELECT *, false AS in_redis FROM ready
@@ -44,9 +44,9 @@ WITH queues AS (
     GROUP BY queue_name
 ), recent AS (
     SELECT queue_name,
-           count(*) FILTER (WHERE status = {COMPLETED}) AS completed_last_hour,
-           count(*) FILTER (WHERE status IN ({LOG_FAILED}, {DEAD}, {LOG_LOST})) AS failed_last_hour,
-           count(*) FILTER (WHERE status = {COMPLETED}
+           count(*) FILTER (WHERE status = {LOG_COMPLETED}) AS completed_last_hour,
+           count(*) FILTER (WHERE status IN ({LOG_FAILED}, {LOG_DEAD}, {LOG_LOST})) AS failed_last_hour,
+           count(*) FILTER (WHERE status = {LOG_COMPLETED}
                                   AND finished > now() - interval '5 minutes') AS completed_5m
     FROM {schema}.job_logs
     WHERE finished > now() - interval '1 hour'
@@ -97,7 +97,7 @@ SELECT now() AS now,
        coalesce(sum(jobs_in_flight) FILTER (WHERE alive), 0) AS busy,
        (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM l.duration))
         FROM {schema}.job_logs l
-        WHERE l.finished > now() - interval '5 minutes' AND l.status = {COMPLETED}
+        WHERE l.finished > now() - interval '5 minutes' AND l.status = {LOG_COMPLETED}
           AND l.duration IS NOT NULL)::float8 AS p95_duration
 FROM (
     SELECT concurrency, jobs_in_flight,

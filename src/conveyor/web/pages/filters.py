@@ -8,20 +8,22 @@ from typing import Any
 
 from conveyor.admin import Admin, JobSummary, Page
 from conveyor.durations import parse_duration
+from conveyor.vocabulary import (
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    DISPATCHED,
+    LANES,
+    QUEUED,
+    RETRY_SCHEDULED,
+    RUNNING,
+)
 from conveyor.web.pages.common import query_string
 
 PAGE_SIZE = 50
 # The statuses an operator filters by, in the order a job passes through them.
-STATUS_CHOICES = (
-    "queued",
-    "retry_scheduled",
-    "dispatched",
-    "running",
-    "completed",
-    "dead",
-    "cancelled",
-)
-LANE_CHOICES = ("high", "normal", "low")
+STATUS_CHOICES = (QUEUED, RETRY_SCHEDULED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED)
+LANE_CHOICES = LANES
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from conveyor.admin import AdminError, AdminNotFound, AdminUnavailable, Stats
+from conveyor.vocabulary import LANES
 from conveyor.web.auth import Principal, guarded
 from conveyor.web.pages.common import acted, admin_of, history_of, render
 from conveyor.web.pages.filters import LANE_CHOICES, STATUS_CHOICES, JobFilters
 from conveyor.web.pages.format import sentence
-
-LANES = ("high", "normal", "low")
 
 
 async def _stats(request: Request) -> Stats:
