@@ -16,7 +16,9 @@ import redis
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings, load_settings
+from conveyor.lanes import Lanes
 from conveyor.queuer import Queuer
+from conveyor.store import Store
 from conveyor.store.migrate import migrate
 from conveyor.worker.runner import Worker, WorkerOptions
 
@@ -134,10 +136,14 @@ class Running:
         self.stops: list[asyncio.Event] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.queuers: list[Queuer] = []
+        # The queuers' store and lanes, opened and closed by the `running` fixture.
+        self.store: Store | None = None
+        self.lanes: Lanes | None = None
         self.workers: list[Worker] = []
 
     def queuer(self, **kwargs: Any) -> Queuer:
-        queuer = Queuer(self.app.settings, **kwargs)
+        assert self.store is not None and self.lanes is not None, "parts opened by `running`"
+        queuer = Queuer(self.app.settings, self.store, self.lanes, **kwargs)
         self._start(queuer.run)
         self.queuers.append(queuer)
         return queuer
@@ -167,8 +173,12 @@ class Running:
 @pytest.fixture
 async def running(app: Conveyor) -> AsyncIterator[Running]:
     system = Running(app)
+    system.store = await Store.open(app.settings, "queuer", 4)
+    system.lanes = Lanes.open(app.settings)
     yield system
     await system.stop()
+    await system.store.close()
+    await system.lanes.close()
     await app.aclose()
 
 
