@@ -19,6 +19,7 @@ from conveyor.config import Settings, load_settings
 from conveyor.lanes import Lanes
 from conveyor.queuer import Queuer
 from conveyor.store import Store
+from conveyor.store.connect import async_pool
 from conveyor.store.migrate import migrate
 from conveyor.worker.runner import Worker, WorkerOptions
 
@@ -136,15 +137,25 @@ class Running:
         self.stops: list[asyncio.Event] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.queuers: list[Queuer] = []
-        # The queuers' store and lanes, opened and closed by the `running` fixture.
-        self.store: Store | None = None
-        self.lanes: Lanes | None = None
         self.workers: list[Worker] = []
 
     def queuer(self, **kwargs: Any) -> Queuer:
-        assert self.store is not None and self.lanes is not None, "parts opened by `running`"
-        queuer = Queuer(self.app.settings, self.store, self.lanes, **kwargs)
-        self._start(queuer.run)
+        settings = self.app.settings
+        db = settings.database
+        # Built here and opened in its task, as tests call this without awaiting.
+        pool = async_pool(db.url, "queuer", 4, db.connect_timeout)
+        lanes = Lanes.open(settings)
+        queuer = Queuer(settings, Store(pool, db.schema_name), lanes, **kwargs)
+
+        async def run(stop: asyncio.Event) -> None:
+            await pool.open(wait=False)
+            try:
+                await queuer.run(stop)
+            finally:
+                await pool.close()
+                await lanes.close()
+
+        self._start(run)
         self.queuers.append(queuer)
         return queuer
 
@@ -173,12 +184,8 @@ class Running:
 @pytest.fixture
 async def running(app: Conveyor) -> AsyncIterator[Running]:
     system = Running(app)
-    system.store = await Store.open(app.settings, "queuer", 4)
-    system.lanes = Lanes.open(app.settings)
     yield system
     await system.stop()
-    await system.store.close()
-    await system.lanes.close()
     await app.aclose()
 
 
