@@ -367,3 +367,22 @@ async def test_leadership_passes_on_when_the_leader_closes(settings: Settings) -
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_queuer_that_does_not_lead_still_dispatches(
+    settings: Settings, db: psycopg.Connection[Any], app: Conveyor, running: Running
+) -> None:
+    """Asking for the leader lock must not wait on the LISTEN session, which psycopg keeps
+    locked while it waits for notifications."""
+    lock = leader_lock_id(settings.database.schema_name)
+    assert db.execute(b"SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone() == (True,)
+
+    @app.task(name="job", queue="work")
+    def job(payload: Any) -> None:
+        return None
+
+    queuer = running.queuer()
+    await wait_until(lambda: queuer.ready, message="the first pass")
+    app.enqueue_many(job, [{}] * 3)
+    await wait_until(lambda: queuer.counts["dispatched"] == 3, message="dispatch")
+    assert not queuer.is_leader
