@@ -65,8 +65,7 @@ async def admin_latency(settings: Any, runs: int = 15) -> dict[str, Any]:
 
 async def dispatch_pass(settings: Any, runs: int = 5) -> dict[str, float]:
     """One dispatch pass against the backlog, undone after each run so every run sees it."""
-    queuer = Queuer(settings, maintenance=False)
-    await queuer.start()
+    queuer = await Queuer.open(settings, maintenance=False)
     samples = []
     try:
         await queuer.sync_epoch()
@@ -87,7 +86,7 @@ async def dispatch_pass(settings: Any, runs: int = 5) -> dict[str, float]:
 async def redis_memory_under_queuer(settings: Any, seconds: float = 5.0) -> dict[str, float]:
     client = redis.Redis.from_url(settings.redis.url)
     before = int(client.info("memory")["used_memory"])
-    queuer = Queuer(settings, maintenance=False)
+    queuer = await Queuer.open(settings, maintenance=False)
     stop = asyncio.Event()
     task = asyncio.ensure_future(queuer.run(stop))
     peak = before
@@ -115,10 +114,8 @@ async def prune_rate(settings: Any, conn: psycopg.Connection[Any], count: int) -
         b"WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' LIMIT %s)",
         (count,),
     )
-    queuer = Queuer(settings)
-    await queuer.start()
+    queuer = await Queuer.open(settings)
     try:
-        assert queuer.pruner is not None
         began = time.perf_counter()
         result = await queuer.pruner.run_once(max_batches=count // 5000 + 1)
         seconds = time.perf_counter() - began

@@ -16,7 +16,10 @@ import redis
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings, load_settings
+from conveyor.lanes import Lanes
 from conveyor.queuer import Queuer
+from conveyor.store import Store
+from conveyor.store.connect import async_pool
 from conveyor.store.migrate import migrate
 from conveyor.worker.runner import Worker, WorkerOptions
 
@@ -137,8 +140,22 @@ class Running:
         self.workers: list[Worker] = []
 
     def queuer(self, **kwargs: Any) -> Queuer:
-        queuer = Queuer(self.app.settings, **kwargs)
-        self._start(queuer.run)
+        settings = self.app.settings
+        db = settings.database
+        # Built here and opened in its task, as tests call this without awaiting.
+        pool = async_pool(db.url, "queuer", 4, db.connect_timeout)
+        lanes = Lanes.open(settings)
+        queuer = Queuer(settings, Store(pool, db.schema_name), lanes, **kwargs)
+
+        async def run(stop: asyncio.Event) -> None:
+            await pool.open(wait=False)
+            try:
+                await queuer.run(stop)
+            finally:
+                await pool.close()
+                await lanes.close()
+
+        self._start(run)
         self.queuers.append(queuer)
         return queuer
 

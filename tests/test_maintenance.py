@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings
-from conveyor.lanes import Keys
+from conveyor.lanes import Keys, Lanes
+from conveyor.maintenance import Pruner, Reconciler, Rescuer
 from conveyor.queuer import Queuer
+from conveyor.store import Store
+from conveyor.store.listen import Listener, leader_lock_id
 from conveyor.worker.outcome import COMPLETED, Outcome, outcome_params
 from tests.conftest import Running, wait_until
 
@@ -42,14 +48,22 @@ def insert_worker(db: psycopg.Connection[Any], worker_id: str, heartbeat_age: fl
     )
 
 
-async def started_queuer(settings: Settings) -> Queuer:
-    queuer = Queuer(settings)
-    await queuer.start()
-    return queuer
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = await Store.open(settings, "test", 2)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def lanes(settings: Settings) -> AsyncIterator[Lanes]:
+    opened = Lanes.open(settings)
+    yield opened
+    await opened.close()
 
 
 async def test_rescuer_requeues_expired_lease_and_kills_last_attempt(
-    settings: Settings, db: psycopg.Connection[Any]
+    settings: Settings, db: psycopg.Connection[Any], store: Store
 ) -> None:
     insert_worker(db, "w-live", 0)
     expired = insert_job(
@@ -79,12 +93,7 @@ async def test_rescuer_requeues_expired_lease_and_kills_last_attempt(
         worker_id="w-live",
         lease_expires_at="2100-01-01T00:00:00Z",
     )
-    queuer = await started_queuer(settings)
-    try:
-        assert queuer.rescuer is not None
-        result = await queuer.rescuer.run_once()
-    finally:
-        await queuer.close()
+    result = await Rescuer(store, settings).run_once()
     assert result.requeued == [expired] and result.dead == [last]
     rows = dict(db.execute(b"SELECT id, status FROM jobs").fetchall())
     assert rows == {expired: "queued", last: "dead", healthy: "running"}
@@ -95,7 +104,7 @@ async def test_rescuer_requeues_expired_lease_and_kills_last_attempt(
 
 
 async def test_rescuer_rescues_jobs_of_a_silent_worker(
-    settings: Settings, db: psycopg.Connection[Any]
+    settings: Settings, db: psycopg.Connection[Any], store: Store
 ) -> None:
     insert_worker(db, "w-silent", heartbeat_age=3600)
     job = insert_job(
@@ -114,17 +123,12 @@ async def test_rescuer_rescues_jobs_of_a_silent_worker(
         worker_id="never-registered",
         lease_expires_at="2100-01-01T00:00:00Z",
     )
-    queuer = await started_queuer(settings)
-    try:
-        assert queuer.rescuer is not None
-        result = await queuer.rescuer.run_once()
-    finally:
-        await queuer.close()
+    result = await Rescuer(store, settings).run_once()
     assert sorted(result.requeued) == sorted([job, orphan])
 
 
 async def test_rescuer_loses_the_race_to_a_completion(
-    settings: Settings, db: psycopg.Connection[Any], app: Conveyor
+    settings: Settings, db: psycopg.Connection[Any], app: Conveyor, store: Store
 ) -> None:
     """Scenario 4: hold the rescuer between choosing and writing; the worker completes."""
     insert_worker(db, "w", 0)
@@ -144,9 +148,7 @@ async def test_rescuer_loses_the_race_to_a_completion(
         worker_id="w",
         lease_expires_at="2000-01-01T00:00:00Z",
     )
-    queuer = await started_queuer(settings)
-    rescuer = queuer.rescuer
-    assert rescuer is not None
+    rescuer = Rescuer(store, settings)
 
     async def in_the_gap() -> None:
         outcome = Outcome(done, 7, COMPLETED, 0.01)
@@ -159,10 +161,7 @@ async def test_rescuer_loses_the_race_to_a_completion(
         )
 
     rescuer.before_write = in_the_gap
-    try:
-        result = await rescuer.run_once()
-    finally:
-        await queuer.close()
+    result = await rescuer.run_once()
     assert result.total == 0
     rows = dict(db.execute(b"SELECT id, (status, attempt, lease_token) FROM jobs").fetchall())
     assert rows[done] == ("completed", "1", "7")
@@ -180,7 +179,7 @@ async def test_stale_outcome_changes_nothing(db: psycopg.Connection[Any], app: C
 
 
 async def test_reconciler_requeues_dispatched_jobs_missing_from_redis(
-    settings: Settings, db: psycopg.Connection[Any]
+    settings: Settings, db: psycopg.Connection[Any], store: Store, lanes: Lanes
 ) -> None:
     """Scenario 6 and 9: a queuer killed before its push, or an evicted lane."""
     lost = insert_job(db, "dispatched", dispatched_at="2000-01-01T00:00:00Z")
@@ -189,22 +188,17 @@ async def test_reconciler_requeues_dispatched_jobs_missing_from_redis(
     client = redis.Redis.from_url(settings.redis.url)
     client.lpush(Keys(settings.redis.key_prefix).lane("work", "normal"), str(present))
     client.close()
-    queuer = await started_queuer(settings)
-    try:
-        assert queuer.reconciler is not None
-        result = await queuer.reconciler.run_once()
-    finally:
-        await queuer.close()
+    result = await Reconciler(store, lanes, settings).run_once()
     assert result.requeued == [lost]
     rows = dict(db.execute(b"SELECT id, status FROM jobs").fetchall())
     assert rows == {lost: "queued", present: "dispatched", fresh: "dispatched"}
 
 
 async def test_wiped_redis_is_rebuilt_from_postgres(
-    settings: Settings, db: psycopg.Connection[Any]
+    settings: Settings, db: psycopg.Connection[Any], store: Store, lanes: Lanes
 ) -> None:
     """Scenario 7 on fabricated state: the epoch key is gone, so is every lane."""
-    queuer = await started_queuer(settings)
+    queuer = Queuer(settings, store, lanes)
     try:
         await queuer.sync_epoch()
         job = insert_job(db, "dispatched", dispatched_at="2000-01-01T00:00:00Z")
@@ -298,12 +292,11 @@ async def test_pruner_deletes_only_what_is_past_retention(
             (job,),
         )
     insert_worker(db, "gone", heartbeat_age=10_000)
-    queuer = await started_queuer(settings)
+    store = await Store.open(settings, "test", 1)
     try:
-        assert queuer.pruner is not None
-        result = await queuer.pruner.run_once()
+        result = await Pruner(store, settings).run_once()
     finally:
-        await queuer.close()
+        await store.close()
     assert (result.jobs, result.logs, result.workers) == (3, 2, 1)
     left = {row[0] for row in db.execute(b"SELECT id FROM jobs")}
     assert left == {fresh_done, dead_recent, waiting}
@@ -318,17 +311,78 @@ def _ago(db: psycopg.Connection[Any], seconds: int) -> Any:
 
 
 async def test_reconciler_syncs_the_paused_set_from_postgres(
-    settings: Settings, db: psycopg.Connection[Any]
+    settings: Settings, db: psycopg.Connection[Any], store: Store, lanes: Lanes
 ) -> None:
     db.execute(b"INSERT INTO job_queues (name, is_active) VALUES ('held', false), ('free', true)")
     client = redis.Redis.from_url(settings.redis.url)
     paused_key = Keys(settings.redis.key_prefix).paused
     client.sadd(paused_key, "free")  # a resume that never reached Redis
-    queuer = await started_queuer(settings)
-    try:
-        assert queuer.reconciler is not None
-        await queuer.reconciler.run_once()
-    finally:
-        await queuer.close()
+    await Reconciler(store, lanes, settings).run_once()
     assert client.smembers(paused_key) == {b"held"}
     client.close()
+
+
+def gauge(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+async def test_a_queuer_that_does_not_lead_exports_fresh_queue_gauges(
+    settings: Settings, db: psycopg.Connection[Any], running: Running
+) -> None:
+    """Every queuer reports queue_length and oldest_job_age_seconds from PostgreSQL: after
+    a change of leader, none is left reporting the figures of its last term."""
+    lock = leader_lock_id(settings.database.schema_name)
+    assert db.execute(b"SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone() == (True,)
+    queue = f"gauged_{uuid.uuid4().hex[:8]}"  # the registry is shared by the whole run
+    for _ in range(3):  # no job_queues row: nothing dispatches them, they stay waiting
+        insert_job(db, "queued", queue_name=queue, priority=100)
+    queuer = running.queuer(gauge_interval=0.1)
+    await wait_until(
+        lambda: gauge("queue_length", queue=queue, lane="normal") == 3, message="the gauge"
+    )
+    assert (gauge("oldest_job_age_seconds", queue=queue) or 0) > 0
+    assert not queuer.is_leader
+    db.execute(b"DELETE FROM jobs WHERE queue_name = %s", (queue,))
+    await wait_until(
+        lambda: gauge("queue_length", queue=queue, lane="normal") == 0, message="zero again"
+    )
+    assert gauge("oldest_job_age_seconds", queue=queue) == 0
+    db.execute(b"SELECT pg_advisory_unlock(%s)", (lock,))
+    await wait_until(lambda: queuer.is_leader, message="the queuer to take the lead")
+
+
+async def test_leadership_passes_on_when_the_leader_closes(settings: Settings) -> None:
+    """The lock lives on the LISTEN session; closing it (its task still waiting for
+    notifications) hands maintenance to the next queuer within a second."""
+    wakes: list[str] = []
+    first = Listener(settings, lambda: wakes.append("first"), lead=True)
+    second = Listener(settings, lambda: wakes.append("second"), lead=True)
+    try:
+        await first.ensure_open()
+        await second.ensure_open()
+        assert (first.is_leader, second.is_leader) == (True, False)
+        await first.close()
+        assert not first.alive
+        await wait_until(lambda: second.is_leader, message="the second to lead")
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_queuer_that_does_not_lead_still_dispatches(
+    settings: Settings, db: psycopg.Connection[Any], app: Conveyor, running: Running
+) -> None:
+    """Asking for the leader lock must not wait on the LISTEN session, which psycopg keeps
+    locked while it waits for notifications."""
+    lock = leader_lock_id(settings.database.schema_name)
+    assert db.execute(b"SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone() == (True,)
+
+    @app.task(name="job", queue="work")
+    def job(payload: Any) -> None:
+        return None
+
+    queuer = running.queuer()
+    await wait_until(lambda: queuer.ready, message="the first pass")
+    app.enqueue_many(job, [{}] * 3)
+    await wait_until(lambda: queuer.counts["dispatched"] == 3, message="dispatch")
+    assert not queuer.is_leader

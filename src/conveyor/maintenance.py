@@ -1,36 +1,32 @@
-"""Maintenance passes: rescue lost attempts, heal lost dispatches, prune old rows.
+"""Maintenance passes: rescue lost attempts, heal lost dispatches, prune old rows, and
+measure the queues.
 
-Each pass is a small class with `run_once()`, which tests call directly on fabricated
-state. The queuer runs them on their intervals in the one process that holds the
-maintenance advisory lock.
+Each pass is a small class built from the store (and lanes) with `run_once()`, which
+tests call directly on fabricated state. The queuer runs the first three on their
+intervals in the one process that holds the maintenance lock, and `QueueGauges` in every
+queuer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 from uuid import UUID
-
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.lanes import Lanes
-from conveyor.store import Queries
+from conveyor.store import Store
+from conveyor.store.upkeep import LeasedJob
+from conveyor.vocabulary import DEAD
 
 log = logging.getLogger("conveyor.maintenance")
 WORKER_LOST = "worker lost"
 Hook = Callable[[], Awaitable[None]]
-
-
-def leader_lock_id(schema: str) -> int:
-    return zlib.crc32(f"conveyor-maintenance:{schema}".encode())
 
 
 @dataclass
@@ -44,58 +40,42 @@ class RescueResult:
 
 
 async def rescue(
-    conn: psycopg.AsyncConnection[Any],
-    queries: Queries,
-    candidates: list[tuple[UUID, int]],
+    store: Store,
+    candidates: Sequence[LeasedJob],
     reason: str = WORKER_LOST,
     stagger: float = 0.0,
 ) -> RescueResult:
     """Give back the chosen attempts, guarded by their fencing tokens (one statement)."""
     result = RescueResult()
-    if not candidates:
-        return result
-    rows = await conn.execute(
-        queries["rescue_jobs"],
-        {
-            "ids": [job_id for job_id, _ in candidates],
-            "tokens": [token for _, token in candidates],
-            "reason": reason,
-            "stagger": stagger,
-        },
-    )
-    for job_id, queue, task, status in await rows.fetchall():
-        (result.dead if status == "dead" else result.requeued).append(job_id)
-        metrics.FAILED.labels(queue, task).inc()
-        (metrics.DEAD if status == "dead" else metrics.RETRIED).labels(queue, task).inc()
-        metrics.RESCUED.labels("dead" if status == "dead" else "requeued").inc()
+    for job in await store.rescue_jobs(candidates, reason, stagger):
+        dead = job.status == DEAD
+        (result.dead if dead else result.requeued).append(job.id)
+        metrics.FAILED.labels(job.queue_name, job.task).inc()
+        (metrics.DEAD if dead else metrics.RETRIED).labels(job.queue_name, job.task).inc()
+        metrics.RESCUED.labels(DEAD if dead else "requeued").inc()
     return result
 
 
 class Rescuer:
     """Running jobs whose lease expired, or whose worker went silent, run again."""
 
-    def __init__(self, pool: AsyncConnectionPool, queries: Queries, settings: Settings) -> None:
-        self.pool = pool
-        self.queries = queries
-        self.settings = settings
+    LIMIT = 1000
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.dead_after = settings.worker.dead_after
         self.interval = settings.maintenance.rescue_interval
         # Tests pause here to stage the rescuer-versus-completion race.
         self.before_write: Hook | None = None
         self.counts: Counter[str] = Counter()
 
     async def run_once(self) -> RescueResult:
-        async with self.pool.connection() as conn:
-            rows = await conn.execute(
-                self.queries["find_lost_jobs"],
-                {"dead_after": self.settings.worker.dead_after, "limit": 1000},
-            )
-            candidates = [(row[0], row[1]) for row in await rows.fetchall()]
+        candidates = await self.store.find_lost_jobs(self.dead_after, self.LIMIT)
         if not candidates:
             return RescueResult()
         if self.before_write is not None:
             await self.before_write()
-        async with self.pool.connection() as conn:
-            result = await rescue(conn, self.queries, candidates)
+        result = await rescue(self.store, candidates)
         self.counts["requeued"] += len(result.requeued)
         self.counts["dead"] += len(result.dead)
         self.counts["skipped"] += len(candidates) - result.total
@@ -118,11 +98,8 @@ class Reconciler:
     """Jobs PostgreSQL calls dispatched but no lane holds (evicted keys, a queuer killed
     between commit and push) go back to queued, so the queuer dispatches them again."""
 
-    def __init__(
-        self, pool: AsyncConnectionPool, queries: Queries, lanes: Lanes, settings: Settings
-    ) -> None:
-        self.pool = pool
-        self.queries = queries
+    def __init__(self, store: Store, lanes: Lanes, settings: Settings) -> None:
+        self.store = store
         self.lanes = lanes
         self.grace = settings.maintenance.reconcile_grace
         self.interval = settings.maintenance.reconcile_interval
@@ -131,11 +108,11 @@ class Reconciler:
     async def run_once(self) -> ReconcileResult:
         # PostgreSQL first, Redis second: a job popped in between is either running by
         # now (the guarded reset skips it) or its claim will fail and it is dispatched again.
-        async with self.pool.connection() as conn:
-            rows = await conn.execute(self.queries["dispatched_before"], {"grace": self.grace})
-            dispatched = {str(row[0]): row[1] for row in await rows.fetchall()}
-            paused = await conn.execute(self.queries["paused_queues"])
-            paused_in_db = {row[0] for row in await paused.fetchall()}
+        async with self.store.connection() as conn:
+            store = self.store.bound_to(conn)
+            candidates = await store.dispatched_before(self.grace)
+            paused_in_db = await store.paused_queues()
+        dispatched = {str(job.id): job.queue_name for job in candidates}
         await self._sync_paused(paused_in_db)
         if not dispatched:
             return ReconcileResult()
@@ -143,10 +120,8 @@ class Reconciler:
         missing = [UUID(job_id) for job_id in dispatched if job_id not in in_lanes]
         if not missing:
             return ReconcileResult()
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(self.queries["undispatch"], {"ids": missing})
-            # Most candidates were merely claimed between our two reads: count real resets.
-            requeued = [row[0] for row in await cur.fetchall()]
+        # Most candidates were merely claimed between our two reads: count real resets.
+        requeued = await self.store.undispatch(missing)
         if requeued:
             self.counts["requeued"] += len(requeued)
             metrics.RECONCILED.inc(len(requeued))
@@ -176,51 +151,50 @@ class Pruner:
 
     BATCH = 5000
 
-    def __init__(self, pool: AsyncConnectionPool, queries: Queries, settings: Settings) -> None:
-        self.pool = pool
-        self.queries = queries
-        self.settings = settings
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.retention = settings.maintenance.retention
+        self.dead_retention = settings.maintenance.dead_retention
         self.interval = settings.maintenance.prune_interval
 
     async def run_once(self, max_batches: int = 100) -> PruneResult:
         result = PruneResult()
-        retention = self.settings.maintenance.retention
-        params = {
-            "retention": retention,
-            "dead_retention": self.settings.maintenance.dead_retention,
-            "limit": self.BATCH,
-        }
-        async with self.pool.connection() as conn:
-            for name, attr in (("prune_finished_jobs", "jobs"), ("prune_job_logs", "logs")):
-                for _ in range(max_batches):
-                    deleted = (await conn.execute(self.queries[name], params)).rowcount
-                    setattr(result, attr, getattr(result, attr) + deleted)
-                    if deleted < self.BATCH:
-                        break
-            cur = await conn.execute(self.queries["prune_workers"], {"retention": retention})
-            result.workers = cur.rowcount
+        # One connection for every batch, as the batches run back to back.
+        async with self.store.connection() as conn:
+            store = self.store.bound_to(conn)
+            for _ in range(max_batches):
+                deleted = await store.prune_finished_jobs(
+                    self.retention, self.dead_retention, self.BATCH
+                )
+                result.jobs += deleted
+                if deleted < self.BATCH:
+                    break
+            for _ in range(max_batches):
+                deleted = await store.prune_job_logs(self.retention, self.BATCH)
+                result.logs += deleted
+                if deleted < self.BATCH:
+                    break
+            result.workers = await store.prune_workers(self.retention)
         if result.jobs or result.logs:
             log.info("pruned %d job(s) and %d log row(s)", result.jobs, result.logs)
         return result
 
 
 class QueueGauges:
-    """Refresh queue_length and oldest_job_age_seconds for Prometheus."""
+    """Refresh queue_length and oldest_job_age_seconds for Prometheus from PostgreSQL, so
+    every queuer reports the same figures whichever of them leads."""
 
-    def __init__(self, pool: AsyncConnectionPool, queries: Queries, interval: float = 5.0) -> None:
-        self.pool = pool
-        self.queries = queries
+    def __init__(self, store: Store, interval: float = 5.0) -> None:
+        self.store = store
         self.interval = interval
-        self.counts: Counter[str] = Counter()
         self._seen: set[tuple[str, str]] = set()
 
     async def run_once(self) -> dict[tuple[str, str], int]:
-        async with self.pool.connection() as conn:
-            rows = await (await conn.execute(self.queries["queue_depths"])).fetchall()
-        depths = {(queue, lane): waiting for queue, lane, waiting, _ in rows}
+        rows = await self.store.queue_depths()
+        depths = {(row.queue_name, row.lane): row.waiting for row in rows}
         oldest: dict[str, float] = {}
-        for queue, _lane, _waiting, age in rows:
-            oldest[queue] = max(oldest.get(queue, 0.0), age or 0.0)
+        for row in rows:
+            oldest[row.queue_name] = max(oldest.get(row.queue_name, 0.0), row.oldest_age or 0.0)
         # Queues that emptied must read 0, not their last value.
         for queue, lane in self._seen - depths.keys():
             metrics.QUEUE_LENGTH.labels(queue, lane).set(0)
@@ -233,12 +207,22 @@ class QueueGauges:
         return depths
 
 
+class Pass(Protocol):
+    interval: float
+
+    async def run_once(self) -> object: ...
+
+
 class Schedule:
     """Runs each pass when its interval has elapsed; tells the caller how long to sleep."""
 
-    def __init__(self, passes: list[Rescuer | Reconciler | Pruner | QueueGauges]) -> None:
-        self.passes = passes
-        self.due = dict.fromkeys(range(len(passes)), 0.0)
+    def __init__(self, passes: Sequence[Pass]) -> None:
+        self.passes = list(passes)
+        self.due = [0.0] * len(self.passes)
+
+    def reset(self) -> None:
+        """Make every pass due now (a queuer that has just become the leader)."""
+        self.due = [0.0] * len(self.passes)
 
     async def run_due(self) -> None:
         now = time.monotonic()
@@ -251,4 +235,4 @@ class Schedule:
     def seconds_until_due(self) -> float:
         if not self.passes:
             return 3600.0
-        return max(0.0, min(self.due.values()) - time.monotonic())
+        return max(0.0, min(self.due) - time.monotonic())

@@ -97,14 +97,14 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        worker = Queuer(settings, maintenance=not no_maintenance)
+        queuer = await Queuer.open(settings, maintenance=not no_maintenance)
         health = None
         if settings.health.port:
             from conveyor.probes import serve_health
 
-            health = await serve_health(settings, settings.health.port, worker)
+            health = await serve_health(settings, settings.health.port, queuer)
         try:
-            await worker.run(stop)
+            await queuer.run(stop)
         finally:
             if health is not None:
                 await health.stop()

@@ -1,9 +1,47 @@
-"""Statements of one caller group (filled in as that caller moves onto the store)."""
+"""The queuer's statements: move ready jobs into the dispatched state, and back."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
 
 from conveyor.store.base import StoreBase
 
 
+@dataclass(frozen=True)
+class DispatchedJob:
+    id: UUID
+    queue_name: str
+    priority: int
+
+
 class DispatchStatements(StoreBase):
-    pass
+    async def dispatch_ready(self, buffer: int, batch: int) -> list[DispatchedJob]:
+        """Mark up to `batch` ready jobs per active queue dispatched, leaving no queue more
+        than `buffer` jobs in Redis."""
+        return await self._rows("dispatch_ready", {"buffer": buffer, "batch": batch}, DispatchedJob)
+
+    async def undispatch(self, ids: Sequence[UUID]) -> list[UUID]:
+        """Put dispatched jobs back to queued; return the ones that were still dispatched."""
+        rows = await self._dicts("undispatch", {"ids": list(ids)})
+        return [row["id"] for row in rows]
+
+    async def database_now(self) -> datetime:
+        rows = await self._dicts("db_now", {})
+        now: datetime = rows[0]["now"]
+        return now
+
+    async def undispatch_all_before(self, before: datetime) -> int:
+        """Every job dispatched at or before `before` (a time read from PostgreSQL) goes
+        back to queued; return how many."""
+        return await self._execute("undispatch_all_before", {"before": before})
+
+    async def paused_queues(self) -> set[str]:
+        return {row["name"] for row in await self._dicts("paused_queues", {})}
+
+    async def has_backlog(self) -> bool:
+        """True when an active queue has ready jobs the buffer had no room for."""
+        rows = await self._dicts("has_backlog", {})
+        return bool(rows and rows[0]["backlog"])

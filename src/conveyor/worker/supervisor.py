@@ -21,14 +21,12 @@ from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-import psycopg
-
 from conveyor import metrics
 from conveyor.config import Settings
+from conveyor.errors import DatabaseUnavailable, StatementRejected
 from conveyor.maintenance import rescue
 from conveyor.probes import serve_health_in_thread
-from conveyor.store import load_queries
-from conveyor.store.connect import connect_kwargs
+from conveyor.store import Store
 from conveyor.worker.process import child_main
 from conveyor.worker.runner import WorkerOptions, new_worker_id
 
@@ -153,27 +151,26 @@ class Supervisor:
         """Give back the running attempts of a dead child (guarded like any rescue)."""
         try:
             return asyncio.run(self._rescue(worker_id))
-        except (psycopg.Error, OSError) as error:
+        except (DatabaseUnavailable, StatementRejected) as error:
             log.warning("could not rescue jobs of %s now (%s); the rescuer will", worker_id, error)
             return 0
 
     async def _rescue(self, worker_id: str) -> int:
-        db = self.settings.database
-        queries = load_queries(db.schema_name)
-        async with await psycopg.AsyncConnection.connect(
-            db.url, **connect_kwargs("supervisor", db.connect_timeout)
-        ) as conn:
-            rows = await (
-                await conn.execute(queries["find_worker_jobs"], {"worker_id": worker_id})
-            ).fetchall()
-            candidates = [(row[0], row[1]) for row in rows]
-            # Which of the jobs killed the process is unknown, so each attempt counts. If
-            # they all ran again at once they would share a process again, and a poison
-            # pill would take the same bystanders down on every attempt: space them out.
-            random.shuffle(candidates)
-            stagger = CRASH_STAGGER_SECONDS if len(candidates) > 1 else 0.0
-            result = await rescue(conn, queries, candidates, stagger=stagger)
-            await conn.execute(queries["deregister_worker"], {"worker_id": worker_id})
+        opened = await Store.open(self.settings, "supervisor", 1)
+        try:
+            # One connection for the three statements: this pool lives for one rescue.
+            async with opened.connection() as conn:
+                store = opened.bound_to(conn)
+                candidates = await store.find_worker_jobs(worker_id)
+                # Which of the jobs killed the process is unknown, so each attempt counts. If
+                # they all ran again at once they would share a process again, and a poison
+                # pill would take the same bystanders down on every attempt: space them out.
+                random.shuffle(candidates)
+                stagger = CRASH_STAGGER_SECONDS if len(candidates) > 1 else 0.0
+                result = await rescue(store, candidates, stagger=stagger)
+                await store.deregister_dead_worker(worker_id)
+        finally:
+            await opened.close()
         if result.total:
             log.warning(
                 "rescued %d job(s) of dead worker %s (%d now dead)",

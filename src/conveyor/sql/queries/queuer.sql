@@ -51,3 +51,13 @@ SELECT EXISTS (
         SELECT 1 FROM {schema}.jobs j
         WHERE j.status = {QUEUED} AND j.queue_name = q.name AND j.run_at <= now())
 ) AS backlog;
+
+-- name: listen_for_jobs
+-- The channel is filled in as a quoted identifier by store/listen.py: LISTEN takes no
+-- parameters. The insert trigger (migration 002) notifies "<schema>_jobs".
+LISTEN {channel};
+
+-- name: try_leader_lock
+-- A session lock: it lasts as long as the LISTEN connection, so a queuer that dies or
+-- loses that connection hands maintenance to another at once.
+SELECT pg_try_advisory_lock(%(lock)s) AS locked;
