@@ -9,6 +9,7 @@ import contextlib
 import os
 import queue
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +27,11 @@ import redis.sentinel
 from tests.processes import RedisServer, free_port
 
 LOOPBACK = "127.0.0.1"
+
+
+def find_command(name: str) -> str | None:
+    """The command's path, also in /usr/sbin (Debian's pgbouncer), which a user's PATH lacks."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin")
 
 
 def _deadline_loop(timeout: float, what: str, interval: float = 0.05) -> Iterator[None]:
@@ -136,9 +142,10 @@ class PgBouncer(_Managed):
 
     def _start(self) -> None:
         as_user = ["-u", self.user] if self.user else []
+        command = find_command("pgbouncer") or "pgbouncer"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                ["pgbouncer", *as_user, str(self.ini)], stdout=log, stderr=subprocess.STDOUT
+                [command, *as_user, str(self.ini)], stdout=log, stderr=subprocess.STDOUT
             )
         for _ in _deadline_loop(15, "pgbouncer accepting connections"):
             if self.process.poll() is not None:

@@ -5,7 +5,6 @@ peer that goes silent without closing its connection."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.conftest import ADMIN_URL, REDIS_URL
-from tests.servers import BlackholeProxy, PgBouncer, SentinelSet
+from tests.servers import BlackholeProxy, PgBouncer, SentinelSet, find_command
 
 pytestmark = pytest.mark.fault
 
@@ -36,7 +35,7 @@ SHARED_REDIS = host_port(REDIS_URL, 6379)
 
 
 def needs(*commands: str) -> pytest.MarkDecorator:
-    missing = [c for c in commands if shutil.which(c) is None]
+    missing = [c for c in commands if find_command(c) is None]
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
 
 
