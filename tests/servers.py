@@ -293,9 +293,10 @@ class SentinelSet(_Managed):
         return port
 
     def wait_for_failover(self, timeout: float = 30) -> int:
-        """Waits until every sentinel names another server as primary and that server says
-        it is one; returns its port."""
-        old = self.killed_port
+        """Waits until every sentinel names another server than the one kill_primary()
+        killed (or else the first primary) as primary, and that server says it is one;
+        returns its port."""
+        old = self.killed_port if self.killed_port is not None else self.primary.port
         for _ in _deadline_loop(timeout, f"sentinels failing over from port {old}", 0.2):
             ports = {self._master_port_from(port) for port in self.sentinel_ports}
             if len(ports) == 1 and None not in ports and old not in ports:
