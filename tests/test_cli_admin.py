@@ -21,7 +21,8 @@ from click.testing import CliRunner, Result
 from conveyor.cli.main import main
 from conveyor.config import Settings
 from conveyor.ids import uuid7
-from tests.test_admin import add_job, add_log, add_worker, audit_rows, status_of
+from tests.factories import add_job, add_log, add_worker
+from tests.test_admin import audit_rows, status_of
 
 Invoke = Callable[..., Result]
 
