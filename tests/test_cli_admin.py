@@ -277,5 +277,7 @@ def test_unreachable_database_is_one_line(cli: Invoke, settings: Settings, tmp_p
 
 def test_ids_in_json_are_uuids(cli: Invoke, db: psycopg.Connection[Any]) -> None:
     add_job(db)
-    for job in parsed(cli("jobs", "--json"))["items"]:
+    items = parsed(cli("jobs", "--json"))["items"]
+    assert items
+    for job in items:
         UUID(job["id"])

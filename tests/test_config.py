@@ -44,6 +44,7 @@ def section_models() -> dict[str, type[BaseModel]]:
     for name, info in Settings.model_fields.items():
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
             models[name] = info.annotation
+    assert models, "no section models found"
     return models
 
 
