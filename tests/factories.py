@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +23,7 @@ import psycopg
 from conveyor.config import Settings, load_settings
 from conveyor.ids import uuid7
 from conveyor.vocabulary import (
+    CANCELLED,
     COMPLETED,
     DEAD,
     DISPATCHED,
@@ -60,16 +63,23 @@ def new_namespace() -> tuple[str, str]:
 
 
 def make_settings(
-    db_url: str, schema: str, prefix: str, redis_url: str = REDIS_URL, **overrides: Any
+    db_url: str,
+    schema: str,
+    prefix: str,
+    redis_url: str = REDIS_URL,
+    *,
+    fast: bool = True,
+    **overrides: Any,
 ) -> Settings:
-    """Settings for one test: its schema and key prefix, fast intervals, then `overrides`
-    (dotted keys, as `load_settings` takes them). The environment is never read."""
+    """Settings for one test: its schema and key prefix, fast intervals (unless not
+    `fast`), then `overrides` (dotted keys, as `load_settings` takes them). The
+    environment is never read."""
     values = {
         "database.url": db_url,
         "database.schema": schema,
         "redis.url": redis_url,
         "redis.key_prefix": prefix,
-        **FAST,
+        **(FAST if fast else {}),
         **overrides,
     }
     return load_settings(None, env={}, overrides=values)
@@ -271,3 +281,88 @@ def add_worker(
         b" now() - %s * interval '1 second', %s, CASE WHEN %s THEN now() END)",
         (worker_id, host, pid, queues, concurrency, silent_for, in_flight, stopped),
     )
+
+
+def fill_at_scale(
+    db: Db,
+    jobs: int,
+    queues: list[str],
+    running_queue: str,
+    progress: Callable[[str], None] = print,
+) -> None:
+    """`jobs` rows spread over `queues` for measuring at scale: 85 % completed, 10 %
+    waiting, 3 % dead, 1 % cancelled, 1 % scheduled two hours ahead, plus 300 running in
+    `running_queue` and 100,000 finished attempts over the last hour (one in fifty
+    failed). Then ANALYZE."""
+    db.execute(b"SET synchronous_commit = off")
+    db.execute(
+        b"INSERT INTO job_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+        (queues,),
+    )
+    statuses = {
+        "queued": QUEUED,
+        "completed": COMPLETED,
+        "dead": DEAD,
+        "cancelled": CANCELLED,
+        "running": RUNNING,
+        "log_completed": LOG_COMPLETED,
+        "log_failed": LOG_FAILED,
+    }
+    started = time.perf_counter()
+    chunk = 200_000
+    for low in range(1, jobs + 1, chunk):
+        high = min(jobs, low + chunk - 1)
+        db.execute(
+            b"""
+            INSERT INTO jobs (id, queue_name, task, status, priority, payload, attempt,
+                              max_attempts, run_at, created, updated, completed, failed,
+                              last_error)
+            SELECT gen_random_uuid(),
+                   (%(queues)s::text[])[1 + n %% cardinality(%(queues)s::text[])],
+                   'task_' || (n %% 7),
+                   CASE WHEN n %% 100 < 85 THEN %(completed)s
+                        WHEN n %% 100 < 95 THEN %(queued)s
+                        WHEN n %% 100 < 98 THEN %(dead)s
+                        WHEN n %% 100 < 99 THEN %(cancelled)s
+                        ELSE %(queued)s END,
+                   CASE WHEN n %% 10 = 0 THEN 10 WHEN n %% 10 = 9 THEN 500 ELSE 100 END,
+                   jsonb_build_object('campaign', 'c' || (n %% 1000), 'recipient',
+                                      'user' || n || '@example.com'),
+                   CASE WHEN n %% 100 BETWEEN 95 AND 97 THEN 3 ELSE 1 END,
+                   3,
+                   now() - (n %% 86400) * interval '1 second'
+                         + CASE WHEN n %% 100 = 99 THEN interval '2 hours'
+                                ELSE interval '0' END,
+                   now() - (n %% 86400) * interval '1 second',
+                   now(),
+                   CASE WHEN n %% 100 < 85 THEN now() - (n %% 86400) * interval '1 second' END,
+                   CASE WHEN n %% 100 BETWEEN 95 AND 97 THEN now() END,
+                   CASE WHEN n %% 100 BETWEEN 95 AND 97
+                        THEN 'RuntimeError: upstream said 503' END
+            FROM generate_series(%(low)s::int, %(high)s::int) AS n
+            """,
+            {"queues": queues, "low": low, "high": high, **statuses},
+        )
+        progress(f"  {high:,} jobs ({time.perf_counter() - started:.0f} s)")
+    db.execute(
+        b"INSERT INTO jobs (id, queue_name, task, status, payload, attempt, started,"
+        b" lease_expires_at, worker_id) SELECT gen_random_uuid(), %(queue)s, 'task_1',"
+        b" %(running)s, '{}', 1, now(), now() + interval '30 seconds', 'bench-worker'"
+        b" FROM generate_series(1, 300)",
+        {"queue": running_queue, **statuses},
+    )
+    db.execute(
+        b"""
+        INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, worker_id,
+                              started, finished, duration)
+        SELECT gen_random_uuid(), (%(queues)s::text[])[1 + n %% cardinality(%(queues)s::text[])],
+               'task_1',
+               CASE WHEN n %% 50 = 0 THEN %(log_failed)s ELSE %(log_completed)s END, 1,
+               'bench-worker',
+               now() - (n %% 3600) * interval '1 second' - interval '40 ms',
+               now() - (n %% 3600) * interval '1 second', interval '40 ms'
+        FROM generate_series(1, 100000) AS n
+        """,
+        {"queues": queues, **statuses},
+    )
+    db.execute(b"ANALYZE")
