@@ -24,7 +24,9 @@ import os
 import re
 import secrets
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -33,6 +35,10 @@ from conveyor.config import Settings, load_settings
 from conveyor.launch import reset_namespace, wipe_namespace
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
+
+# Rows are fabricated by the tests' factory module, the one place such SQL lives.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.factories import fill_at_scale, make_settings
 
 SCHEMA = "conveyor_dash_bench"
 PREFIX = "dash_bench:"
@@ -56,84 +62,20 @@ PAGES = [  # (label, path, is an htmx fragment)
 
 
 def settings_for(database_url: str, redis_url: str) -> Settings:
-    return load_settings(
-        None,
-        env={},
-        overrides={
-            "database.url": database_url,
-            "database.schema": SCHEMA,
-            "redis.url": redis_url,
-            "redis.key_prefix": PREFIX,
-            "web.tokens": [{"name": "bench", "role": "admin", "token": TOKEN}],
-        },
+    return make_settings(
+        database_url,
+        SCHEMA,
+        PREFIX,
+        redis_url,
+        fast=False,
+        **{"web.tokens": [{"name": "bench", "role": "admin", "token": TOKEN}]},
     )
 
 
 def fill(settings: Settings, jobs: int) -> None:
-    """`jobs` rows: 85 % completed, 10 % waiting, 3 % dead, 1 % cancelled, 1 % scheduled,
-    plus a few hundred running; a finished attempt per minute-ish for the last hour."""
     with psycopg.connect(settings.database.url, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{SCHEMA}"'.encode())
-        conn.execute(b"SET synchronous_commit = off")
-        conn.execute(
-            b"INSERT INTO job_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
-            (QUEUES,),
-        )
-        started = time.perf_counter()
-        chunk = 200_000
-        for low in range(1, jobs + 1, chunk):
-            high = min(jobs, low + chunk - 1)
-            conn.execute(
-                b"""
-                INSERT INTO jobs (id, queue_name, task, status, priority, payload, attempt,
-                                  max_attempts, run_at, created, updated, completed, failed,
-                                  last_error)
-                SELECT gen_random_uuid(),
-                       (%(queues)s::text[])[1 + n %% 5],
-                       'task_' || (n %% 7),
-                       CASE WHEN n %% 100 < 85 THEN 'completed'
-                            WHEN n %% 100 < 95 THEN 'queued'
-                            WHEN n %% 100 < 98 THEN 'dead'
-                            WHEN n %% 100 < 99 THEN 'cancelled'
-                            ELSE 'queued' END,
-                       CASE WHEN n %% 10 = 0 THEN 10 WHEN n %% 10 = 9 THEN 500 ELSE 100 END,
-                       jsonb_build_object('campaign', 'c' || (n %% 1000), 'recipient',
-                                          'user' || n || '@example.com'),
-                       CASE WHEN n %% 100 BETWEEN 95 AND 97 THEN 3 ELSE 1 END,
-                       3,
-                       now() - (n %% 86400) * interval '1 second'
-                             + CASE WHEN n %% 100 = 99 THEN interval '2 hours'
-                                    ELSE interval '0' END,
-                       now() - (n %% 86400) * interval '1 second',
-                       now(),
-                       CASE WHEN n %% 100 < 85 THEN now() - (n %% 86400) * interval '1 second' END,
-                       CASE WHEN n %% 100 BETWEEN 95 AND 97 THEN now() END,
-                       CASE WHEN n %% 100 BETWEEN 95 AND 97
-                            THEN 'RuntimeError: upstream said 503' END
-                FROM generate_series(%(low)s::int, %(high)s::int) AS n
-                """,
-                {"queues": QUEUES, "low": low, "high": high},
-            )
-            print(f"  {high:,} jobs ({time.perf_counter() - started:.0f} s)", flush=True)
-        conn.execute(
-            b"INSERT INTO jobs (id, queue_name, task, status, payload, attempt, started,"
-            b" lease_expires_at, worker_id) SELECT gen_random_uuid(), 'email-sending', 'task_1',"
-            b" 'running', '{}', 1, now(), now() + interval '30 seconds', 'bench-worker'"
-            b" FROM generate_series(1, 300)"
-        )
-        conn.execute(
-            b"""
-            INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, worker_id,
-                                  started, finished, duration)
-            SELECT gen_random_uuid(), (%(queues)s::text[])[1 + n %% 5], 'task_1',
-                   CASE WHEN n %% 50 = 0 THEN 'failed' ELSE 'completed' END, 1, 'bench-worker',
-                   now() - (n %% 3600) * interval '1 second' - interval '40 ms',
-                   now() - (n %% 3600) * interval '1 second', interval '40 ms'
-            FROM generate_series(1, 100000) AS n
-            """,
-            {"queues": QUEUES},
-        )
-        conn.execute(b"ANALYZE")
+        fill_at_scale(conn, jobs, QUEUES, running_queue="email-sending")
 
 
 def already_filled(settings: Settings, jobs: int) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -15,19 +14,19 @@ import pytest
 import redis
 
 from conveyor.app import Conveyor
-from conveyor.config import Settings, load_settings
+from conveyor.config import Settings
 from conveyor.lanes import Lanes
 from conveyor.queuer import Queuer
 from conveyor.store import Store
 from conveyor.store.connect import async_pool
 from conveyor.store.migrate import migrate
 from conveyor.worker.runner import Worker, WorkerOptions
+from tests.factories import REDIS_URL, make_settings, new_namespace
 
 ADMIN_URL = os.environ.get(
     "CONVEYOR_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 TEST_DB = os.environ.get("CONVEYOR_TEST_DATABASE", "conveyor_test")
-REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def database_url(admin_url: str = ADMIN_URL, name: str = TEST_DB) -> str:
@@ -44,32 +43,6 @@ def test_database() -> str:
             with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(f'CREATE DATABASE "{TEST_DB}"'.encode())
     return database_url()
-
-
-FAST = {
-    "queuer.poll_interval": 0.1,
-    "worker.heartbeat_interval": 0.2,
-    "worker.dead_after": 2.0,
-    "worker.fetch_timeout": 0.2,
-    "worker.shutdown_grace": 5.0,
-    "maintenance.rescue_interval": 0.2,
-    "maintenance.reconcile_interval": 0.5,
-    "maintenance.reconcile_grace": 0.5,
-    "retry.base": 0.05,
-    "retry.cap": 0.2,
-}
-
-
-def make_settings(db_url: str, schema: str, prefix: str, **overrides: Any) -> Settings:
-    values = {
-        "database.url": db_url,
-        "database.schema": schema,
-        "redis.url": REDIS_URL,
-        "redis.key_prefix": prefix,
-        **FAST,
-        **overrides,
-    }
-    return load_settings(None, env={}, overrides=values)
 
 
 def drop_namespace(db_url: str, schema: str, redis_url: str, prefix: str) -> None:
@@ -91,8 +64,7 @@ def drop_namespace(db_url: str, schema: str, redis_url: str, prefix: str) -> Non
 
 @pytest.fixture
 def namespace(test_database: str) -> Iterator[tuple[str, str]]:
-    tag = uuid.uuid4().hex[:12]
-    schema, prefix = f"t_{tag}", f"t_{tag}:"
+    schema, prefix = new_namespace()
     yield schema, prefix
     drop_namespace(test_database, schema, REDIS_URL, prefix)
 

@@ -182,6 +182,7 @@ def create_recording_tables(settings: Settings) -> None:
 def queue_check(conn: psycopg.Connection[Any], job_ids: list[Any]) -> dict[str, int]:
     """The queue invariant: every committed enqueue ends completed or dead, and no job ran
     more often than it had attempts. Returns the final status counts."""
+    assert job_ids, "no job ids to check"
     rows = conn.execute(
         b"SELECT j.id, j.status, j.attempt, "
         b"(SELECT count(*) FROM executions e WHERE e.job_id = j.id) "

@@ -1,8 +1,8 @@
 """The admin layer against real PostgreSQL and Redis, on fabricated rows.
 
 States that take a real system a while to reach (dead, running, a worker gone silent)
-are written directly with SQL into the test schema; the pause test drives a real
-in-process queuer and worker.
+are fabricated with `tests.factories`; the pause test drives a real in-process queuer
+and worker.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.ids import uuid7
 from tests.conftest import Running, wait_until
+from tests.factories import add_job, add_log, add_queue, add_worker
 
 ACTOR = "test:admin"
 
@@ -40,98 +41,6 @@ ACTOR = "test:admin"
 async def admin(settings: Settings) -> AsyncIterator[Admin]:
     async with Admin(settings) as instance:
         yield instance
-
-
-def add_job(
-    db: psycopg.Connection[Any],
-    *,
-    queue: str = "q",
-    task: str = "t",
-    status: str = "queued",
-    priority: int = 100,
-    attempt: int = 0,
-    max_attempts: int = 3,
-    run_in: float = 0.0,
-    age: float = 0.0,
-    payload: Any = None,
-    worker: str | None = None,
-    error: str | None = None,
-    cancel_requested: bool = False,
-    queue_row: bool = True,
-) -> UUID:
-    """Insert one job in any state; `age` seconds old, due `run_in` seconds from now."""
-    job_id = uuid7()
-    if queue_row:
-        db.execute(b"INSERT INTO job_queues (name) VALUES (%s) ON CONFLICT DO NOTHING", (queue,))
-    db.execute(
-        b"INSERT INTO jobs (id, queue_name, task, status, priority, payload, attempt,"
-        b" max_attempts, run_at, created, updated, dispatched_at, started, lease_expires_at,"
-        b" completed, failed, worker_id, last_error, cancel_requested) VALUES ("
-        b" %(id)s, %(queue)s, %(task)s, %(status)s, %(priority)s, %(payload)s, %(attempt)s,"
-        b" %(max_attempts)s,"
-        b" now() - %(age)s * interval '1 second' + %(run_in)s * interval '1 second',"
-        b" now() - %(age)s * interval '1 second', now(),"
-        b" CASE WHEN %(status)s = 'dispatched' THEN now() END,"
-        b" CASE WHEN %(status)s IN ('running', 'completed') THEN now() END,"
-        b" CASE WHEN %(status)s = 'running' THEN now() + interval '30 seconds' END,"
-        b" CASE WHEN %(status)s = 'completed' THEN now() END,"
-        b" CASE WHEN %(error)s::text IS NOT NULL THEN now() END,"
-        b" %(worker)s, %(error)s, %(cancel)s)",
-        {
-            "id": job_id,
-            "queue": queue,
-            "task": task,
-            "status": status,
-            "priority": priority,
-            "payload": json.dumps(payload if payload is not None else {"n": 1}),
-            "attempt": attempt,
-            "max_attempts": max_attempts,
-            "age": age,
-            "run_in": run_in,
-            "worker": worker,
-            "error": error,
-            "cancel": cancel_requested,
-        },
-    )
-    return job_id
-
-
-def add_log(
-    db: psycopg.Connection[Any],
-    job_id: UUID,
-    *,
-    queue: str = "q",
-    status: str = "completed",
-    attempt: int = 1,
-    ago: float = 0.0,
-    message: str | None = None,
-    traceback: str | None = None,
-    duration: float = 0.5,
-) -> None:
-    db.execute(
-        b"INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, log_message,"
-        b" traceback, worker_id, started, finished, duration) VALUES (%s, %s, 't', %s, %s, %s,"
-        b" %s, 'w-1', now() - %s * interval '1 second' - %s * interval '1 second',"
-        b" now() - %s * interval '1 second', %s * interval '1 second')",
-        (job_id, queue, status, attempt, message, traceback, ago, duration, ago, duration),
-    )
-
-
-def add_worker(
-    db: psycopg.Connection[Any],
-    worker_id: str,
-    queues: list[str],
-    *,
-    silent_for: float = 0.0,
-    stopped: bool = False,
-    in_flight: int = 0,
-) -> None:
-    db.execute(
-        b"INSERT INTO workers (id, host, pid, queues, concurrency, last_heartbeat,"
-        b" jobs_in_flight, stopped) VALUES (%s, 'host-a', 42, %s, 5,"
-        b" now() - %s * interval '1 second', %s, CASE WHEN %s THEN now() END)",
-        (worker_id, queues, silent_for, in_flight, stopped),
-    )
 
 
 def status_of(db: psycopg.Connection[Any], job_id: UUID) -> tuple[Any, ...] | None:
@@ -169,7 +78,7 @@ async def test_stats_counts_every_state_per_queue(
     add_log(db, dead[1], queue=queue, status="lost", ago=60)
     add_log(db, dead[1], queue=queue, status="dead", ago=60)
     add_log(db, dead[1], queue=queue, status="cancelled", ago=60)  # not a failure
-    db.execute(b"INSERT INTO job_queues (name) VALUES ('quiet')")
+    add_queue(db, "quiet")
     add_job(db, queue="unregistered", status="completed", queue_row=False)
 
     stats = await admin.stats()
@@ -299,12 +208,10 @@ async def test_list_jobs_pages_newest_first_without_gaps(
     add_job(db, queue="other", status="dead", age=50.5)
     add_job(db, status="running", worker="w", age=49.5)
     add_job(db, status="dispatched", age=49.4)
+    tie = db.execute(b"SELECT created FROM jobs WHERE status = 'running'").fetchone()
+    assert tie is not None
     for _ in range(3):  # equal creation times: the id breaks the tie
-        db.execute(
-            b"INSERT INTO jobs (id, queue_name, task, payload, created)"
-            b" SELECT %s, 'q', 't', '{}', created FROM jobs WHERE status = 'running'",
-            (uuid7(),),
-        )
+        add_job(db, created=tie[0])
     rows = db.execute(b"SELECT id FROM jobs ORDER BY created DESC, id DESC").fetchall()
     expected = [row[0] for row in rows]
     assert len(expected) == 13

@@ -6,7 +6,6 @@ httpx's ASGITransport drives the app (starlette's TestClient warns about httpx u
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conveyor.config import Settings
-from conveyor.ids import uuid7
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
 from conveyor.web.auth import Authenticator, csrf_token, start_session
+from tests.factories import add_job
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -63,20 +62,6 @@ def bearer(who: str | None) -> dict[str, str]:
     if who is None:
         return {}
     return {"Authorization": f"Bearer {TOKENS.get(who, 'not-a-configured-token-000')}"}
-
-
-def add_job(
-    db: Db, *, queue: str = "q", status: str = "queued", attempt: int = 0, payload: Any = None
-) -> UUID:
-    job_id = uuid7()
-    db.execute(b"INSERT INTO job_queues (name) VALUES (%s) ON CONFLICT DO NOTHING", (queue,))
-    db.execute(
-        b"INSERT INTO jobs (id, queue_name, task, status, payload, attempt, failed, last_error)"
-        b" VALUES (%s, %s, 't', %s, %s, %s, CASE WHEN %s = 'dead' THEN now() END,"
-        b" CASE WHEN %s = 'dead' THEN 'boom' END)",
-        (job_id, queue, status, json.dumps(payload or {"n": 1}), attempt, status, status),
-    )
-    return job_id
 
 
 def snapshot(db: Db) -> tuple[list[tuple[Any, ...]], ...]:
@@ -463,6 +448,7 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
     document = response.json()
     assert document["openapi"].startswith("3.1")
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert refs(document) and document["paths"], "an empty document would check nothing"
     for ref in refs(document):
         section, kind, name = ref.removeprefix("#/").split("/")
         assert name in document[section][kind], ref

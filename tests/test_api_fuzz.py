@@ -32,7 +32,7 @@ from conveyor.config import Settings
 from conveyor.store.migrate import migrate
 from conveyor.web.api import OPERATIONS
 from conveyor.web.app import create_app
-from tests.test_api import add_job
+from tests.factories import add_job
 
 TOKEN = "fuzz-admin-token-0123456789"
 OUTAGE = re.compile(r'^\{"error":"(PostgreSQL|Redis) is unavailable\b')

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from conveyor import EnqueueError, PayloadError, PayloadTooLargeError, UnknownTaskError
 from conveyor.app import Conveyor
 from tests.conftest import Running, wait_until
+from tests.factories import add_job, make_settings, new_namespace
 
 
 class Email(pydantic.BaseModel):
@@ -87,15 +87,10 @@ def test_schema_errors_name_the_field(tasks: Conveyor) -> None:
 
 def test_database_down_is_a_clear_error_not_a_false_success(tasks: Conveyor) -> None:
     from conveyor import DatabaseUnavailable
-    from conveyor.config import load_settings
 
-    settings = load_settings(
-        None,
-        env={},
-        overrides={
-            "database.url": "postgresql://postgres@127.0.0.1:1/none",
-            "database.connect_timeout": 1,
-        },
+    schema, prefix = new_namespace()
+    settings = make_settings(
+        "postgresql://postgres@127.0.0.1:1/none", schema, prefix, **{"database.connect_timeout": 1}
     )
     offline = Conveyor(settings)
     offline.tasks.update(tasks.tasks)
@@ -108,14 +103,8 @@ async def test_bad_jobs_at_run_time_fail_clearly_and_the_worker_goes_on(
     tasks: Conveyor, running: Running, db: psycopg.Connection[Any]
 ) -> None:
     """A task removed in a deploy; a stored payload that no longer fits its schema."""
-    removed = uuid.uuid4()
-    broken = uuid.uuid4()
-    db.execute(b"INSERT INTO job_queues (name) VALUES ('email-sending'), ('work')")
-    db.execute(
-        b"INSERT INTO jobs (id, queue_name, task, payload, max_attempts) VALUES "
-        b"(%s, 'work', 'retired_task', '{}', 1), (%s, 'email-sending', 'send', '{\"to\": 1}', 3)",
-        (removed, broken),
-    )
+    removed = add_job(db, "work", task="retired_task", payload={}, max_attempts=1)
+    broken = add_job(db, "email-sending", task="send", payload={"to": 1})
     running.queuer()
     running.worker(["email-sending", "work"])
     await wait_until(lambda: tasks.get_job(removed).status == "dead", message="unknown task")

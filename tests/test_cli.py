@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
+
+from tests.conftest import wait_until
+from tests.processes import Processes, free_port
 
 
 def conveyor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -44,3 +50,36 @@ def test_unmigrated_schema_says_what_to_do(test_database: str) -> None:
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "run `conveyor migrate`" in result.stderr
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+async def test_web_serves_its_probes_on_the_health_port(procs: Processes) -> None:
+    """Like the queuer and the worker: ready while PostgreSQL and Redis answer."""
+    ports = {name: (free_port(), free_port()) for name in ("up", "no-redis")}
+    for name, (web_port, health_port) in ports.items():
+        env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"} if name == "no-redis" else {}
+        args = ("web", "--port", str(web_port), "--health-port", str(health_port))
+        procs.conveyor(*args, name=f"web-{name}", **env)
+
+    def all_live() -> bool:
+        return all(probe(port, "/healthz") == (200, "ok\n") for _, port in ports.values())
+
+    await wait_until(all_live, message="/healthz on both health ports")
+    up = ports["up"][1]
+    status, body = probe(up, "/readyz")
+    assert (status, json.loads(body)) == (200, {"ready": True, "failing": []})
+    status, body = probe(up, "/metrics")
+    assert status == 200 and "# TYPE" in body
+    assert probe(up, "/api/health")[0] == 404, "the admin API stays on the web port"
+    status, body = probe(ports["no-redis"][1], "/readyz")
+    failing = json.loads(body)["failing"]
+    assert status == 503 and len(failing) == 1 and failing[0].startswith("Redis: ")

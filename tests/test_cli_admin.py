@@ -21,7 +21,8 @@ from click.testing import CliRunner, Result
 from conveyor.cli.main import main
 from conveyor.config import Settings
 from conveyor.ids import uuid7
-from tests.test_admin import add_job, add_log, add_worker, audit_rows, status_of
+from tests.factories import add_job, add_log, add_worker
+from tests.test_admin import audit_rows, status_of
 
 Invoke = Callable[..., Result]
 
@@ -297,5 +298,7 @@ def test_unreachable_database_is_one_line(cli: Invoke, settings: Settings, tmp_p
 
 def test_ids_in_json_are_uuids(cli: Invoke, db: psycopg.Connection[Any]) -> None:
     add_job(db)
-    for job in parsed(cli("jobs", "--json"))["items"]:
+    items = parsed(cli("jobs", "--json"))["items"]
+    assert items
+    for job in items:
         UUID(job["id"])

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from conveyor.config import ConfigError, Settings, load_settings, parse_duration
 from conveyor.durations import format_duration, parse_size
+from conveyor.tasks import check_priority
+from conveyor.vocabulary import HIGH_PRIORITY_MAX, MAX_PRIORITY, MIN_PRIORITY
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "0123456789abcdef-secret"
@@ -42,6 +44,7 @@ def section_models() -> dict[str, type[BaseModel]]:
     for name, info in Settings.model_fields.items():
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
             models[name] = info.annotation
+    assert models, "no section models found"
     return models
 
 
@@ -711,6 +714,9 @@ def test_several_errors_are_all_listed(tmp_path: Path) -> None:
         ({"WORKER_PROCESSES": "257"}, "worker.processes", "less than or equal to 256"),
         ({"WORKER_LANE_ORDER": "random"}, "worker.lane_order", "'queue' or 'priority'"),
         ({"JOBS_MAX_ATTEMPTS": "0"}, "jobs.max_attempts", "greater than or equal to 1"),
+        ({"JOBS_MAX_ATTEMPTS": "3000000000"}, "jobs.max_attempts", "equal to 2147483647"),
+        ({"JOBS_DEFAULT_PRIORITY": "5000"}, "jobs.default_priority", "0 (most urgent) to 1000"),
+        ({"JOBS_DEFAULT_PRIORITY": "-1"}, "jobs.default_priority", "0 (most urgent) to 1000"),
         ({"JOBS_MAX_PAYLOAD_BYTES": "1 parsec"}, "jobs.max_payload_bytes", "invalid size"),
         ({"JOBS_TIMEOUT": "-5s"}, "jobs.timeout", "greater than 0"),
         ({"WEB_PORT": "0"}, "web.port", "greater than or equal to 1"),
@@ -725,6 +731,24 @@ def test_field_rules(env: dict[str, str], key: str, words: str) -> None:
     assert issue_key == key
     assert source == f"environment variable {next(iter(env))}"
     assert words in message
+
+
+@pytest.mark.parametrize(
+    "priority", [MIN_PRIORITY - 1, MIN_PRIORITY, HIGH_PRIORITY_MAX, MAX_PRIORITY, MAX_PRIORITY + 1]
+)
+def test_default_priority_loads_exactly_when_enqueue_would_accept_it(priority: int) -> None:
+    try:
+        check_priority(priority)
+    except ValueError:
+        enqueue_accepts = False
+    else:
+        enqueue_accepts = True
+    env = {"JOBS_DEFAULT_PRIORITY": str(priority)}
+    if enqueue_accepts:
+        assert load_settings(env=env).jobs.default_priority == priority
+    else:
+        key, _, message = only_issue(error_of(env=env))
+        assert key == "jobs.default_priority" and f"(got {priority})" in message
 
 
 def test_secrets_are_never_echoed() -> None:

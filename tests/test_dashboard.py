@@ -26,6 +26,7 @@ from conveyor.web.app import create_app
 from conveyor.web.auth import hash_password
 from conveyor.web.pages.format import age, count, sparkline
 from conveyor.web.pages.history import ThroughputHistory
+from tests import factories
 
 TOKENS = {
     "viewer": "viewer-token-0123456789",
@@ -97,57 +98,8 @@ async def login(client: httpx.AsyncClient, role: str = "operator") -> str:
     return csrf_of((await client.get("/")).text)
 
 
-def add_job(
-    db: psycopg.Connection[Any],
-    queue: str = "reports",
-    *,
-    status: str = "queued",
-    attempt: int = 0,
-    max_attempts: int = 3,
-    payload: Any = None,
-    error: str | None = None,
-    traceback: str | None = None,
-    age: float = 0.0,
-) -> UUID:
-    job_id = uuid7()
-    db.execute(b"INSERT INTO job_queues (name) VALUES (%s) ON CONFLICT DO NOTHING", (queue,))
-    db.execute(
-        b"INSERT INTO jobs (id, queue_name, task, status, payload, attempt, max_attempts,"
-        b" run_at, created, failed, last_error) VALUES (%s, %s, 'aggregate', %s, %s, %s, %s,"
-        b" now() - %s * interval '1 second', now() - %s * interval '1 second',"
-        b" CASE WHEN %s = 'dead' THEN now() END, %s)",
-        (
-            job_id,
-            queue,
-            status,
-            json.dumps(payload if payload is not None else {"account": 7}),
-            attempt,
-            max_attempts,
-            age,
-            age,
-            status,
-            error,
-        ),
-    )
-    if traceback is not None:
-        db.execute(
-            b"INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number,"
-            b" log_message, traceback, worker_id, started, finished, duration) VALUES"
-            b" (%s, %s, 'aggregate', 'dead', %s, %s, %s, 'w-1', now() - interval '2 seconds',"
-            b" now(), interval '1.5 seconds')",
-            (job_id, queue, attempt, error, traceback),
-        )
-    return job_id
-
-
-def add_many(db: psycopg.Connection[Any], queue: str, count: int) -> None:
-    db.execute(b"INSERT INTO job_queues (name) VALUES (%s) ON CONFLICT DO NOTHING", (queue,))
-    db.execute(
-        b"INSERT INTO jobs (id, queue_name, task, payload, created)"
-        b" SELECT gen_random_uuid(), %s, 'aggregate', jsonb_build_object('n', n),"
-        b" now() - n * interval '1 millisecond' FROM generate_series(1, %s) AS n",
-        (queue, count),
-    )
+def add_job(db: psycopg.Connection[Any], queue: str = "reports", **columns: Any) -> UUID:
+    return factories.add_job(db, queue, task="aggregate", **columns)
 
 
 def job_status(db: psycopg.Connection[Any], job_id: UUID) -> str | None:
@@ -239,9 +191,9 @@ async def test_login_refuses_bad_tokens_foreign_next_and_missing_csrf(
 async def test_queue_list_shows_colours_lanes_and_actions(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
-    add_many(db, "calm", 2)
-    add_many(db, "busy", 8)  # warning from 5
-    add_many(db, "jammed", 25)  # critical over 20
+    factories.add_jobs(db, "calm", 2)
+    factories.add_jobs(db, "busy", 8)  # warning from 5
+    factories.add_jobs(db, "jammed", 25)  # critical over 20
     add_job(db, "broken", status="dead", attempt=3, error="boom")
     await login(client, "operator")
     html = (await client.get("/")).text
@@ -287,7 +239,7 @@ async def test_viewer_sees_no_buttons_and_cannot_post(
 async def test_posts_need_the_csrf_token_and_our_own_origin(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
-    add_many(db, "reports", 1)
+    factories.add_jobs(db, "reports", 1)
     token = await login(client, "admin")
     assert (await client.post("/queues/reports/pause", data={})).status_code == 403
     wrong = await client.post("/queues/reports/pause", data={"csrf_token": "forged"})
@@ -425,7 +377,7 @@ async def test_bulk_retry_and_delete(
 async def test_queue_page_filters_and_keyset_pages(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
-    add_many(db, "reports", 60)
+    factories.add_jobs(db, "reports", 60)
     dead = add_job(db, "reports", status="dead", attempt=3, payload={"campaign": "black-friday"})
     await login(client, "operator")
     first = (await client.get("/queues/reports")).text
@@ -484,10 +436,16 @@ async def test_dead_letter_view_replay_and_purge(
 async def test_workers_view_flags_silent_workers(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
-    db.execute(
-        b"INSERT INTO workers (id, host, pid, queues, concurrency, last_heartbeat,"
-        b" jobs_in_flight) VALUES ('w-live', 'host-a', 101, '{reports}', 4, now(), 2),"
-        b" ('w-gone', 'host-b', 202, '{reports,mail}', 8, now() - interval '1 minute', 1)"
+    factories.add_worker(db, "w-live", ["reports"], pid=101, concurrency=4, in_flight=2)
+    factories.add_worker(
+        db,
+        "w-gone",
+        ["reports", "mail"],
+        host="host-b",
+        pid=202,
+        concurrency=8,
+        silent_for=60,
+        in_flight=1,
     )
     await login(client, "viewer")
     html = (await client.get("/workers")).text

@@ -56,6 +56,7 @@ async def settle_and_check(db: psycopg.Connection[Any], ids: list[Any]) -> dict[
     """The queue check, plus: terminal rows do not change afterwards."""
     counts = queue_check(db, ids)
     before = terminal_snapshot(db)
+    assert before, "no terminal rows to watch"
     await asyncio.sleep(1.0)
     assert terminal_snapshot(db) == before, "a terminal row changed after the fact"
     return counts

@@ -21,31 +21,15 @@ from conveyor.store import Store
 from conveyor.store.listen import Listener, leader_lock_id
 from conveyor.worker.outcome import COMPLETED, Outcome, outcome_params
 from tests.conftest import Running, wait_until
+from tests.factories import add_job, add_log, add_queue, add_worker
 
 
 def insert_job(db: psycopg.Connection[Any], status: str, **columns: Any) -> uuid.UUID:
-    job_id = uuid.uuid4()
-    values = {
-        "id": job_id,
-        "queue_name": "work",
-        "task": "job",
-        "status": status,
-        "payload": "{}",
-        **columns,
-    }
-    names = ", ".join(values)
-    marks = ", ".join(f"%({name})s" for name in values)
-    db.execute(b"INSERT INTO job_queues (name) VALUES ('work') ON CONFLICT DO NOTHING")
-    db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})".encode(), values)
-    return job_id
+    return add_job(db, "work", task="job", status=status, payload={}, **columns)
 
 
 def insert_worker(db: psycopg.Connection[Any], worker_id: str, heartbeat_age: float) -> None:
-    db.execute(
-        b"INSERT INTO workers (id, host, pid, queues, concurrency, last_heartbeat) "
-        b"VALUES (%s, 'h', 1, '{work}', 1, now() - %s * interval '1 second')",
-        (worker_id, heartbeat_age),
-    )
+    add_worker(db, worker_id, ["work"], silent_for=heartbeat_age)
 
 
 @pytest.fixture
@@ -286,11 +270,7 @@ async def test_pruner_deletes_only_what_is_past_retention(
     dead_old = insert_job(db, "dead", updated=_ago(db, 9000))
     waiting = insert_job(db, "queued", updated="2000-01-01T00:00:00Z")
     for job in (old_done, fresh_done, dead_old):
-        db.execute(
-            b"INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, finished) "
-            b"VALUES (%s, 'work', 'job', 'completed', 1, now() - interval '2 hours')",
-            (job,),
-        )
+        add_log(db, job, queue="work", task="job", ago=7200)
     insert_worker(db, "gone", heartbeat_age=10_000)
     store = await Store.open(settings, "test", 1)
     try:
@@ -313,7 +293,8 @@ def _ago(db: psycopg.Connection[Any], seconds: int) -> Any:
 async def test_reconciler_syncs_the_paused_set_from_postgres(
     settings: Settings, db: psycopg.Connection[Any], store: Store, lanes: Lanes
 ) -> None:
-    db.execute(b"INSERT INTO job_queues (name, is_active) VALUES ('held', false), ('free', true)")
+    add_queue(db, "held", active=False)
+    add_queue(db, "free")
     client = redis.Redis.from_url(settings.redis.url)
     paused_key = Keys(settings.redis.key_prefix).paused
     client.sadd(paused_key, "free")  # a resume that never reached Redis

@@ -19,6 +19,7 @@ import pydantic
 
 from conveyor.errors import JobCancelled, PayloadError, PayloadTooLargeError
 from conveyor.retry import RetryPolicy
+from conveyor.vocabulary import MAX_PRIORITY, MIN_PRIORITY
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(?::[A-Za-z0-9_.\-]+)*$")
 RESERVED_SUFFIXES = (":high", ":low")
@@ -36,9 +37,14 @@ def check_queue_name(name: str) -> str:
 
 
 def check_priority(priority: int) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 1000:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
         raise ValueError(
-            f"priority must be an integer from 0 (most urgent) to 1000, not {priority!r}"
+            f"priority must be an integer from {MIN_PRIORITY} (most urgent) to {MAX_PRIORITY},"
+            f" not {priority!r}"
         )
     return priority
 

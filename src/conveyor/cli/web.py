@@ -7,7 +7,16 @@ import asyncio
 import click
 
 from conveyor.cli.main import State, main, pass_state
+from conveyor.config import Settings
 from conveyor.logs import configure_logging
+
+
+class _Reachable:
+    """The web process does its job whenever it can reach PostgreSQL and Redis, which the
+    readiness probe checks itself; it has no loop of its own that could stall."""
+
+    ready = True
+    not_ready_reason = ""
 
 
 @main.command()
@@ -25,6 +34,12 @@ from conveyor.logs import configure_logging
     default=None,
     help="The certificate's private key.",
 )
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve /healthz, /readyz and /metrics on this port, bound to health.host (0: off).",
+)
 @pass_state
 def web(
     state: State,
@@ -32,17 +47,32 @@ def web(
     port: int | None,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
+    health_port: int | None,
 ) -> None:
     """Serve the JSON admin API (/api, /api/openapi.json) and the dashboard (/)."""
-    from conveyor.web.app import serve
-
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
-    settings = state.settings(**{"web.host": host, "web.port": port})
+    settings = state.settings(**{"web.host": host, "web.port": port, "health.port": health_port})
     configure_logging(settings)
     if not settings.web.tokens and not settings.web.users:
         click.echo("warning: no web.tokens or web.users configured: nobody can log in", err=True)
-    asyncio.run(serve(settings, settings.web.host, settings.web.port, ssl_certfile, ssl_keyfile))
+    asyncio.run(_serve(settings, ssl_certfile, ssl_keyfile))
+
+
+async def _serve(settings: Settings, certfile: str | None, keyfile: str | None) -> None:
+    from conveyor.web.app import serve
+
+    health = None
+    if settings.health.port:
+        from conveyor.probes import serve_health
+
+        # Like every other process, on the admin address: the web port may be public.
+        health = await serve_health(settings, settings.health.port, _Reachable())
+    try:
+        await serve(settings, settings.web.host, settings.web.port, certfile, keyfile)
+    finally:
+        if health is not None:
+            await health.stop()
 
 
 @main.command("hash-password")

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from annotated_types import Ge, Le
 from cryptography.fernet import Fernet
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,6 +34,7 @@ from conveyor.durations import (
     format_duration,
     lowercase,
 )
+from conveyor.vocabulary import MAX_PRIORITY, MIN_PRIORITY
 
 Loc = tuple[str | int, ...]
 
@@ -179,9 +181,24 @@ class WorkerSettings(_Section):
         return self
 
 
+def _check_priority(priority: int) -> int:
+    # The range every enqueue enforces: a default outside it would load, then fail at the
+    # first task registered with it.
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ValueError(
+            f"must be from {MIN_PRIORITY} (most urgent) to {MAX_PRIORITY}, "
+            f"like every job's priority (got {priority})"
+        )
+    return priority
+
+
+# jobs.max_attempts is stored in an integer column; a larger value would fail every insert.
+_PG_INTEGER_MAX = 2**31 - 1
+
+
 class JobsSettings(_Section):
-    default_priority: Int = 100
-    max_attempts: PosInt = 3
+    default_priority: Annotated[Int, AfterValidator(_check_priority)] = 100
+    max_attempts: Annotated[PosInt, Le(_PG_INTEGER_MAX)] = 3
     max_payload_bytes: ByteSize = 1_048_576
     timeout: OptInterval = None
 

@@ -32,6 +32,10 @@ from conveyor.store.queries import load_queries
 log = logging.getLogger("conveyor.queuer")
 
 
+# LISTEN takes no parameters: the channel, a quoted identifier, is put in this slot.
+CHANNEL_SLOT = b"{channel}"
+
+
 def leader_lock_id(schema: str) -> int:
     # Stable across processes and Python versions, unlike hash().
     return zlib.crc32(f"conveyor-maintenance:{schema}".encode())
@@ -72,7 +76,7 @@ class Listener:
             )
             try:
                 channel = sql.Identifier(self.channel).as_bytes(conn)
-                await conn.execute(self._queries["listen_for_jobs"].replace(b"{channel}", channel))
+                await conn.execute(self._queries["listen_for_jobs"].replace(CHANNEL_SLOT, channel))
                 if self.lead:
                     await self._try_lock(conn)
             except BaseException:

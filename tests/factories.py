@@ -1,0 +1,368 @@
+"""The one place tests fabricate state: settings for a test's own schema and Redis prefix,
+and rows in any state, written straight into the test schema.
+
+States that take a real system a while to reach (dead after three attempts, running on a
+worker gone silent, a lease long expired) are written here with SQL. Tests are not the
+product, so this SQL does not go through the store; it lives in this module only, so a
+column added or renamed by a migration is fixed in one place. Every function takes a
+connection whose search_path is the test schema (the `db` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from conveyor.config import Settings, load_settings
+from conveyor.ids import uuid7
+from conveyor.vocabulary import (
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    DISPATCHED,
+    LOG_COMPLETED,
+    LOG_DEAD,
+    LOG_FAILED,
+    QUEUED,
+    RUNNING,
+)
+
+Db = psycopg.Connection[Any]
+
+REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Short intervals so tests wait for outcomes in tenths of a second, not the defaults' seconds.
+FAST = {
+    "queuer.poll_interval": 0.1,
+    "worker.heartbeat_interval": 0.2,
+    "worker.dead_after": 2.0,
+    "worker.fetch_timeout": 0.2,
+    "worker.shutdown_grace": 5.0,
+    "maintenance.rescue_interval": 0.2,
+    "maintenance.reconcile_interval": 0.5,
+    "maintenance.reconcile_grace": 0.5,
+    "retry.base": 0.05,
+    "retry.cap": 0.2,
+}
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def new_namespace() -> tuple[str, str]:
+    """A fresh (schema, Redis key prefix) pair, so tests never see each other's state."""
+    tag = uuid.uuid4().hex[:12]
+    return f"t_{tag}", f"t_{tag}:"
+
+
+def make_settings(
+    db_url: str,
+    schema: str,
+    prefix: str,
+    redis_url: str = REDIS_URL,
+    *,
+    fast: bool = True,
+    **overrides: Any,
+) -> Settings:
+    """Settings for one test: its schema and key prefix, fast intervals (unless not
+    `fast`), then `overrides` (dotted keys, as `load_settings` takes them). The
+    environment is never read."""
+    values = {
+        "database.url": db_url,
+        "database.schema": schema,
+        "redis.url": redis_url,
+        "redis.key_prefix": prefix,
+        **(FAST if fast else {}),
+        **overrides,
+    }
+    return load_settings(None, env={}, overrides=values)
+
+
+# -- rows ----------------------------------------------------------------------------------
+
+_JOB_COLUMNS = frozenset(
+    {
+        "id",
+        "queue_name",
+        "task",
+        "status",
+        "priority",
+        "payload",
+        "attempt",
+        "max_attempts",
+        "lease_token",
+        "run_at",
+        "dispatched_at",
+        "started",
+        "lease_expires_at",
+        "completed",
+        "failed",
+        "worker_id",
+        "last_error",
+        "idempotency_key",
+        "timeout_seconds",
+        "lease_seconds",
+        "cancel_requested",
+        "created",
+        "updated",
+    }
+)
+
+
+def add_queue(db: Db, name: str, *, active: bool = True) -> None:
+    """A `job_queues` row (enqueue creates it; fabricated jobs need it for stats and pauses)."""
+    db.execute(
+        b"INSERT INTO job_queues (name, is_active) VALUES (%s, %s)"
+        b" ON CONFLICT (name) DO UPDATE SET is_active = excluded.is_active",
+        (name, active),
+    )
+
+
+def add_job(
+    db: Db,
+    queue: str = "q",
+    *,
+    task: str = "t",
+    status: str = QUEUED,
+    priority: int = 100,
+    attempt: int = 0,
+    max_attempts: int = 3,
+    payload: Any = None,
+    run_in: float = 0.0,
+    age: float = 0.0,
+    worker: str | None = None,
+    error: str | None = None,
+    traceback: str | None = None,
+    cancel_requested: bool = False,
+    queue_row: bool = True,
+    **columns: Any,
+) -> UUID:
+    """Insert one job in any state and return its id.
+
+    Created `age` seconds ago and due `run_in` seconds after that. The timestamps a real
+    job in `status` would carry are filled in (dispatched_at, started, a 30 s lease,
+    completed, failed when dead or given an `error`). With `traceback`, the job_logs row of
+    its last attempt is written too. Any other column, or one of those, can be set
+    exactly through `columns` (`lease_token=3`, `updated="2000-01-01T00:00:00Z"`, ...).
+    """
+    unknown = set(columns) - _JOB_COLUMNS
+    if unknown:
+        raise TypeError(f"jobs has no column(s) {sorted(unknown)}")
+    if queue_row:
+        db.execute(b"INSERT INTO job_queues (name) VALUES (%s) ON CONFLICT DO NOTHING", (queue,))
+    job_id = columns.pop("id", None) or uuid7()
+    now = "now()"
+    values: dict[str, str] = {
+        "id": "%(id)s",
+        "queue_name": "%(queue)s",
+        "task": "%(task)s",
+        "status": "%(status)s",
+        "priority": "%(priority)s",
+        "payload": "%(payload)s",
+        "attempt": "%(attempt)s",
+        "max_attempts": "%(max_attempts)s",
+        "run_at": "now() - %(age)s * interval '1 second' + %(run_in)s * interval '1 second'",
+        "created": "now() - %(age)s * interval '1 second'",
+        "updated": now,
+        "dispatched_at": now if status == DISPATCHED else "NULL",
+        "started": now if status in (RUNNING, COMPLETED) else "NULL",
+        "lease_expires_at": "now() + interval '30 seconds'" if status == RUNNING else "NULL",
+        "completed": now if status == COMPLETED else "NULL",
+        "failed": now if status == DEAD or error is not None else "NULL",
+        "worker_id": "%(worker)s",
+        "last_error": "%(error)s",
+        "cancel_requested": "%(cancel)s",
+    }
+    params: dict[str, Any] = {
+        "id": job_id,
+        "queue": queue,
+        "task": task,
+        "status": status,
+        "priority": priority,
+        "payload": json.dumps(payload if payload is not None else {"n": 1}),
+        "attempt": attempt,
+        "max_attempts": max_attempts,
+        "age": age,
+        "run_in": run_in,
+        "worker": worker,
+        "error": error,
+        "cancel": cancel_requested,
+    }
+    for name, value in columns.items():
+        values[name] = f"%(column_{name})s"
+        params[f"column_{name}"] = value
+    sql = f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join(values.values())})"
+    db.execute(sql.encode(), params)
+    if traceback is not None:
+        add_log(
+            db,
+            job_id,
+            queue=queue,
+            task=task,
+            status=LOG_DEAD if status == DEAD else LOG_FAILED,
+            attempt=attempt,
+            message=error,
+            traceback=traceback,
+            duration=1.5,
+        )
+    return job_id
+
+
+def add_jobs(db: Db, queue: str, count: int, *, task: str = "t") -> None:
+    """`count` queued jobs in one statement, created a millisecond apart (newest first)."""
+    add_queue(db, queue)
+    db.execute(
+        b"INSERT INTO jobs (id, queue_name, task, payload, created)"
+        b" SELECT gen_random_uuid(), %s, %s, jsonb_build_object('n', n),"
+        b" now() - n * interval '1 millisecond' FROM generate_series(1, %s) AS n",
+        (queue, task, count),
+    )
+
+
+def add_log(
+    db: Db,
+    job_id: UUID,
+    *,
+    queue: str = "q",
+    task: str = "t",
+    status: str = LOG_COMPLETED,
+    attempt: int = 1,
+    ago: float = 0.0,
+    message: str | None = None,
+    traceback: str | None = None,
+    duration: float = 0.5,
+    worker: str = "w-1",
+) -> None:
+    """One attempt's `job_logs` row, finished `ago` seconds ago after `duration` seconds."""
+    db.execute(
+        b"INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, log_message,"
+        b" traceback, worker_id, started, finished, duration) VALUES (%(job)s, %(queue)s,"
+        b" %(task)s, %(status)s, %(attempt)s, %(message)s, %(traceback)s, %(worker)s,"
+        b" now() - (%(ago)s + %(duration)s) * interval '1 second',"
+        b" now() - %(ago)s * interval '1 second', %(duration)s * interval '1 second')",
+        {
+            "job": job_id,
+            "queue": queue,
+            "task": task,
+            "status": status,
+            "attempt": attempt,
+            "message": message,
+            "traceback": traceback,
+            "worker": worker,
+            "ago": ago,
+            "duration": duration,
+        },
+    )
+
+
+def add_worker(
+    db: Db,
+    worker_id: str,
+    queues: list[str],
+    *,
+    host: str = "host-a",
+    pid: int = 42,
+    concurrency: int = 5,
+    silent_for: float = 0.0,
+    stopped: bool = False,
+    in_flight: int = 0,
+) -> None:
+    """A `workers` row whose last heartbeat was `silent_for` seconds ago."""
+    db.execute(
+        b"INSERT INTO workers (id, host, pid, queues, concurrency, last_heartbeat,"
+        b" jobs_in_flight, stopped) VALUES (%s, %s, %s, %s, %s,"
+        b" now() - %s * interval '1 second', %s, CASE WHEN %s THEN now() END)",
+        (worker_id, host, pid, queues, concurrency, silent_for, in_flight, stopped),
+    )
+
+
+def fill_at_scale(
+    db: Db,
+    jobs: int,
+    queues: list[str],
+    running_queue: str,
+    progress: Callable[[str], None] = print,
+) -> None:
+    """`jobs` rows spread over `queues` for measuring at scale: 85 % completed, 10 %
+    waiting, 3 % dead, 1 % cancelled, 1 % scheduled two hours ahead, plus 300 running in
+    `running_queue` and 100,000 finished attempts over the last hour (one in fifty
+    failed). Then ANALYZE."""
+    db.execute(b"SET synchronous_commit = off")
+    db.execute(
+        b"INSERT INTO job_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+        (queues,),
+    )
+    statuses = {
+        "queued": QUEUED,
+        "completed": COMPLETED,
+        "dead": DEAD,
+        "cancelled": CANCELLED,
+        "running": RUNNING,
+        "log_completed": LOG_COMPLETED,
+        "log_failed": LOG_FAILED,
+    }
+    started = time.perf_counter()
+    chunk = 200_000
+    for low in range(1, jobs + 1, chunk):
+        high = min(jobs, low + chunk - 1)
+        db.execute(
+            b"""
+            INSERT INTO jobs (id, queue_name, task, status, priority, payload, attempt,
+                              max_attempts, run_at, created, updated, completed, failed,
+                              last_error)
+            SELECT gen_random_uuid(),
+                   (%(queues)s::text[])[1 + n %% cardinality(%(queues)s::text[])],
+                   'task_' || (n %% 7),
+                   CASE WHEN n %% 100 < 85 THEN %(completed)s
+                        WHEN n %% 100 < 95 THEN %(queued)s
+                        WHEN n %% 100 < 98 THEN %(dead)s
+                        WHEN n %% 100 < 99 THEN %(cancelled)s
+                        ELSE %(queued)s END,
+                   CASE WHEN n %% 10 = 0 THEN 10 WHEN n %% 10 = 9 THEN 500 ELSE 100 END,
+                   jsonb_build_object('campaign', 'c' || (n %% 1000), 'recipient',
+                                      'user' || n || '@example.com'),
+                   CASE WHEN n %% 100 BETWEEN 95 AND 97 THEN 3 ELSE 1 END,
+                   3,
+                   now() - (n %% 86400) * interval '1 second'
+                         + CASE WHEN n %% 100 = 99 THEN interval '2 hours'
+                                ELSE interval '0' END,
+                   now() - (n %% 86400) * interval '1 second',
+                   now(),
+                   CASE WHEN n %% 100 < 85 THEN now() - (n %% 86400) * interval '1 second' END,
+                   CASE WHEN n %% 100 BETWEEN 95 AND 97 THEN now() END,
+                   CASE WHEN n %% 100 BETWEEN 95 AND 97
+                        THEN 'RuntimeError: upstream said 503' END
+            FROM generate_series(%(low)s::int, %(high)s::int) AS n
+            """,
+            {"queues": queues, "low": low, "high": high, **statuses},
+        )
+        progress(f"  {high:,} jobs ({time.perf_counter() - started:.0f} s)")
+    db.execute(
+        b"INSERT INTO jobs (id, queue_name, task, status, payload, attempt, started,"
+        b" lease_expires_at, worker_id) SELECT gen_random_uuid(), %(queue)s, 'task_1',"
+        b" %(running)s, '{}', 1, now(), now() + interval '30 seconds', 'bench-worker'"
+        b" FROM generate_series(1, 300)",
+        {"queue": running_queue, **statuses},
+    )
+    db.execute(
+        b"""
+        INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number, worker_id,
+                              started, finished, duration)
+        SELECT gen_random_uuid(), (%(queues)s::text[])[1 + n %% cardinality(%(queues)s::text[])],
+               'task_1',
+               CASE WHEN n %% 50 = 0 THEN %(log_failed)s ELSE %(log_completed)s END, 1,
+               'bench-worker',
+               now() - (n %% 3600) * interval '1 second' - interval '40 ms',
+               now() - (n %% 3600) * interval '1 second', interval '40 ms'
+        FROM generate_series(1, 100000) AS n
+        """,
+        {"queues": queues, **statuses},
+    )
+    db.execute(b"ANALYZE")
