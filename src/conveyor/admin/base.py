@@ -68,7 +68,7 @@ class AdminBase:
         *,
         store: Store | None = None,
         lanes: Lanes | None = None,
-        pool_size: int = 4,
+        pool_size: int | None = None,
     ) -> None:
         self.settings = settings
         # The queuer LISTENs here; resume notifies it so a resumed queue starts at once.
@@ -77,7 +77,8 @@ class AdminBase:
         self._lanes = lanes
         self._owns_store = store is None
         self._owns_lanes = lanes is None
-        self._pool_size = max(1, pool_size)
+        # `database.pool_size` unless the caller knows better (a one-shot CLI command).
+        self._pool_size = pool_size
 
     # -- lifecycle ---------------------------------------------------------------------
 
