@@ -190,7 +190,7 @@ def worker(
             check_queue_name(name)
         tasks = load_tasks(app_path, settings)
     except SettingsMismatch as error:
-        raise click.UsageError(str(error)) from None
+        raise click.ClickException(str(error)) from None
     except (ValueError, ImportError) as error:
         raise click.BadParameter(str(error)) from None
     if not names:

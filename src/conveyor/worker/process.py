@@ -60,12 +60,12 @@ def check_app_settings(app_path: str, app: Settings, worker: Settings) -> None:
         mine, theirs = getattr(getattr(worker, section), key), getattr(getattr(app, section), key)
         if mine != theirs:
             name = f"{section}.{'schema' if key == 'schema_name' else key}"
-            differences.append(name if secret else f"{name} ({theirs!r}, not {mine!r})")
+            differences.append(name if secret else f"{name} (app: {theirs!r}, worker: {mine!r})")
     if differences:
         raise SettingsMismatch(
-            f"the app {app_path} was built with other settings than this worker: "
-            f"{', '.join(differences)}. Build it with Conveyor() (it reads the same "
-            "configuration file and environment), or pass the same settings to both."
+            f"the app {app_path} was built with settings that differ from this worker's on "
+            f"{', '.join(differences)}. Build it with Conveyor() so it reads the same "
+            "configuration file and environment, or give both the same settings."
         )
     for section in TASK_DEFAULTS:
         if getattr(app, section) != getattr(worker, section):
