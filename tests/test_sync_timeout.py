@@ -52,3 +52,22 @@ async def test_a_timed_out_sync_handler_keeps_its_job_until_its_thread_returns(
         (2, "completed", None),
     ]
     assert sum(worker.counts["overran"] for worker in workers) == 1
+
+
+async def test_an_overrunning_sync_handler_cancelled_meanwhile_ends_cancelled(
+    app: Conveyor, running: Running, db: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="stubborn", queue="work", max_attempts=3, timeout=0.2)
+    def stubborn(payload: Any, ctx: JobContext) -> None:
+        deadline = time.monotonic() + 30
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    job_id = app.enqueue(stubborn, {})
+    running.queuer()
+    worker = running.worker(["work"])
+    await wait_until(lambda: worker.counts["overran"] == 1, message="the overrun")
+    assert app.cancel(job_id) == "requested"
+    await wait_until(lambda: app.get_job(job_id).status == "cancelled", message="cancelled")
+    logs = db.execute(b"SELECT attempt_number, status FROM job_logs").fetchall()
+    assert logs == [(1, "cancelled")]

@@ -88,6 +88,10 @@ async def run_job(
             )
         raise
     except TaskTimeout as error:
+        if ctx.cancelled:  # an operator asked while the handler overran: do as asked
+            return done(
+                CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False
+            )
         return failed(error, task.retry)
     except Exception as error:  # noqa: BLE001 - any handler error is the job's failure
         return failed(error, task.retry)
