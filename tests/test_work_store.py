@@ -3,6 +3,7 @@ and Conveyor's own errors for an outage or an unmigrated schema."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,11 +11,15 @@ from typing import Any
 import psycopg
 import pytest
 
+from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, SchemaNotMigrated
+from conveyor.lanes import Lanes
 from conveyor.store import Store
 from conveyor.store.work import ClaimedJob, Outcome
+from conveyor.worker import Worker, WorkerOptions
 from conveyor.worker.outcome import COMPLETED, HANDED_BACK
+from tests.conftest import Running, wait_until
 
 
 @pytest.fixture
@@ -112,3 +117,32 @@ async def test_errors_are_conveyors_own(settings: Settings, settings_factory: An
             await closed.record_outcomes([Outcome(uuid.uuid4(), 1, COMPLETED, 0.1)])
     finally:
         await closed.close()
+
+
+async def test_a_worker_on_a_shared_store_and_lanes_leaves_them_open(
+    app: Conveyor, settings: Settings, store: Store, db: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="noop", queue="work")
+    def noop(payload: Any) -> None:
+        return None
+
+    job_id = app.enqueue(noop, {})
+    lanes = Lanes.open(settings)
+    running = Running(app)
+    running.queuer()
+    options = WorkerOptions(queues=["work"], worker_id="shared")
+    worker = Worker(settings, app.tasks, options, store=store, lanes=lanes)
+    stop = asyncio.Event()
+    work = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_until(lambda: app.get_job(job_id).status == "completed", message="the job")
+    finally:
+        stop.set()
+        await work
+        await running.stop()
+    await lanes.ping()
+    assert await store.claim_jobs([str(job_id)], "shared", 30) == []
+    stopped = db.execute(b"SELECT stopped IS NOT NULL FROM workers WHERE id = 'shared'")
+    assert stopped.fetchone() == (True,)
+    await lanes.close()
+    await app.aclose()

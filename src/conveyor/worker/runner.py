@@ -18,7 +18,7 @@ from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
-from conveyor.lanes import Keys, Lanes, lane_order
+from conveyor.lanes import Lanes, lane_order
 from conveyor.retry import RetryPolicy
 from conveyor.retrying import Backoff
 from conveyor.store import Store
@@ -74,7 +74,6 @@ class Worker:
         self.tasks = tasks
         self.options = options
         self.id = options.worker_id
-        self.keys = Keys(settings.redis.key_prefix)
         self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)
         self.counts: Counter[str] = Counter()
         self.ready = False
@@ -223,7 +222,7 @@ class Worker:
             for queue in self.options.queues
             if queue not in self._paused and not self.breakers.blocked(queue)
         ]
-        return lane_order(queues, self.keys, self.options.lane_order)
+        return lane_order(queues, self.lanes.keys, self.options.lane_order)
 
     async def _fetch(self, free: int) -> None:
         keys = await self._lane_keys()
