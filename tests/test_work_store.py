@@ -18,7 +18,8 @@ from conveyor.lanes import Lanes
 from conveyor.store import Store
 from conveyor.store.work import ClaimedJob, Outcome
 from conveyor.worker import Worker, WorkerOptions
-from conveyor.worker.outcome import COMPLETED, HANDED_BACK
+from conveyor.worker.completer import Completer
+from conveyor.worker.outcome import COMPLETED, HANDED_BACK, RETRY
 from tests.conftest import Running, wait_until
 
 
@@ -146,3 +147,19 @@ async def test_a_worker_on_a_shared_store_and_lanes_leaves_them_open(
     assert stopped.fetchone() == (True,)
     await lanes.close()
     await app.aclose()
+
+
+async def test_a_refused_batch_is_written_one_by_one(
+    store: Store, db: psycopg.Connection[Any]
+) -> None:
+    good, bad = dispatched_job(db), dispatched_job(db)
+    claimed = {job.id: job.token for job in await store.claim_jobs([str(good), str(bad)], "w", 30)}
+    completer = Completer(store)
+    completer.start()
+    # A backoff no interval can hold: PostgreSQL refuses the statement that carries it.
+    completer.submit(Outcome(bad, claimed[bad], RETRY, 0.1, error="x", retry_in=1e300))
+    completer.submit(Outcome(good, claimed[good], COMPLETED, 0.1))
+    await completer.close()
+    assert (completer.counts["refused"], completer.counts[COMPLETED]) == (1, 1)
+    rows = db.execute(b"SELECT id, status FROM jobs").fetchall()
+    assert dict(rows) == {good: "completed", bad: "running"}
