@@ -132,7 +132,8 @@ class Running:
         return queuer
 
     def worker(self, queues: list[str], concurrency: int = 10, **kwargs: Any) -> Worker:
-        worker = Worker(self.app, WorkerOptions(queues=queues, concurrency=concurrency, **kwargs))
+        options = WorkerOptions(queues=queues, concurrency=concurrency, **kwargs)
+        worker = Worker(self.app.settings, self.app.tasks, options)
         self._start(worker.run)
         self.workers.append(worker)
         return worker

@@ -49,6 +49,11 @@ FAILED = Counter("jobs_failed", "Attempts that raised, timed out or were lost.",
 RETRIED = Counter("jobs_retried", "Failed attempts scheduled to run again.", JOB_LABELS)
 DEAD = Counter("jobs_dead", "Jobs moved to the dead-letter queue.", JOB_LABELS)
 CANCELLED = Counter("jobs_cancelled", "Running jobs that stopped on cancel.", JOB_LABELS)
+OVERRAN = Counter(
+    "jobs_overran_timeout",
+    "Sync handlers still running at their timeout; their retry waits for the thread.",
+    JOB_LABELS,
+)
 DROPPED = Counter(
     "jobs_dropped",
     "Popped ids that could not be claimed (duplicates, "

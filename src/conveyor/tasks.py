@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import orjson
@@ -156,6 +156,10 @@ class Task:
                 f"invalid payload for task {self.name}: {_first_error(error)}",
                 field=_first_field(error),
             ) from None
+
+
+# The tasks a worker can run, by name: the ones registered on the user's app at import.
+TaskRegistry: TypeAlias = Mapping[str, Task]
 
 
 def _resolved_annotation(func: Callable[..., Any], name: str) -> Any:

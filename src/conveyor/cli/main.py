@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -164,7 +165,7 @@ def worker(
 ) -> None:
     """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
     from conveyor.tasks import check_queue_name
-    from conveyor.worker.process import load_app
+    from conveyor.worker.process import SettingsMismatch, load_tasks
     from conveyor.worker.runner import WorkerOptions
     from conveyor.worker.supervisor import Supervisor
 
@@ -177,16 +178,23 @@ def worker(
         }
     )
     configure_logging(settings)
+    if state.config is not None:
+        # The app is built when its module is imported, here and in every spawned worker
+        # process (which inherit this environment): a `Conveyor()` there must read the
+        # same file as this command.
+        os.environ["CONVEYOR_CONFIG"] = os.path.abspath(state.config)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     names = names or list(settings.worker.queues)
     try:
         for name in names:
             check_queue_name(name)
-        app = load_app(app_path)
+        tasks = load_tasks(app_path, settings)
+    except SettingsMismatch as error:
+        raise click.ClickException(str(error)) from None
     except (ValueError, ImportError) as error:
         raise click.BadParameter(str(error)) from None
     if not names:
-        names = sorted({task.queue for task in app.tasks.values()})
+        names = sorted({task.queue for task in tasks.values()})
     if not names:
         raise click.UsageError("no queues to serve: pass --queues or register tasks")
     options = WorkerOptions(

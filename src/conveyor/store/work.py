@@ -1,9 +1,180 @@
-"""Statements of one caller group (filled in as that caller moves onto the store)."""
+"""The worker's statements: register, claim, heartbeat, record outcomes, deregister.
+
+These run on the hot path, so each keeps its one round trip and its cheap parameters
+(one array literal for the claimed ids, one JSON array for a batch of outcomes).
+"""
 
 from __future__ import annotations
 
-from conveyor.store.base import StoreBase
+import dataclasses
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+from psycopg import AsyncCursor
+from psycopg.rows import RowMaker
+
+from conveyor import vocabulary as v
+from conveyor.store.base import Params, StoreBase
+
+Row = TypeVar("Row")
+
+# What the job row becomes when an attempt ends with each log status.
+_JOB_STATUS = {
+    v.LOG_COMPLETED: v.COMPLETED,
+    v.LOG_FAILED: v.QUEUED,
+    v.LOG_DEAD: v.DEAD,
+    v.LOG_CANCELLED: v.CANCELLED,
+    v.LOG_HANDED_BACK: v.QUEUED,
+}
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker now owns (a row of `claim_jobs`)."""
+
+    id: UUID
+    queue: str
+    task: str
+    priority: int
+    payload: Any
+    attempt: int
+    max_attempts: int
+    token: int
+    timeout: float | None
+    waited: float
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """`registered` is False when the registry row is gone (pruned): register again."""
+
+    registered: bool
+    owned: list[UUID]
+    cancel_requested: list[UUID]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, in the shape `record_outcomes` takes."""
+
+    job_id: UUID
+    token: int
+    log_status: str
+    duration: float
+    error: str | None = None
+    traceback: str | None = None
+    retry_in: float | None = None
+    queue: str = ""
+    task: str = ""
+
+    @property
+    def job_status(self) -> str:
+        return _JOB_STATUS[self.log_status]
+
+    @property
+    def attempt_delta(self) -> int:
+        # A handed-back attempt does not count: the job gets it back.
+        return -1 if self.log_status == v.LOG_HANDED_BACK else 0
+
+
+def outcome_params(outcomes: Sequence[Outcome]) -> dict[str, str]:
+    """The `record_outcomes` parameter: the whole batch as one JSON array."""
+    records = [
+        {
+            "id": o.job_id,
+            "token": o.token,
+            "status": o.job_status,
+            "retry_in": o.retry_in,
+            "error": o.error,
+            "traceback": o.traceback,
+            "duration": o.duration,
+            "log_status": o.log_status,
+            "attempt_delta": o.attempt_delta,
+        }
+        for o in outcomes
+    ]
+    return {"outcomes": orjson.dumps(records).decode()}
+
+
+@dataclass(frozen=True)
+class _JobId:
+    id: UUID
+
+
+def _by_name(row: type[Row]) -> Callable[[AsyncCursor[Any]], RowMaker[Row]]:
+    """Like psycopg's class_row, reading columns by name, but the names are matched to
+    positions once per statement rather than once per row: a claim builds one row per job,
+    and a dict per row cost three times as much."""
+    fields = [field.name for field in dataclasses.fields(row)]  # type: ignore[arg-type]
+
+    def row_maker(cursor: AsyncCursor[Any]) -> RowMaker[Row]:
+        names = [column.name for column in cursor.description or ()]
+        missing = [name for name in fields if name not in names]
+        if missing:
+            raise RuntimeError(f"{row.__name__}: the statement returns no column {missing}")
+        take = operator.itemgetter(*(names.index(name) for name in fields))
+        make: Callable[..., Row] = row
+        if len(fields) == 1:  # itemgetter of one index returns the value, not a tuple
+            return lambda values: make(take(values))
+        return lambda values: make(*take(values))
+
+    return row_maker
 
 
 class WorkStatements(StoreBase):
-    pass
+    async def _fetch(self, name: str, params: Params, row: type[Row]) -> list[Row]:
+        async with self.connection() as conn, conn.cursor(row_factory=_by_name(row)) as cur:
+            await cur.execute(self.queries[name], params)
+            return await cur.fetchall()
+
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, queues: Sequence[str], concurrency: int
+    ) -> None:
+        """Insert or revive this worker's registry row."""
+        params = {
+            "id": worker_id,
+            "host": host,
+            "pid": pid,
+            "queues": list(queues),
+            "concurrency": concurrency,
+        }
+        await self._execute("register_worker", params)
+
+    async def claim_jobs(
+        self, ids: Sequence[str], worker_id: str, lease: float
+    ) -> list[ClaimedJob]:
+        """Claim popped ids (UUID text, already checked); ids that cannot be claimed are
+        simply not returned."""
+        if not ids:
+            return []
+        params = {
+            # One array literal: far cheaper than dumping a list element by element.
+            "ids": "{" + ",".join(ids) + "}",
+            "worker_id": worker_id,
+            "lease": lease,
+        }
+        return await self._fetch("claim_jobs", params, ClaimedJob)
+
+    async def heartbeat(
+        self, worker_id: str, lease: float, ids: Sequence[UUID], tokens: Sequence[int]
+    ) -> HeartbeatResult:
+        """Beat for the worker and renew the leases of its attempts (`ids` with `tokens`)."""
+        params = {"worker_id": worker_id, "lease": lease, "ids": list(ids), "tokens": list(tokens)}
+        result = await self._row("heartbeat", params, HeartbeatResult)
+        if result is None:  # the statement always returns one row
+            raise RuntimeError("heartbeat returned no row")
+        return result
+
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[UUID]:
+        """Write a batch of outcomes; return the ids that landed (the others were fenced:
+        their attempt no longer owns the job)."""
+        rows = await self._fetch("record_outcomes", outcome_params(outcomes), _JobId)
+        return {row.id for row in rows}
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        """Mark the worker stopped (it keeps its row for the dashboard until pruned)."""
+        await self._execute("deregister_worker", {"worker_id": worker_id})

@@ -10,25 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from uuid import UUID
-
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from conveyor import metrics
+from conveyor.errors import DatabaseUnavailable, StatementRejected
 from conveyor.retrying import Backoff
-from conveyor.store import Queries
-from conveyor.store.connect import OPERATIONAL_ERRORS
-from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome, outcome_params
+from conveyor.store.work import WorkStatements
+from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
 
 
 class Completer:
-    def __init__(self, pool: AsyncConnectionPool, queries: Queries) -> None:
-        self.pool = pool
-        self.queries = queries
+    def __init__(self, store: WorkStatements) -> None:
+        self.store = store
         self.counts: Counter[str] = Counter()
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -68,7 +63,7 @@ class Completer:
                 try:
                     await self._write(batch)
                     backoff.reset()
-                except OPERATIONAL_ERRORS as error:
+                except DatabaseUnavailable as error:
                     # Keep the outcomes: PostgreSQL is the only place they may land.
                     self._pending[:0] = batch
                     delay = backoff.next()
@@ -79,8 +74,8 @@ class Completer:
                         delay,
                     )
                     await asyncio.sleep(delay)
-                except psycopg.Error:
-                    log.exception("PostgreSQL refused a batch of %d outcome(s)", len(batch))
+                except StatementRejected as error:
+                    log.error("PostgreSQL refused a batch of %d outcome(s): %s", len(batch), error)
                     await self._write_each(batch)
             self._idle.set()
             if self._closing:
@@ -92,16 +87,14 @@ class Completer:
         for outcome in batch:
             try:
                 await self._write([outcome])
-            except OPERATIONAL_ERRORS:
+            except DatabaseUnavailable:
                 self._pending.append(outcome)
-            except psycopg.Error:
-                log.exception("dropped the outcome of job %s", outcome.job_id)
+            except StatementRejected as error:
+                log.error("dropped the outcome of job %s: %s", outcome.job_id, error)
                 self.counts["refused"] += 1
 
     async def _write(self, batch: list[Outcome]) -> None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(self.queries["record_outcomes"], outcome_params(batch))
-            applied: set[UUID] = {row[0] for row in await cur.fetchall()}
+        applied = await self.store.record_outcomes(batch)
         landed = []
         for outcome in batch:
             if outcome.job_id in applied:

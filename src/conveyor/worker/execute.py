@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
+from conveyor import metrics
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
 from conveyor.retry import RetryPolicy
+from conveyor.store.work import ClaimedJob
 from conveyor.tasks import JobContext, Task
 from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
 
-
-@dataclass
-class ClaimedJob:
-    """A row returned by the claim statement."""
-
-    id: UUID
-    queue: str
-    task: str
-    priority: int
-    payload: Any
-    attempt: int
-    max_attempts: int
-    token: int
-    timeout: float | None
-    waited: float
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> ClaimedJob:
-        return cls(*row)
+log = logging.getLogger("conveyor.worker")
 
 
 class HandedBack(Exception):
@@ -49,7 +33,9 @@ async def run_job(
     executor: Executor,
     fallback_retry: RetryPolicy,
     cipher: PayloadCipher | None = None,
+    overran: Callable[[], None] | None = None,
 ) -> Outcome:
+    """`overran` is called when a sync handler is still running at its timeout."""
     started = time.perf_counter()
 
     def done(
@@ -90,8 +76,7 @@ async def run_job(
         if task.is_async:
             await _with_timeout(call(), job.timeout)
         else:
-            loop = asyncio.get_running_loop()
-            await _with_timeout(loop.run_in_executor(executor, call), job.timeout)
+            await _in_thread(job, call, executor, overran)
     except HandedBack:
         raise
     except JobCancelled as error:
@@ -103,6 +88,10 @@ async def run_job(
             )
         raise
     except TaskTimeout as error:
+        if ctx.cancelled:  # an operator asked while the handler overran: do as asked
+            return done(
+                CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False
+            )
         return failed(error, task.retry)
     except Exception as error:  # noqa: BLE001 - any handler error is the job's failure
         return failed(error, task.retry)
@@ -115,6 +104,44 @@ def _bind(task: Task, argument: Any, ctx: JobContext) -> Callable[[], Any]:
     if task.wants_context:
         return lambda: task.func(argument, ctx)
     return lambda: task.func(argument)
+
+
+async def _in_thread(
+    job: ClaimedJob,
+    call: Callable[[], Any],
+    executor: Executor,
+    overran: Callable[[], None] | None,
+) -> Any:
+    """Run a sync handler in a thread. A thread cannot be stopped, so at the timeout the
+    attempt keeps its slot and its lease (the heartbeat renews it) until the handler
+    returns; only then is the timeout recorded and a retry scheduled. Otherwise the retry
+    could run beside the first run, which is still doing the job's work."""
+    future = asyncio.get_running_loop().run_in_executor(executor, call)
+    try:
+        if job.timeout is None:
+            return await future
+        await asyncio.wait({future}, timeout=job.timeout)
+        if future.done():
+            return future.result()
+        log.warning(
+            "job %s (%s) is still running after its %g s timeout; a thread cannot be "
+            "stopped, so its retry waits until the handler returns",
+            job.id,
+            job.task,
+            job.timeout,
+        )
+        metrics.OVERRAN.labels(job.queue, job.task).inc()
+        if overran is not None:
+            overran()
+        started = time.perf_counter()
+        # The attempt has failed by timeout, whatever the handler does now.
+        with contextlib.suppress(Exception):
+            await future
+        log.info("job %s returned %.1f s after its timeout", job.id, time.perf_counter() - started)
+        raise TaskTimeout(job.timeout)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
 
 
 async def _with_timeout(awaitable: Any, limit: float | None) -> Any:

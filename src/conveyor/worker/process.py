@@ -1,4 +1,10 @@
-"""One worker process: import the app, run a Worker, turn signals into a drain."""
+"""One worker process: import the user's tasks, run a Worker, turn signals into a drain.
+
+The worker runs on the settings it is given; from the imported app it takes only the
+task registry. The app was built at import time from whatever it found then, so it must
+agree with those settings on where the jobs live and how payloads are encrypted: the CLI
+exports `--config` as CONVEYOR_CONFIG before importing, so a plain `Conveyor()` does.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,28 @@ import sys
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings
+from conveyor.tasks import TaskRegistry
 from conveyor.worker.runner import Worker, WorkerOptions
 
 log = logging.getLogger("conveyor.worker")
+
+# Settings where the app and the worker must agree: otherwise the worker claims jobs in one
+# place while the app (and the handlers using it) enqueue and read in another, or cannot
+# decrypt what the app encrypted. Values of the `secret` ones are never printed.
+MUST_AGREE = (
+    ("database", "url", True),
+    ("database", "schema_name", False),
+    ("redis", "url", True),
+    ("redis", "key_prefix", False),
+    ("encryption", "keys", True),
+    ("encryption", "fields", False),
+)
+# Where a difference only changes the defaults of tasks registered on the app.
+TASK_DEFAULTS = ("jobs", "retry")
+
+
+class SettingsMismatch(ValueError):
+    """The imported app was built with settings that differ from the worker's."""
 
 
 def load_app(path: str) -> Conveyor:
@@ -28,6 +53,37 @@ def load_app(path: str) -> Conveyor:
     return app
 
 
+def check_app_settings(app_path: str, app: Settings, worker: Settings) -> None:
+    """Raise SettingsMismatch naming every essential setting the app disagrees on."""
+    differences = []
+    for section, key, secret in MUST_AGREE:
+        mine, theirs = getattr(getattr(worker, section), key), getattr(getattr(app, section), key)
+        if mine != theirs:
+            name = f"{section}.{'schema' if key == 'schema_name' else key}"
+            differences.append(name if secret else f"{name} (app: {theirs!r}, worker: {mine!r})")
+    if differences:
+        raise SettingsMismatch(
+            f"the app {app_path} was built with settings that differ from this worker's on "
+            f"{', '.join(differences)}. Build it with Conveyor() so it reads the same "
+            "configuration file and environment, or give both the same settings."
+        )
+    for section in TASK_DEFAULTS:
+        if getattr(app, section) != getattr(worker, section):
+            log.warning(
+                "the app %s was built with other %s settings than this worker: its tasks "
+                "keep the defaults they were registered with",
+                app_path,
+                section,
+            )
+
+
+def load_tasks(app_path: str, settings: Settings) -> TaskRegistry:
+    """The task registry of the app at `app_path`, once its settings are known to agree."""
+    app = load_app(app_path)
+    check_app_settings(app_path, app.settings, settings)
+    return app.tasks
+
+
 def install_loop_policy() -> None:
     try:
         import uvloop
@@ -36,8 +92,13 @@ def install_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def serve(app: Conveyor, options: WorkerOptions, health_port: int | None = None) -> None:
-    worker = Worker(app, options)
+async def serve(
+    settings: Settings,
+    tasks: TaskRegistry,
+    options: WorkerOptions,
+    health_port: int | None = None,
+) -> None:
+    worker = Worker(settings, tasks, options)
     stop = asyncio.Event()
     signals = 0
 
@@ -58,7 +119,7 @@ async def serve(app: Conveyor, options: WorkerOptions, health_port: int | None =
     if health_port:
         from conveyor.probes import serve_health
 
-        health = await serve_health(app.settings, health_port, worker)
+        health = await serve_health(settings, health_port, worker)
     try:
         await worker.run(stop)
     finally:
@@ -69,7 +130,8 @@ async def serve(app: Conveyor, options: WorkerOptions, health_port: int | None =
 def child_main(
     app_path: str, settings: Settings, options: WorkerOptions, health_port: int | None
 ) -> None:
-    """Entry point of a supervised child (spawned: no state inherited from the parent)."""
+    """Entry point of a supervised child (spawned: no state inherited from the parent but
+    the environment, which carries CONVEYOR_CONFIG)."""
     from conveyor.logs import configure_logging
 
     configure_logging(settings)
@@ -77,8 +139,11 @@ def child_main(
     # and must not count as a second signal here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     install_loop_policy()
-    app = load_app(app_path)
-    app.settings = settings
+    try:
+        tasks = load_tasks(app_path, settings)
+    except SettingsMismatch as error:
+        log.error("%s", error)
+        sys.exit(2)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(app, options, health_port))
+        asyncio.run(serve(settings, tasks, options, health_port))
     sys.exit(0)

@@ -14,19 +14,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-import redis.asyncio as aioredis
-from psycopg_pool import AsyncConnectionPool
-
 from conveyor import metrics
-from conveyor.app import Conveyor
-from conveyor.lanes import REDIS_ERRORS, Keys, Lanes, lane_order, redis_client
+from conveyor.config import Settings
+from conveyor.encryption import PayloadCipher
+from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
+from conveyor.lanes import Lanes, lane_order
 from conveyor.retry import RetryPolicy
 from conveyor.retrying import Backoff
-from conveyor.store.connect import OPERATIONAL_ERRORS, async_pool
-from conveyor.tasks import JobContext
+from conveyor.store import Store
+from conveyor.store.work import ClaimedJob, WorkStatements
+from conveyor.tasks import JobContext, TaskRegistry
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
-from conveyor.worker.execute import ClaimedJob, HandedBack, run_job
+from conveyor.worker.execute import HandedBack, run_job
 from conveyor.worker.outcome import COMPLETED, DEAD, HANDED_BACK, RETRY, Outcome
 
 log = logging.getLogger("conveyor.worker")
@@ -55,14 +55,26 @@ class InFlight:
 
 
 class Worker:
-    def __init__(self, app: Conveyor, options: WorkerOptions) -> None:
+    """Runs the jobs of `tasks` (the worker's own registry: the tasks imported from the
+    user's app) on `settings`. The store, the lanes and the payload cipher all come from
+    those settings; pass `store` or `lanes` to share ones the caller opened and closes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tasks: TaskRegistry,
+        options: WorkerOptions,
+        *,
+        store: WorkStatements | None = None,
+        lanes: Lanes | None = None,
+    ) -> None:
         if not options.queues:
             raise ValueError("a worker needs at least one queue to serve")
-        self.app = app
-        self.settings = app.settings
+        self.settings = settings
+        self.tasks = tasks
         self.options = options
         self.id = options.worker_id
-        self.keys = Keys(self.settings.redis.key_prefix)
+        self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)
         self.counts: Counter[str] = Counter()
         self.ready = False
         self.not_ready_reason = "starting"
@@ -75,33 +87,44 @@ class Worker:
             max_workers=options.concurrency * 2, thread_name_prefix="conveyor-job"
         )
         self._fallback_retry = RetryPolicy(
-            base=self.settings.retry.base,
-            cap=self.settings.retry.cap,
-            jitter=self.settings.retry.jitter,
+            base=settings.retry.base, cap=settings.retry.cap, jitter=settings.retry.jitter
         )
-        breaker = self.settings.circuit_breaker
+        breaker = settings.circuit_breaker
         self.breakers = Breakers(
             breaker.enabled, breaker.failure_threshold, breaker.cooldown_period
         )
-        self._pool: AsyncConnectionPool | None = None
-        self._redis: aioredis.Redis | None = None
-        self._lanes: Lanes | None = None
+        self._store = store
+        self._lanes = lanes
+        self._owns_store = store is None
+        self._owns_lanes = lanes is None
         self.completer: Completer | None = None
+
+    @property
+    def store(self) -> WorkStatements:
+        if self._store is None:
+            raise RuntimeError("the worker is not started")
+        return self._store
+
+    @property
+    def lanes(self) -> Lanes:
+        if self._lanes is None:
+            raise RuntimeError("the worker is not started")
+        return self._lanes
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        db = self.settings.database
-        self._pool = async_pool(db.url, "worker", 4, db.connect_timeout)
-        await self._pool.open(wait=False)
-        self._redis = redis_client(self.settings)
-        self._lanes = Lanes(self._redis, self.keys)
-        self.completer = Completer(self._pool, self.app.queries)
+        if self._store is None:
+            # Four connections: claims, outcomes and heartbeats each hold one briefly.
+            self._store = await Store.open(self.settings, "worker", size=4)
+        if self._lanes is None:
+            self._lanes = Lanes.open(self.settings)
+        self.completer = Completer(self._store)
         self.completer.start()
 
     async def run(self, stop: asyncio.Event, grace: float | None = None) -> None:
         """Work until `stop` is set, then drain for `grace` seconds and hand back the rest."""
-        if self._pool is None:
+        if self.completer is None:
             await self.start()
         beat = asyncio.ensure_future(self._heartbeat_loop())
         fetch = asyncio.ensure_future(self._fetch_loop())
@@ -130,34 +153,27 @@ class Worker:
     async def close(self) -> None:
         if self.completer is not None:
             await self.completer.close()
-        if self._pool is not None:
+        if self._store is not None:
             try:
-                async with self._pool.connection() as conn:
-                    await conn.execute(
-                        self.app.queries["deregister_worker"], {"worker_id": self.id}
-                    )
-            except OPERATIONAL_ERRORS:
-                log.warning("could not mark worker %s stopped", self.id)
-            await self._pool.close()
-        if self._redis is not None:
-            await self._redis.aclose()
+                await self._store.deregister_worker(self.id)
+            except (DatabaseUnavailable, StatementRejected) as error:
+                log.warning("could not mark worker %s stopped: %s", self.id, error)
+            if self._owns_store:
+                await self._store.close()
+        if self._lanes is not None and self._owns_lanes:
+            await self._lanes.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- fetching ------------------------------------------------------------------------
 
     async def _register(self) -> None:
-        assert self._pool is not None  # noqa: S101
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                self.app.queries["register_worker"],
-                {
-                    "id": self.id,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": self.options.queues,
-                    "concurrency": self.options.concurrency,
-                },
-            )
+        await self.store.register_worker(
+            self.id,
+            socket.gethostname(),
+            os.getpid(),
+            self.options.queues,
+            self.options.concurrency,
+        )
 
     async def _fetch_loop(self) -> None:
         backoff = Backoff(initial=0.1, cap=5.0)
@@ -175,11 +191,18 @@ class Worker:
                 await self._fetch(free)
                 backoff.reset()
                 self.ready, self.not_ready_reason = True, ""
-            except (*REDIS_ERRORS, *OPERATIONAL_ERRORS) as error:
-                where = "Redis" if isinstance(error, REDIS_ERRORS) else "PostgreSQL"
+            except (RedisUnavailable, DatabaseUnavailable) as error:
+                where = "Redis" if isinstance(error, RedisUnavailable) else "PostgreSQL"
                 delay = backoff.next()
                 self.ready, self.not_ready_reason = False, f"{where} unreachable: {error}"
                 log.warning("%s unreachable (%s); retrying in %.1f s", where, error, delay)
+                self.counts["errors"] += 1
+                await asyncio.sleep(delay)
+            except StatementRejected as error:
+                # Most likely a schema that is not migrated: say so, and keep trying.
+                delay = backoff.next()
+                self.ready, self.not_ready_reason = False, str(error)
+                log.error("%s; retrying in %.1f s", error, delay)
                 self.counts["errors"] += 1
                 await asyncio.sleep(delay)
             except Exception:
@@ -190,25 +213,23 @@ class Worker:
                 await asyncio.sleep(delay)
 
     async def _lane_keys(self) -> list[str]:
-        assert self._lanes is not None  # noqa: S101
         now = time.monotonic()
         if now - self._paused_checked > 0.5:
-            self._paused = await self._lanes.paused()
+            self._paused = await self.lanes.paused()
             self._paused_checked = now
         queues = [
             queue
             for queue in self.options.queues
             if queue not in self._paused and not self.breakers.blocked(queue)
         ]
-        return lane_order(queues, self.keys, self.options.lane_order)
+        return lane_order(queues, self.lanes.keys, self.options.lane_order)
 
     async def _fetch(self, free: int) -> None:
-        assert self._lanes is not None and self._pool is not None  # noqa: S101
         keys = await self._lane_keys()
         if not keys:  # every queue we serve is paused
             await asyncio.sleep(self.settings.worker.fetch_timeout)
             return
-        popped = await self._lanes.pop(keys, free, self.settings.worker.fetch_timeout)
+        popped = await self.lanes.pop(keys, free, self.settings.worker.fetch_timeout)
         if not popped:
             return
         ids = [item for item in popped if UUID_TEXT.match(item)]
@@ -216,25 +237,14 @@ class Worker:
             # Only Conveyor writes lanes; anything else is dropped rather than allowed to
             # fail the claim of the good ids beside it.
             log.warning("dropped %d lane entries that are not job ids", len(popped) - len(ids))
-        rows = []
-        if ids:
-            params = {
-                # One array literal: far cheaper than dumping a list element by element.
-                "ids": "{" + ",".join(ids) + "}",
-                "worker_id": self.id,
-                "lease": self.settings.worker.lease,
-            }
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(self.app.queries["claim_jobs"], params)
-                rows = await cur.fetchall()
-        self.counts["claimed"] += len(rows)
-        if len(rows) < len(popped):
+        jobs = await self.store.claim_jobs(ids, self.id, self.settings.worker.lease)
+        self.counts["claimed"] += len(jobs)
+        if len(jobs) < len(popped):
             # Duplicates, cancelled or deleted rows, paused queues: never run, just counted.
-            self.counts["dropped"] += len(popped) - len(rows)
-            metrics.DROPPED.inc(len(popped) - len(rows))
-            log.info("dropped %d popped id(s) that could not be claimed", len(popped) - len(rows))
-        for row in rows:
-            job = ClaimedJob.from_row(row)
+            self.counts["dropped"] += len(popped) - len(jobs)
+            metrics.DROPPED.inc(len(popped) - len(jobs))
+            log.info("dropped %d popped id(s) that could not be claimed", len(popped) - len(jobs))
+        for job in jobs:
             metrics.WAIT.labels(job.queue).observe(max(0.0, job.waited))
             self._launch(job)
         metrics.WORKER_ACTIVE.set(len(self.in_flight))
@@ -242,7 +252,7 @@ class Worker:
     # -- running -------------------------------------------------------------------------
 
     def _launch(self, job: ClaimedJob) -> None:
-        task = self.app.tasks.get(job.task)
+        task = self.tasks.get(job.task)
         ctx = JobContext(job.id, job.task, job.queue, job.attempt, job.max_attempts)
         runner = asyncio.get_running_loop().create_task(self._run(job, ctx))
         self.in_flight[job.id] = InFlight(job, ctx, runner, task is None or task.is_async)
@@ -253,11 +263,12 @@ class Worker:
         try:
             outcome = await run_job(
                 job,
-                self.app.tasks.get(job.task),
+                self.tasks.get(job.task),
                 ctx,
                 self._executor,
                 self._fallback_retry,
-                self.app.cipher,
+                self.cipher,
+                self._overran,
             )
         except (HandedBack, asyncio.CancelledError):
             outcome = Outcome(
@@ -286,6 +297,9 @@ class Worker:
         self.completer.submit(outcome)
         self._slot_freed.set()
 
+    def _overran(self) -> None:
+        self.counts["overran"] += 1
+
     def _hand_back(self, flight: InFlight) -> None:
         if not flight.handing_back:
             flight.handing_back = True
@@ -305,29 +319,22 @@ class Worker:
             try:
                 await self.heartbeat()
                 metrics.WORKER_ACTIVE.set(len(self.in_flight))
-            except OPERATIONAL_ERRORS as error:
+            except DatabaseUnavailable as error:
                 log.warning("heartbeat failed: %s", error)
             except Exception:
                 # A missed beat is survivable; a dead heartbeat loop is not.
                 log.exception("unexpected heartbeat error")
 
     async def heartbeat(self) -> None:
-        assert self._pool is not None  # noqa: S101
         flights = list(self.in_flight.values())
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                self.app.queries["heartbeat"],
-                {
-                    "worker_id": self.id,
-                    "lease": self.settings.worker.lease,
-                    "ids": [f.job.id for f in flights],
-                    "tokens": [f.job.token for f in flights],
-                },
-            )
-            row = await cur.fetchone()
-        assert row is not None  # noqa: S101 - the statement always returns one row
-        registered, owned, cancel_requested = row[0], set(row[1]), set(row[2])
-        if not registered:  # our registry row was pruned or deleted: put it back
+        beat = await self.store.heartbeat(
+            self.id,
+            self.settings.worker.lease,
+            [f.job.id for f in flights],
+            [f.job.token for f in flights],
+        )
+        owned, cancel_requested = set(beat.owned), set(beat.cancel_requested)
+        if not beat.registered:  # our registry row was pruned or deleted: put it back
             await self._register()
         for flight in flights:
             if flight.job.id not in owned and flight.job.id in self.in_flight:

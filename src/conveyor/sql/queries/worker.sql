@@ -25,9 +25,9 @@ SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1
     updated = now()
 WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
   AND j.queue_name NOT IN (SELECT name FROM paused)
-RETURNING j.id, j.queue_name, j.task, j.priority, j.payload, j.attempt, j.max_attempts,
-          j.lease_token, j.timeout_seconds,
-          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited_seconds;
+RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload, j.attempt,
+          j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
+          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
 
 -- name: heartbeat
 -- One statement per worker per beat: the registry row, the leases that are past half
@@ -45,7 +45,7 @@ WITH me AS (
       AND j.lease_expires_at < now() + coalesce(j.lease_seconds, %(lease)s) * interval '0.5 second'
     RETURNING j.id
 )
-SELECT (SELECT count(*) FROM me) AS registered,
+SELECT EXISTS (SELECT FROM me) AS registered,
        array(SELECT j.id FROM {schema}.jobs j
              JOIN unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
                ON j.id = h.id AND j.lease_token = h.token AND j.status = {RUNNING}) AS owned,
