@@ -8,13 +8,16 @@ and catch `DatabaseUnavailable` (transient: back off and retry), `StatementRejec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import dataclasses
+import operator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Self, TypeVar
 
 import psycopg
 import psycopg_pool
-from psycopg.rows import class_row, dict_row
+from psycopg import AsyncCursor
+from psycopg.rows import RowMaker, dict_row
 
 from conveyor.config import Settings
 from conveyor.errors import (
@@ -63,6 +66,26 @@ def database_errors() -> Iterator[None]:
         raise DatabaseUnavailable(f"PostgreSQL is unavailable: {describe(error)}") from error
     except psycopg.Error as error:
         raise StatementRejected(f"PostgreSQL refused a statement: {describe(error)}") from error
+
+
+def by_name(row: type[Row]) -> Callable[[AsyncCursor[Any]], RowMaker[Row]]:
+    """Like psycopg's class_row, reading columns by name, but the names are matched to
+    positions once per statement rather than once per row: a claim builds one row per job,
+    and a dict per row cost three times as much."""
+    fields = [field.name for field in dataclasses.fields(row)]  # type: ignore[arg-type]
+
+    def row_maker(cursor: AsyncCursor[Any]) -> RowMaker[Row]:
+        names = [column.name for column in cursor.description or ()]
+        missing = [name for name in fields if name not in names]
+        if missing:
+            raise RuntimeError(f"{row.__name__}: the statement returns no column {missing}")
+        take = operator.itemgetter(*(names.index(name) for name in fields))
+        make: Callable[..., Row] = row
+        if len(fields) == 1:  # itemgetter of one index returns the value, not a tuple
+            return lambda values: make(take(values))
+        return lambda values: make(*take(values))
+
+    return row_maker
 
 
 class StoreBase:
@@ -127,7 +150,7 @@ class StoreBase:
         self, name: str, params: Params, row: type[Row], *, prepare: bool | None = None
     ) -> list[Row]:
         """Every row of statement `name`, each built as `row(**columns)` by column name."""
-        async with self.connection() as conn, conn.cursor(row_factory=class_row(row)) as cur:
+        async with self.connection() as conn, conn.cursor(row_factory=by_name(row)) as cur:
             await cur.execute(self.queries[name], params, prepare=prepare)
             return await cur.fetchall()
 

@@ -65,10 +65,6 @@ class UpkeepStatements(StoreBase):
         }
         return await self._rows("rescue_jobs", params, RescuedJob)
 
-    async def deregister_dead_worker(self, worker_id: str) -> None:
-        """Mark a worker stopped on its behalf (its process died without saying so)."""
-        await self._execute("deregister_worker", {"worker_id": worker_id})
-
     async def dispatched_before(self, grace: float) -> list[DispatchedId]:
         """Jobs dispatched more than `grace` seconds ago and still not claimed."""
         return await self._rows("dispatched_before", {"grace": grace}, DispatchedId)

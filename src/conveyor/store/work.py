@@ -6,21 +6,15 @@ These run on the hot path, so each keeps its one round trip and its cheap parame
 
 from __future__ import annotations
 
-import dataclasses
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import orjson
-from psycopg import AsyncCursor
-from psycopg.rows import RowMaker
 
 from conveyor import vocabulary as v
-from conveyor.store.base import Params, StoreBase
-
-Row = TypeVar("Row")
+from conveyor.store.base import StoreBase
 
 # What the job row becomes when an attempt ends with each log status.
 _JOB_STATUS = {
@@ -105,32 +99,7 @@ class _JobId:
     id: UUID
 
 
-def _by_name(row: type[Row]) -> Callable[[AsyncCursor[Any]], RowMaker[Row]]:
-    """Like psycopg's class_row, reading columns by name, but the names are matched to
-    positions once per statement rather than once per row: a claim builds one row per job,
-    and a dict per row cost three times as much."""
-    fields = [field.name for field in dataclasses.fields(row)]  # type: ignore[arg-type]
-
-    def row_maker(cursor: AsyncCursor[Any]) -> RowMaker[Row]:
-        names = [column.name for column in cursor.description or ()]
-        missing = [name for name in fields if name not in names]
-        if missing:
-            raise RuntimeError(f"{row.__name__}: the statement returns no column {missing}")
-        take = operator.itemgetter(*(names.index(name) for name in fields))
-        make: Callable[..., Row] = row
-        if len(fields) == 1:  # itemgetter of one index returns the value, not a tuple
-            return lambda values: make(take(values))
-        return lambda values: make(*take(values))
-
-    return row_maker
-
-
 class WorkStatements(StoreBase):
-    async def _fetch(self, name: str, params: Params, row: type[Row]) -> list[Row]:
-        async with self.connection() as conn, conn.cursor(row_factory=_by_name(row)) as cur:
-            await cur.execute(self.queries[name], params)
-            return await cur.fetchall()
-
     async def register_worker(
         self, worker_id: str, host: str, pid: int, queues: Sequence[str], concurrency: int
     ) -> None:
@@ -157,7 +126,7 @@ class WorkStatements(StoreBase):
             "worker_id": worker_id,
             "lease": lease,
         }
-        return await self._fetch("claim_jobs", params, ClaimedJob)
+        return await self._rows("claim_jobs", params, ClaimedJob)
 
     async def heartbeat(
         self, worker_id: str, lease: float, ids: Sequence[UUID], tokens: Sequence[int]
@@ -172,7 +141,7 @@ class WorkStatements(StoreBase):
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[UUID]:
         """Write a batch of outcomes; return the ids that landed (the others were fenced:
         their attempt no longer owns the job)."""
-        rows = await self._fetch("record_outcomes", outcome_params(outcomes), _JobId)
+        rows = await self._rows("record_outcomes", outcome_params(outcomes), _JobId)
         return {row.id for row in rows}
 
     async def deregister_worker(self, worker_id: str) -> None:

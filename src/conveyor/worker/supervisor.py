@@ -168,7 +168,7 @@ class Supervisor:
                 random.shuffle(candidates)
                 stagger = CRASH_STAGGER_SECONDS if len(candidates) > 1 else 0.0
                 result = await rescue(store, candidates, stagger=stagger)
-                await store.deregister_dead_worker(worker_id)
+                await store.deregister_worker(worker_id)
         finally:
             await opened.close()
         if result.total:
