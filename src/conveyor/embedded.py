@@ -22,8 +22,9 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import redis
+
+from conveyor.store.connect import postgres_problem
 
 log = logging.getLogger("conveyor.embedded")
 
@@ -107,14 +108,6 @@ def _configured(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
     return None
 
 
-def _postgres_problem(url: str, timeout: float) -> str | None:
-    try:
-        psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
-    except psycopg.Error as error:
-        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return None
-
-
 def _redis_problem(url: str, timeout: float) -> str | None:
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
@@ -133,11 +126,11 @@ def _postgres_from(env: Mapping[str, str], timeout: float) -> Service | None:
     configured = _configured(env, "DATABASE_URL")
     if configured is not None:
         variable, url = configured
-        problem = _postgres_problem(url, timeout)
+        problem = postgres_problem(url, timeout)
         if problem:
             raise ServicesUnavailable(f"{variable} ({redact(url)}) does not work: {problem}")
         return Service(url, variable)
-    problem = _postgres_problem(LOCAL_POSTGRES, timeout)
+    problem = postgres_problem(LOCAL_POSTGRES, timeout)
     if problem is None:
         return Service(LOCAL_POSTGRES, "local server")
     log.debug("no local PostgreSQL: %s", problem)

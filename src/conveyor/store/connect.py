@@ -61,6 +61,15 @@ def describe(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def postgres_problem(url: str, timeout: float) -> str | None:
+    """Why PostgreSQL at `url` cannot be used (one line), or None if it answers."""
+    try:
+        psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
+    except psycopg.Error as error:
+        return describe(error)
+    return None
+
+
 def unavailable(error: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"PostgreSQL is unavailable: {describe(error)}")
 
