@@ -257,6 +257,7 @@ class Conveyor:
         if connection is not None:
             return ProducerStatements(None, schema, connection=connection)
         if self._async_statements is None:
+            # Opened here, inside the caller's event loop, which the pool's tasks run on.
             self._async_statements = await ProducerStatements.open(self.settings, "client")
         return self._async_statements
 

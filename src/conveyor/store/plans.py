@@ -2,7 +2,7 @@
 
 An operation that callers need both ways (enqueue from a web handler and from a script)
 is written once, as a plan: a generator that yields `(statement name, params)` steps,
-receives each step's rows as dicts keyed by column name, and returns the result. The two
+receives each step's `Rows` (read by column name), and returns the result. The two
 drivers below run a plan on a psycopg connection of either kind, translating driver
 errors with `database_errors()`, so the decisions (which statement next, how rows become
 the answer) exist in one place and the drivers only do I/O.
@@ -10,12 +10,11 @@ the answer) exist in one place and the drivers only do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
 from typing import Any, Self, TypeVar, cast
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from conveyor.config import Settings
@@ -25,16 +24,14 @@ from conveyor.store.queries import Queries, load_queries
 
 T = TypeVar("T")
 Row = TypeVar("Row")
-Rows = list[dict[str, Any]]
 Step = tuple[str, Params]
-# Yields the steps, is sent each step's rows, returns the operation's result.
-Plan = Generator[Step, Rows, T]
 SyncConn = psycopg.Connection[Any]
 
 __all__ = [
     "AsyncConn",
     "AsyncPlans",
     "Plan",
+    "Rows",
     "SyncConn",
     "SyncStatements",
     "effect",
@@ -42,10 +39,40 @@ __all__ = [
 ]
 
 
+class Rows:
+    """One step's rows, read by column name. They arrive as tuples (psycopg builds those in
+    C) and become dicts only on request: a bulk insert returns thousands of rows and needs
+    one column of them, or just their number."""
+
+    __slots__ = ("names", "tuples")
+
+    def __init__(self, names: list[str], tuples: list[tuple[Any, ...]]) -> None:
+        self.names = names
+        self.tuples = tuples
+
+    def __len__(self) -> int:
+        return len(self.tuples)
+
+    def column(self, name: str) -> list[Any]:
+        index = self.names.index(name)
+        return [row[index] for row in self.tuples]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.names, row, strict=True)) for row in self.tuples]
+
+    def first(self) -> dict[str, Any] | None:
+        return dict(zip(self.names, self.tuples[0], strict=True)) if self.tuples else None
+
+
+_NO_ROWS = Rows([], [])
+# Yields the steps, is sent each step's rows, returns the operation's result.
+Plan = Generator[Step, Rows, T]
+
+
 def rows_as(row: type[Row], name: str, params: Params | None = None) -> Plan[list[Row]]:
     """The plan of a single statement whose rows become `row(**columns)`."""
     rows = yield name, params or {}
-    return [row(**columns) for columns in rows]
+    return [row(**columns) for columns in rows.dicts()]
 
 
 def effect(name: str, params: Params | None = None) -> Plan[None]:
@@ -53,27 +80,40 @@ def effect(name: str, params: Params | None = None) -> Plan[None]:
     yield name, params or {}
 
 
-def run_sync(conn: SyncConn, queries: Queries, plan: Plan[T]) -> T:
-    with database_errors(), conn.cursor(row_factory=dict_row) as cur:
+# The drivers run inside `database_errors()` (see `_run_plan`), and are kept lean: the
+# enqueue hot path goes through them.
+
+
+def _drive_sync(conn: SyncConn, queries: Queries, plan: Plan[T]) -> T:
+    with conn.cursor(row_factory=tuple_row) as cur:
         try:
             name, params = next(plan)
             while True:
                 cur.execute(queries[name], params or None)
-                name, params = plan.send(cur.fetchall() if cur.description else [])
+                columns = cur.description  # built afresh on each access
+                if columns is None:  # a statement without RETURNING
+                    rows = _NO_ROWS
+                else:
+                    rows = Rows([column.name for column in columns], cur.fetchall())
+                name, params = plan.send(rows)
         except StopIteration as done:
             return cast(T, done.value)
 
 
-async def run_async(conn: AsyncConn, queries: Queries, plan: Plan[T]) -> T:
-    with database_errors():
-        async with conn.cursor(row_factory=dict_row) as cur:
-            try:
-                name, params = next(plan)
-                while True:
-                    await cur.execute(queries[name], params or None)
-                    name, params = plan.send(await cur.fetchall() if cur.description else [])
-            except StopIteration as done:
-                return cast(T, done.value)
+async def _drive_async(conn: AsyncConn, queries: Queries, plan: Plan[T]) -> T:
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        try:
+            name, params = next(plan)
+            while True:
+                await cur.execute(queries[name], params or None)
+                columns = cur.description  # built afresh on each access
+                if columns is None:  # a statement without RETURNING
+                    rows = _NO_ROWS
+                else:
+                    rows = Rows([column.name for column in columns], await cur.fetchall())
+                name, params = plan.send(rows)
+        except StopIteration as done:
+            return cast(T, done.value)
 
 
 class AsyncPlans(StoreBase):
@@ -82,11 +122,16 @@ class AsyncPlans(StoreBase):
     async def _run_plan(self, plan: Plan[T], *, atomic: bool = False) -> T:
         """`atomic`: every step in one transaction of our own, unless the store is bound
         to the caller's connection, whose transaction (and commit) is the caller's."""
-        async with self.connection() as conn:
-            if not atomic or self._bound is not None:
-                return await run_async(conn, self.queries, plan)
-            async with conn.transaction():
-                return await run_async(conn, self.queries, plan)
+        with database_errors():
+            if self._bound is not None:
+                return await _drive_async(self._bound, self.queries, plan)
+            if self._pool is None:
+                raise RuntimeError("this store has neither a pool nor a connection")
+            async with self._pool.connection() as conn:
+                if not atomic:
+                    return await _drive_async(conn, self.queries, plan)
+                async with conn.transaction():
+                    return await _drive_async(conn, self.queries, plan)
 
 
 class SyncStatements:
@@ -136,21 +181,15 @@ class SyncStatements:
         """The same statements, run on `conn` (the caller's transaction)."""
         return type(self)(self._pool, self.schema, connection=conn)
 
-    @contextmanager
-    def connection(self) -> Iterator[SyncConn]:
+    def _run_plan(self, plan: Plan[T], *, atomic: bool = False) -> T:
+        """As `AsyncPlans._run_plan`, on a sync connection."""
         with database_errors():
             if self._bound is not None:
-                yield self._bound
-                return
+                return _drive_sync(self._bound, self.queries, plan)
             if self._pool is None:
                 raise RuntimeError("these statements have neither a pool nor a connection")
             with self._pool.connection() as conn:
-                yield conn
-
-    def _run_plan(self, plan: Plan[T], *, atomic: bool = False) -> T:
-        """As `AsyncPlans._run_plan`, on a sync connection."""
-        with self.connection() as conn:
-            if not atomic or self._bound is not None:
-                return run_sync(conn, self.queries, plan)
-            with conn.transaction():
-                return run_sync(conn, self.queries, plan)
+                if not atomic:
+                    return _drive_sync(conn, self.queries, plan)
+                with conn.transaction():
+                    return _drive_sync(conn, self.queries, plan)

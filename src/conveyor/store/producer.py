@@ -24,12 +24,12 @@ def insert_jobs(jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> P
     its jobs' ids and idempotency keys, in order); return the ids in input order, where a
     key already taken gives the id of the job that holds it."""
     rows = yield "insert_jobs", {"jobs": jobs}
-    inserted = {row["id"] for row in rows}
-    if len(inserted) == len(ids):  # the common case: one statement
+    if len(rows) == len(ids):  # the common case: every job is new, one statement
         return list(ids)
+    inserted = set(rows.column("id"))
     given = [key for key in keys if key is not None]
     found = yield "job_ids_by_idempotency_key", {"keys": given}
-    existing: dict[str, UUID] = {row["idempotency_key"]: row["id"] for row in found}
+    existing: dict[str, UUID] = {row["idempotency_key"]: row["id"] for row in found.dicts()}
     return [
         job_id if job_id in inserted or key is None else existing[key]
         for job_id, key in zip(ids, keys, strict=True)
@@ -38,16 +38,18 @@ def insert_jobs(jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> P
 
 def get_job(job_id: UUID) -> Plan[Job | None]:
     rows = yield "get_job", {"id": job_id}
-    return Job.from_row(rows[0]) if rows else None
+    row = rows.first()
+    return None if row is None else Job.from_row(row)
 
 
 def cancel_job(job_id: UUID, reason: str) -> Plan[CancelOutcome | None]:
     """'cancelled' (it was waiting), 'requested' (it runs and will be told), 'finished'
     (nothing to do), or None when there is no such job."""
     rows = yield "cancel_job", {"id": job_id, "reason": reason}
-    if rows[0]["cancelled"]:
+    counts = rows.first() or {}  # the statement always returns one row
+    if counts.get("cancelled"):
         return "cancelled"
-    if rows[0]["requested"]:
+    if counts.get("requested"):
         return "requested"
     found = yield "get_job", {"id": job_id}
     return "finished" if found else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from conveyor.store.plans import AsyncPlans, Plan, SyncStatements, effect, rows_as
 
@@ -46,7 +47,8 @@ class LaneSummary:
 
 def _count(name: str, column: str) -> Plan[int]:
     rows = yield name, {}
-    return int(rows[0][column]) if rows else 0
+    counted = rows.column(column)
+    return int(counted[0]) if counted else 0
 
 
 def _one(name: str) -> Plan[BenchSummary]:
@@ -56,8 +58,8 @@ def _one(name: str) -> Plan[BenchSummary]:
 
 def _now() -> Plan[datetime]:
     rows = yield "database_now", {}
-    now: datetime = rows[0]["now"]
-    return now
+    (now,) = rows.column("now")
+    return cast(datetime, now)
 
 
 class ToolStatements(AsyncPlans):
