@@ -16,7 +16,13 @@ from conveyor.jobs import Job
 from conveyor.retry import RetryPolicy
 from conveyor.store import load_queries
 from conveyor.store.migrate import migrate
-from conveyor.store.producer import AsyncConn, ProducerStatements, SyncConn, SyncProducer
+from conveyor.store.producer import (
+    AsyncConn,
+    CancelOutcome,
+    ProducerStatements,
+    SyncConn,
+    SyncProducer,
+)
 from conveyor.tasks import Task
 
 TaskFunction = Callable[..., Any]
@@ -225,13 +231,15 @@ class Conveyor:
         identifier = parse_job_id(job_id)
         return _found(identifier, await (await self._aproducer(None)).get_job(identifier))
 
-    def cancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> str:
+    def cancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> CancelOutcome:
         """Cancel a job: 'cancelled' (it was waiting), 'requested' (it is running and will be
         told), or 'finished' (nothing to do). JobNotFound if there is no such job."""
         identifier = parse_job_id(job_id)
         return _found(identifier, self._producer(None).cancel_job(identifier, reason))
 
-    async def acancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> str:
+    async def acancel(
+        self, job_id: UUID | str, reason: str = "cancelled by request"
+    ) -> CancelOutcome:
         identifier = parse_job_id(job_id)
         statements = await self._aproducer(None)
         return _found(identifier, await statements.cancel_job(identifier, reason))
