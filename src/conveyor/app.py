@@ -61,7 +61,7 @@ class Conveyor:
         elif overrides:
             settings = load_settings(config, env={}, overrides={**_flatten(settings), **overrides})
         self.settings = settings
-        # Read by the worker until it runs on a store of its own.
+        # Transitional, for callers that still run a statement by name themselves.
         self.queries = load_queries(settings.database.schema_name)
         self.tasks: dict[str, Task] = {}
         self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)

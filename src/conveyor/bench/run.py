@@ -105,7 +105,7 @@ async def run_bench(
                 started = time.monotonic()
                 enqueue_seconds = await _enqueue(app, options, progress)
                 if options.drain:
-                    drain_from = await tools.database_now()
+                    drain_from = await tools.bench_now()
                     started = time.monotonic()
                     await admin.resume(QUEUE, actor="bench")
             timed_out = not await _wait_for_completion(tools, options, started, progress)

@@ -57,7 +57,7 @@ def _one(name: str) -> Plan[BenchSummary]:
 
 
 def _now() -> Plan[datetime]:
-    rows = yield "database_now", {}
+    rows = yield "bench_now", {}
     (now,) = rows.column("now")
     return cast(datetime, now)
 
@@ -73,7 +73,8 @@ class ToolStatements(AsyncPlans):
     async def ensure_queue(self, queue: str) -> None:
         await self._run_plan(effect("ensure_queue", {"queue": queue}))
 
-    async def database_now(self) -> datetime:
+    async def bench_now(self) -> datetime:
+        """PostgreSQL's clock, where a drain run starts."""
         return await self._run_plan(_now())
 
     async def bench_summary(self) -> BenchSummary:

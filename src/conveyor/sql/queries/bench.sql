@@ -7,7 +7,8 @@ SELECT count(*) AS jobs FROM {schema}.jobs WHERE status IN ({COMPLETED}, {DEAD})
 -- they are all up, so the timings measure the queue rather than Python starting.
 SELECT count(*) AS workers FROM {schema}.workers WHERE stopped IS NULL;
 
--- name: database_now
+-- name: bench_now
+-- Where a drain run starts, on the clock every other figure is read from.
 SELECT now() AS now;
 
 -- name: bench_summary
