@@ -51,8 +51,8 @@ def _count(name: str, column: str) -> Plan[int]:
     return int(counted[0]) if counted else 0
 
 
-def _one(name: str) -> Plan[BenchSummary]:
-    (summary,) = yield from rows_as(BenchSummary, name)
+def _bench_summary() -> Plan[BenchSummary]:
+    (summary,) = yield from rows_as(BenchSummary, "bench_summary")  # an aggregate: one row
     return summary
 
 
@@ -78,7 +78,7 @@ class ToolStatements(AsyncPlans):
         return await self._run_plan(_now())
 
     async def bench_summary(self) -> BenchSummary:
-        return await self._run_plan(_one("bench_summary"))
+        return await self._run_plan(_bench_summary())
 
 
 class SyncTools(SyncStatements):
