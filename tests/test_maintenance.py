@@ -136,7 +136,7 @@ async def test_rescuer_loses_the_race_to_a_completion(
 
     async def in_the_gap() -> None:
         outcome = Outcome(done, 7, COMPLETED, 0.01)
-        db.execute(app.queries["record_outcomes"], outcome_params([outcome]))
+        db.execute(store.queries["record_outcomes"], outcome_params([outcome]))
         # Meanwhile the other job was rescued elsewhere and claimed again (new token).
         db.execute(
             b"UPDATE jobs SET lease_token = 4, attempt = 2, "
@@ -153,10 +153,10 @@ async def test_rescuer_loses_the_race_to_a_completion(
     assert db.execute(b"SELECT status FROM job_logs").fetchall() == [("completed",)]
 
 
-async def test_stale_outcome_changes_nothing(db: psycopg.Connection[Any], app: Conveyor) -> None:
+async def test_stale_outcome_changes_nothing(db: psycopg.Connection[Any], store: Store) -> None:
     job = insert_job(db, "running", attempt=2, lease_token=2, worker_id="new")
     stale = Outcome(job, 1, COMPLETED, 0.5)
-    applied = db.execute(app.queries["record_outcomes"], outcome_params([stale])).fetchall()
+    applied = db.execute(store.queries["record_outcomes"], outcome_params([stale])).fetchall()
     assert applied == []
     assert db.execute(b"SELECT status, lease_token FROM jobs").fetchone() == ("running", 2)
     assert db.execute(b"SELECT count(*) FROM job_logs").fetchone() == (0,)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 from uuid import UUID
-
-import psycopg
-import psycopg_pool
-from psycopg.rows import dict_row
 
 from conveyor import client
 from conveyor.config import Settings, load_settings
@@ -18,13 +14,18 @@ from conveyor.errors import JobNotFound
 from conveyor.ids import parse_job_id
 from conveyor.jobs import Job
 from conveyor.retry import RetryPolicy
-from conveyor.store import load_queries
-from conveyor.store.connect import OPERATIONAL_ERRORS, async_pool, sync_pool, unavailable
 from conveyor.store.migrate import migrate
+from conveyor.store.producer import (
+    AsyncConn,
+    CancelOutcome,
+    ProducerStatements,
+    SyncConn,
+    SyncProducer,
+)
 from conveyor.tasks import Task
 
 TaskFunction = Callable[..., Any]
-_DB_ERRORS = (*OPERATIONAL_ERRORS, psycopg_pool.PoolTimeout)
+T = TypeVar("T")
 
 
 class Conveyor:
@@ -59,11 +60,11 @@ class Conveyor:
         elif overrides:
             settings = load_settings(config, env={}, overrides={**_flatten(settings), **overrides})
         self.settings = settings
-        self.queries = load_queries(settings.database.schema_name)
+        # Transitional, for callers that still run a statement by name themselves.
         self.tasks: dict[str, Task] = {}
         self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)
-        self._pool: psycopg_pool.ConnectionPool | None = None
-        self._async_pool: psycopg_pool.AsyncConnectionPool | None = None
+        self._statements: SyncProducer | None = None
+        self._async_statements: ProducerStatements | None = None
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -147,10 +148,11 @@ class Conveyor:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         queue: str | None = None,
-        connection: psycopg.Connection[Any] | None = None,
+        connection: SyncConn | None = None,
     ) -> UUID:
         """Enqueue one job; return its id once it is committed (or once written into
-        `connection`'s open transaction)."""
+        `connection`'s open transaction). An `idempotency_key` held by a job whose row still
+        exists (retention has not pruned it) returns that job's id and adds nothing."""
         options = client.EnqueueOptions(
             priority, run_at, delay, max_attempts, idempotency_key, queue
         )
@@ -166,7 +168,7 @@ class Conveyor:
         delay: float | timedelta | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
-        connection: psycopg.Connection[Any] | None = None,
+        connection: SyncConn | None = None,
     ) -> list[UUID]:
         """Enqueue many jobs of one task in a single statement; all or none are written."""
         options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue)
@@ -184,7 +186,7 @@ class Conveyor:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         queue: str | None = None,
-        connection: psycopg.AsyncConnection[Any] | None = None,
+        connection: AsyncConn | None = None,
     ) -> UUID:
         options = client.EnqueueOptions(
             priority, run_at, delay, max_attempts, idempotency_key, queue
@@ -201,117 +203,44 @@ class Conveyor:
         delay: float | timedelta | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
-        connection: psycopg.AsyncConnection[Any] | None = None,
+        connection: AsyncConn | None = None,
     ) -> list[UUID]:
         options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue)
         batch = self._batch(task, payloads, options)
         return await self._awrite(batch, connection) if batch.ids else []
 
-    def _write(self, batch: client.InsertBatch, conn: psycopg.Connection[Any] | None) -> list[UUID]:
-        if conn is not None:
-            return client.counted(batch, self._insert(conn, batch))
-        try:
-            with self.pool().connection() as pooled, pooled.transaction():
-                ids = self._insert(pooled, batch)
-        except _DB_ERRORS as error:
-            raise unavailable(error) from error
+    def _write(self, batch: client.InsertBatch, connection: SyncConn | None) -> list[UUID]:
+        statements = self._producer(connection)
+        return client.counted(batch, statements.insert_jobs(batch.jobs, batch.ids, batch.keys))
+
+    async def _awrite(self, batch: client.InsertBatch, connection: AsyncConn | None) -> list[UUID]:
+        statements = await self._aproducer(connection)
+        ids = await statements.insert_jobs(batch.jobs, batch.ids, batch.keys)
         return client.counted(batch, ids)
-
-    def _insert(self, conn: psycopg.Connection[Any], batch: client.InsertBatch) -> list[UUID]:
-        with conn.cursor() as cur:
-            cur.execute(self.queries["insert_jobs"], batch.params)
-            inserted = [row[0] for row in cur.fetchall()]
-            existing: dict[str, UUID] = {}
-            if len(inserted) < len(batch.ids):
-                keys = [key for key in batch.keys if key is not None]
-                cur.execute(self.queries["job_ids_by_idempotency_key"], {"keys": keys})
-                existing = {row[0]: row[1] for row in cur.fetchall()}
-        return client.resolve_ids(batch, inserted, existing)
-
-    async def _awrite(
-        self, batch: client.InsertBatch, conn: psycopg.AsyncConnection[Any] | None
-    ) -> list[UUID]:
-        if conn is not None:
-            return client.counted(batch, await self._ainsert(conn, batch))
-        try:
-            async with (await self.async_pool()).connection() as pooled, pooled.transaction():
-                ids = await self._ainsert(pooled, batch)
-        except _DB_ERRORS as error:
-            raise unavailable(error) from error
-        return client.counted(batch, ids)
-
-    async def _ainsert(
-        self, conn: psycopg.AsyncConnection[Any], batch: client.InsertBatch
-    ) -> list[UUID]:
-        async with conn.cursor() as cur:
-            await cur.execute(self.queries["insert_jobs"], batch.params)
-            inserted = [row[0] for row in await cur.fetchall()]
-            existing: dict[str, UUID] = {}
-            if len(inserted) < len(batch.ids):
-                keys = [key for key in batch.keys if key is not None]
-                await cur.execute(self.queries["job_ids_by_idempotency_key"], {"keys": keys})
-                existing = {row[0]: row[1] for row in await cur.fetchall()}
-        return client.resolve_ids(batch, inserted, existing)
 
     # -- look up and cancel --------------------------------------------------------------
 
     def get_job(self, job_id: UUID | str) -> Job:
         """The job's current state; JobNotFound if there is none (or it was pruned)."""
         identifier = parse_job_id(job_id)
-        try:
-            with self.pool().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self.queries["get_job"], {"id": identifier})
-                row = cur.fetchone()
-        except _DB_ERRORS as error:
-            raise unavailable(error) from error
-        if row is None:
-            raise JobNotFound(identifier)
-        return Job.from_row(row)
+        return _found(identifier, self._producer(None).get_job(identifier))
 
     async def aget_job(self, job_id: UUID | str) -> Job:
         identifier = parse_job_id(job_id)
-        try:
-            pool = await self.async_pool()
-            async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(self.queries["get_job"], {"id": identifier})
-                row = await cur.fetchone()
-        except _DB_ERRORS as error:
-            raise unavailable(error) from error
-        if row is None:
-            raise JobNotFound(identifier)
-        return Job.from_row(row)
+        return _found(identifier, await (await self._aproducer(None)).get_job(identifier))
 
-    def cancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> str:
+    def cancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> CancelOutcome:
         """Cancel a job: 'cancelled' (it was waiting), 'requested' (it is running and will be
         told), or 'finished' (nothing to do). JobNotFound if there is no such job."""
         identifier = parse_job_id(job_id)
-        try:
-            with self.pool().connection() as conn:
-                row = conn.execute(
-                    self.queries["cancel_job"], {"id": identifier, "reason": reason}
-                ).fetchone()
-        except _DB_ERRORS as error:
-            raise unavailable(error) from error
-        outcome = _cancel_outcome(row)
-        if outcome == "finished":
-            self.get_job(identifier)  # raises JobNotFound when it does not exist
-        return outcome
+        return _found(identifier, self._producer(None).cancel_job(identifier, reason))
 
-    async def acancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> str:
+    async def acancel(
+        self, job_id: UUID | str, reason: str = "cancelled by request"
+    ) -> CancelOutcome:
         identifier = parse_job_id(job_id)
-        try:
-            pool = await self.async_pool()
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    self.queries["cancel_job"], {"id": identifier, "reason": reason}
-                )
-                row = await cur.fetchone()
-        except _DB_ERRORS as error:
-            raise unavailable(error) from error
-        outcome = _cancel_outcome(row)
-        if outcome == "finished":
-            await self.aget_job(identifier)  # raises JobNotFound when it does not exist
-        return outcome
+        statements = await self._aproducer(None)
+        return _found(identifier, await statements.cancel_job(identifier, reason))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -320,40 +249,40 @@ class Conveyor:
         applied = migrate(settings.url, settings.schema_name, settings.connect_timeout)
         return [f"{migration.version:03d}_{migration.name}" for migration in applied]
 
-    def pool(self) -> psycopg_pool.ConnectionPool:
-        if self._pool is None:
-            db = self.settings.database
-            self._pool = sync_pool(db.url, "client", db.pool_size, db.connect_timeout)
-            self._pool.open(wait=False)
-        return self._pool
+    def _producer(self, connection: SyncConn | None) -> SyncProducer:
+        """The caller's connection, else our own pool (opened on first use)."""
+        schema = self.settings.database.schema_name
+        if connection is not None:
+            return SyncProducer(None, schema, connection=connection)
+        if self._statements is None:
+            self._statements = SyncProducer.open(self.settings, "client")
+        return self._statements
 
-    async def async_pool(self) -> psycopg_pool.AsyncConnectionPool:
-        if self._async_pool is None:
-            db = self.settings.database
-            self._async_pool = async_pool(db.url, "client", db.pool_size, db.connect_timeout)
-            await self._async_pool.open(wait=False)
-        return self._async_pool
+    async def _aproducer(self, connection: AsyncConn | None) -> ProducerStatements:
+        schema = self.settings.database.schema_name
+        if connection is not None:
+            return ProducerStatements(None, schema, connection=connection)
+        if self._async_statements is None:
+            # Opened here, inside the caller's event loop, which the pool's tasks run on.
+            self._async_statements = await ProducerStatements.open(self.settings, "client")
+        return self._async_statements
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        if self._statements is not None:
+            self._statements.close()
+            self._statements = None
 
     async def aclose(self) -> None:
-        if self._async_pool is not None:
-            await self._async_pool.close()
-            self._async_pool = None
+        if self._async_statements is not None:
+            await self._async_statements.close()
+            self._async_statements = None
         self.close()
 
 
-def _cancel_outcome(row: tuple[Any, ...] | None) -> str:
-    if row is None:  # the statement always returns one row
-        raise RuntimeError("cancel_job returned no row")
-    if row[0]:
-        return "cancelled"
-    if row[1]:
-        return "requested"
-    return "finished"
+def _found(job_id: UUID, value: T | None) -> T:
+    if value is None:
+        raise JobNotFound(job_id)
+    return value
 
 
 def _flatten(settings: Settings) -> dict[str, Any]:

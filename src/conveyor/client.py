@@ -41,8 +41,9 @@ class InsertBatch:
     records: list[dict[str, Any]]
 
     @property
-    def params(self) -> dict[str, str]:
-        return {"jobs": orjson.dumps(self.records).decode()}
+    def jobs(self) -> str:
+        """The rows as the one JSON array `insert_jobs` reads."""
+        return orjson.dumps(self.records).decode()
 
 
 def resolve_task(tasks: dict[str, Task], task_or_name: Task | str) -> Task:
@@ -100,20 +101,6 @@ def build_batch(
         for job_id, payload in zip(ids, encoded, strict=True)
     ]
     return InsertBatch(ids, [options.idempotency_key] * count, records)
-
-
-def resolve_ids(
-    batch: InsertBatch, inserted: Iterable[UUID], existing: dict[str, UUID]
-) -> list[UUID]:
-    """Ids in input order: new ones, or the existing job for an idempotency key seen before."""
-    fresh = set(inserted)
-    result = []
-    for job_id, key in zip(batch.ids, batch.keys, strict=True):
-        if job_id in fresh or key is None:
-            result.append(job_id)
-        else:
-            result.append(existing[key])
-    return result
 
 
 def _delay_seconds(delay: float | timedelta | None) -> float | None:

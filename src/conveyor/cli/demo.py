@@ -16,8 +16,6 @@ from types import FrameType
 from typing import Any
 
 import click
-import psycopg
-import redis
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -26,11 +24,10 @@ from conveyor.cli.main import State, main, pass_state
 from conveyor.config import Settings
 from conveyor.demo import report
 from conveyor.embedded import DEFAULT_DATA_DIR, Services, ServicesUnavailable, resolve_services
-from conveyor.errors import ScratchRefused
-from conveyor.lanes import HIGH_PRIORITY_MAX, NORMAL_PRIORITY_MAX
+from conveyor.errors import ConveyorError, ScratchRefused
 from conveyor.launch import Child, Launcher, reset_namespace, wipe_namespace
-from conveyor.store import Queries, load_queries
 from conveyor.store.migrate import migrate
+from conveyor.store.tools import SyncTools
 
 # Both are wiped at the start: insisting on "demo" in their names keeps a slip of the
 # keyboard from dropping a real queue (and launch.reset_namespace refuses any schema the
@@ -102,7 +99,7 @@ def demo(state: State, /, **values: Any) -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         code = 130
-    except (psycopg.Error, redis.RedisError) as error:
+    except ConveyorError as error:
         console.print(f"[red]The demo failed:[/] {escape(f'{type(error).__name__}: {error}')}")
         code = 1
     finally:
@@ -139,9 +136,8 @@ def _run(
         launcher.worker(
             "conveyor.demo.tasks:app", report.QUEUES, options.processes, options.concurrency
         )
-        queries = load_queries(schema)
-        with psycopg.connect(services.postgres.url, autocommit=True) as conn:
-            if not _wait_for_workers(console, conn, queries, children, options.processes):
+        with SyncTools.connect(services.postgres.url, schema, "demo") as tools:
+            if not _wait_for_workers(console, tools, children, options.processes):
                 return 1
             # Imported only now: the app reads the environment set above.
             tasks = importlib.import_module("conveyor.demo.tasks")
@@ -149,9 +145,8 @@ def _run(
             expected = tasks.enqueue_samples(options.jobs)
             tasks.app.close()
             console.print(f"Enqueued    {options.jobs} jobs in {time.monotonic() - started:.2f} s")
-            finished = _watch(console, conn, queries, children, started, options.timeout)
-            limits = {"high_max": HIGH_PRIORITY_MAX, "normal_max": NORMAL_PRIORITY_MAX}
-            rows = conn.execute(queries["demo_summary"], limits).fetchall()
+            finished = _watch(console, tools, children, started, options.timeout)
+            rows = tools.demo_summary()
         report.print_summary(console, rows, time.monotonic() - started)
         return report.verdict(console, rows, expected, finished)
     finally:
@@ -163,7 +158,7 @@ def _run(
                 wipe_namespace(
                     services.postgres.url, schema, services.redis.url, prefix, configured
                 )
-            except (psycopg.Error, redis.RedisError, ScratchRefused) as error:
+            except ConveyorError as error:
                 # Reported, not raised: it would hide whatever ended the run.
                 console.print(f"[yellow]Could not remove the demo's data: {escape(str(error))}[/]")
 
@@ -214,8 +209,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _wait_for_workers(
     console: Console,
-    conn: psycopg.Connection[Any],
-    queries: Queries,
+    tools: SyncTools,
     children: list[Child],
     processes: int,
 ) -> bool:
@@ -226,8 +220,7 @@ def _wait_for_workers(
         while time.monotonic() < deadline:
             if _dead_child(console, children):
                 return False
-            row = conn.execute(queries["demo_workers"]).fetchone()
-            if row is not None and row[0] >= processes:
+            if tools.count_live_workers() >= processes:
                 return True
             time.sleep(0.2)
     console.print(f"[red]The workers did not start within {WORKER_START_TIMEOUT:.0f} s.[/]")
@@ -236,8 +229,7 @@ def _wait_for_workers(
 
 def _watch(
     console: Console,
-    conn: psycopg.Connection[Any],
-    queries: Queries,
+    tools: SyncTools,
     children: list[Child],
     started: float,
     timeout: float,
@@ -248,8 +240,8 @@ def _watch(
         with Live(console=console, refresh_per_second=8) as live:
             while outcome is None:
                 counts: report.Counts = defaultdict(dict)
-                for queue, status, jobs in conn.execute(queries["demo_progress"]).fetchall():
-                    counts[queue][status] = jobs
+                for row in tools.demo_progress():
+                    counts[row.queue_name][row.status] = row.jobs
                 elapsed = time.monotonic() - started
                 live.update(report.progress_view(counts, elapsed))
                 if report.all_final(counts):

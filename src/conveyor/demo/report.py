@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, Group
@@ -10,13 +10,15 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from conveyor.vocabulary import COMPLETED, DEAD, DISPATCHED, LANES, QUEUED, RUNNING, TERMINAL
+
 if TYPE_CHECKING:
     from conveyor.demo.tasks import Expected
+    from conveyor.store.tools import LaneSummary
 
 QUEUES = ("email-sending", "analytics:daily-aggregate", "warmup:process")
-STATUSES = ("queued", "dispatched", "running", "completed", "dead")
-FINAL = frozenset({"completed", "dead", "cancelled"})
-LANES = ("high", "normal", "low")
+STATUSES = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD)
+FINAL = frozenset(TERMINAL)
 
 Counts = dict[str, dict[str, int]]  # queue -> status -> jobs
 
@@ -54,12 +56,12 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _order(row: tuple[Any, ...]) -> tuple[int, int]:
-    queue, lane = row[0], row[1]
-    return (QUEUES.index(queue) if queue in QUEUES else len(QUEUES), LANES.index(lane))
+def _order(row: LaneSummary) -> tuple[int, int]:
+    queue = row.queue_name
+    return (QUEUES.index(queue) if queue in QUEUES else len(QUEUES), LANES.index(row.lane))
 
 
-def print_summary(console: Console, rows: list[tuple[Any, ...]], elapsed: float) -> None:
+def print_summary(console: Console, rows: list[LaneSummary], elapsed: float) -> None:
     """`rows` are the `demo_summary` query's: one per queue and lane."""
     table = _table(f"Summary, {elapsed:.1f} s after the first enqueue", padding=0)
     table.add_column("queue", no_wrap=True)
@@ -67,12 +69,10 @@ def print_summary(console: Console, rows: list[tuple[Any, ...]], elapsed: float)
     for name in ("jobs", "completed", "dead", "retried", "wait p50", "p95"):
         table.add_column(name, justify="right", no_wrap=True)
     errors: list[tuple[str, str]] = []
-    for queue, lane, jobs, completed, dead, retried, p50, p95, dead_errors in sorted(
-        rows, key=_order
-    ):
-        numbers = (str(jobs), str(completed), str(dead), str(retried))
-        table.add_row(queue, lane, *numbers, _seconds(p50), _seconds(p95))
-        errors.extend((queue, error) for error in dead_errors)
+    for row in sorted(rows, key=_order):
+        numbers = (str(row.jobs), str(row.completed), str(row.dead), str(row.retried))
+        table.add_row(row.queue_name, row.lane, *numbers, _seconds(row.p50), _seconds(row.p95))
+        errors.extend((row.queue_name, error) for error in row.errors)
     console.print(table)
     console.print("wait: from enqueue to the start of the first attempt")
     if errors:
@@ -81,11 +81,12 @@ def print_summary(console: Console, rows: list[tuple[Any, ...]], elapsed: float)
             console.print(f"  [red]{queue}[/]: {escape(error)}", highlight=False)
 
 
-def verdict(
-    console: Console, rows: list[tuple[Any, ...]], expected: Expected, finished: bool
-) -> int:
+def verdict(console: Console, rows: list[LaneSummary], expected: Expected, finished: bool) -> int:
     """Say whether the jobs ended as planned; the exit code (0 when they did)."""
-    total, completed, dead, retried = (sum(row[i] for row in rows) for i in (2, 3, 4, 5))
+    total = sum(row.jobs for row in rows)
+    completed = sum(row.completed for row in rows)
+    dead = sum(row.dead for row in rows)
+    retried = sum(row.retried for row in rows)
     problems = []
     if not finished:
         problems.append("not every job reached a final state")

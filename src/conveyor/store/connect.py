@@ -9,8 +9,6 @@ import psycopg
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor.errors import DatabaseUnavailable
-
 # PostgreSQL returns jsonb as text; orjson parses it several times faster than json.
 set_json_loads(orjson.loads)
 set_json_dumps(lambda value: orjson.dumps(value).decode())
@@ -61,8 +59,10 @@ def describe(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def unavailable(error: BaseException) -> DatabaseUnavailable:
-    return DatabaseUnavailable(f"PostgreSQL is unavailable: {describe(error)}")
-
-
-OPERATIONAL_ERRORS = (psycopg.OperationalError, psycopg.errors.AdminShutdown)
+def postgres_problem(url: str, timeout: float) -> str | None:
+    """Why PostgreSQL at `url` cannot be used (one line), or None if it answers."""
+    try:
+        psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
+    except psycopg.Error as error:
+        return describe(error)
+    return None

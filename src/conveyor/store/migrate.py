@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from typing import cast
 
 import psycopg
+from psycopg.rows import DictRow, dict_row
 
-from conveyor.store.queries import check_schema_name, render
+from conveyor.store.base import database_errors
+from conveyor.store.queries import check_schema_name, load_queries, render
 
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
@@ -49,54 +54,49 @@ def _lock_id(schema: str) -> int:
 
 def migrate(url: str, schema: str, connect_timeout: float = 5.0) -> list[Migration]:
     """Apply pending migrations; return the ones this call applied."""
-    check_schema_name(schema)
+    queries = load_queries(check_schema_name(schema))
+    lock = {"lock": _lock_id(schema)}
     applied: list[Migration] = []
-    with psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout)) as conn:
-        conn.execute(b"SELECT pg_advisory_lock(%s)", (_lock_id(schema),))
+    with _connect(url, connect_timeout) as conn:
+        conn.execute(queries["migrate_lock"], lock)
         try:
-            conn.execute(render("CREATE SCHEMA IF NOT EXISTS {schema}", schema).encode())
-            conn.execute(
-                render(
-                    "CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
-                    " version integer PRIMARY KEY, name text NOT NULL,"
-                    " applied timestamptz NOT NULL DEFAULT now())",
-                    schema,
-                ).encode()
-            )
-            done = {
-                row[0]
-                for row in conn.execute(
-                    render("SELECT version FROM {schema}.schema_migrations", schema).encode()
-                )
-            }
+            conn.execute(queries["migrate_create_schema"])
+            conn.execute(queries["migrate_create_ledger"])
+            rows = conn.execute(queries["migrate_applied_versions"]).fetchall()
+            done = {row["version"] for row in rows}
             for migration in available_migrations():
                 if migration.version in done:
                     continue
                 with conn.transaction():
                     conn.execute(render(migration.sql, schema).encode())
                     conn.execute(
-                        render(
-                            "INSERT INTO {schema}.schema_migrations (version, name) "
-                            "VALUES (%s, %s)",
-                            schema,
-                        ).encode(),
-                        (migration.version, migration.name),
+                        queries["migrate_record"],
+                        {"version": migration.version, "name": migration.name},
                     )
                 applied.append(migration)
         finally:
-            conn.execute(b"SELECT pg_advisory_unlock(%s)", (_lock_id(schema),))
+            conn.execute(queries["migrate_unlock"], lock)
     return applied
 
 
-def current_version(url: str, schema: str) -> int | None:
-    check_schema_name(schema)
-    with psycopg.connect(url, autocommit=True) as conn:
-        exists = conn.execute(
-            b"SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".schema_migrations',)
-        ).fetchone()
-        if not exists or not exists[0]:
+def current_version(url: str, schema: str, connect_timeout: float = 5.0) -> int | None:
+    queries = load_queries(check_schema_name(schema))
+    with _connect(url, connect_timeout) as conn:
+        ledger = conn.execute(queries["migrate_ledger_exists"], {"schema": schema}).fetchone()
+        if ledger is None or not ledger["present"]:
             return None
-        row = conn.execute(
-            render("SELECT max(version) FROM {schema}.schema_migrations", schema).encode()
-        ).fetchone()
-        return None if row is None else row[0]
+        row = conn.execute(queries["migrate_latest_version"]).fetchone()
+        return None if row is None else cast(int | None, row["version"])
+
+
+@contextmanager
+def _connect(url: str, connect_timeout: float) -> Iterator[psycopg.Connection[DictRow]]:
+    """One autocommit connection (each migration opens its own transaction); driver errors
+    come out as Conveyor's own."""
+    with (
+        database_errors(),
+        psycopg.connect(
+            url, autocommit=True, connect_timeout=int(connect_timeout), row_factory=dict_row
+        ) as conn,
+    ):
+        yield conn

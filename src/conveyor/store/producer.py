@@ -1,9 +1,81 @@
-"""Statements of one caller group (filled in as that caller moves onto the store)."""
+"""The producer's statements: enqueue, look up and cancel jobs.
+
+Each operation is one plan (see `store.plans`), run by `ProducerStatements` on the async
+pool or by `SyncProducer` on a sync one; bound to the caller's connection, either runs
+inside the caller's transaction, so an enqueued job exists if and only if it commits.
+"""
 
 from __future__ import annotations
 
-from conveyor.store.base import StoreBase
+from collections.abc import Sequence
+from typing import Literal
+from uuid import UUID
+
+from conveyor.jobs import Job
+from conveyor.store.plans import AsyncConn, AsyncPlans, Plan, SyncConn, SyncStatements
+
+CancelOutcome = Literal["cancelled", "requested", "finished"]
+
+__all__ = ["AsyncConn", "CancelOutcome", "ProducerStatements", "SyncConn", "SyncProducer"]
 
 
-class ProducerStatements(StoreBase):
-    pass
+def insert_jobs(jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> Plan[list[UUID]]:
+    """Write every job of `jobs` (the JSON array `insert_jobs` reads; `ids` and `keys` are
+    its jobs' ids and idempotency keys, in order); return the ids in input order, where a
+    key already taken gives the id of the job that holds it."""
+    rows = yield "insert_jobs", {"jobs": jobs}
+    if len(rows) == len(ids):  # the common case: every job is new, one statement
+        return list(ids)
+    inserted = set(rows.column("id"))
+    given = [key for key in keys if key is not None]
+    found = yield "job_ids_by_idempotency_key", {"keys": given}
+    existing: dict[str, UUID] = {row["idempotency_key"]: row["id"] for row in found.dicts()}
+    return [
+        job_id if job_id in inserted or key is None else existing[key]
+        for job_id, key in zip(ids, keys, strict=True)
+    ]
+
+
+def get_job(job_id: UUID) -> Plan[Job | None]:
+    rows = yield "get_job", {"id": job_id}
+    row = rows.first()
+    return None if row is None else Job.from_row(row)
+
+
+def cancel_job(job_id: UUID, reason: str) -> Plan[CancelOutcome | None]:
+    """'cancelled' (it was waiting), 'requested' (it runs and will be told), 'finished'
+    (nothing to do), or None when there is no such job."""
+    rows = yield "cancel_job", {"id": job_id, "reason": reason}
+    counts = rows.first() or {}  # the statement always returns one row
+    if counts.get("cancelled"):
+        return "cancelled"
+    if counts.get("requested"):
+        return "requested"
+    found = yield "get_job", {"id": job_id}
+    return "finished" if found else None
+
+
+class ProducerStatements(AsyncPlans):
+    async def insert_jobs(
+        self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]
+    ) -> list[UUID]:
+        return await self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
+
+    async def get_job(self, job_id: UUID) -> Job | None:
+        return await self._run_plan(get_job(job_id))
+
+    async def cancel_job(self, job_id: UUID, reason: str) -> CancelOutcome | None:
+        return await self._run_plan(cancel_job(job_id, reason))
+
+
+class SyncProducer(SyncStatements):
+    """`ProducerStatements` for sync callers."""
+
+    def insert_jobs(self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> list[UUID]:
+        return self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
+
+    def get_job(self, job_id: UUID) -> Job | None:
+        return self._run_plan(get_job(job_id))
+
+    def cancel_job(self, job_id: UUID, reason: str) -> CancelOutcome | None:
+        return self._run_plan(cancel_job(job_id, reason))

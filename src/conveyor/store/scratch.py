@@ -12,6 +12,7 @@ from __future__ import annotations
 import psycopg
 
 from conveyor.errors import ScratchRefused
+from conveyor.store.base import database_errors
 from conveyor.store.queries import load_queries
 
 
@@ -46,6 +47,7 @@ def _replace(
     queries = load_queries(schema)  # validates the name before it reaches any SQL
     _refuse_configured(schema, configured_schema)
     with (
+        database_errors(),
         psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout))) as conn,
         # One transaction: a refusal rolls back to exactly what was there, and a schema
         # this creates is never visible without its mark.

@@ -1,11 +1,15 @@
--- name: bench_finished
-SELECT count(*) FROM {schema}.jobs WHERE status IN ({COMPLETED}, {DEAD});
+-- name: count_finished_jobs
+-- `conveyor bench` polls this until every job it enqueued has ended.
+SELECT count(*) AS jobs FROM {schema}.jobs WHERE status IN ({COMPLETED}, {DEAD});
 
--- name: bench_live_workers
-SELECT count(*) FROM {schema}.workers WHERE stopped IS NULL;
+-- name: count_live_workers
+-- Worker processes that have registered and not stopped: bench and demo enqueue once
+-- they are all up, so the timings measure the queue rather than Python starting.
+SELECT count(*) AS workers FROM {schema}.workers WHERE stopped IS NULL;
 
 -- name: bench_now
-SELECT now();
+-- Where a drain run starts, on the clock every other figure is read from.
+SELECT now() AS now;
 
 -- name: bench_summary
 -- Every figure from PostgreSQL's clock: created is the enqueue transaction's start,
@@ -22,6 +26,6 @@ SELECT count(*) AS completed,
 FROM {schema}.jobs
 WHERE status = {COMPLETED};
 
--- name: bench_create_queue
+-- name: ensure_queue
 -- So the scratch queue can be paused before its first job exists.
 INSERT INTO {schema}.job_queues (name) VALUES (%(queue)s) ON CONFLICT (name) DO NOTHING;

@@ -4,17 +4,13 @@ SELECT queue_name, status, count(*) AS jobs
 FROM {schema}.jobs
 GROUP BY queue_name, status;
 
--- name: demo_workers
--- Worker processes that have registered and not stopped: the demo enqueues once they are up.
-SELECT count(*) AS workers FROM {schema}.workers WHERE stopped IS NULL;
-
 -- name: demo_summary
 -- One row per queue and lane. The wait is measured to the first attempt's start, so the
 -- backoff of retried jobs does not count as time spent waiting for a worker.
 WITH per_job AS (
     SELECT j.queue_name,
-           CASE WHEN j.priority <= %(high_max)s THEN {LANE_HIGH}
-                WHEN j.priority <= %(normal_max)s THEN {LANE_NORMAL}
+           CASE WHEN j.priority <= {HIGH_PRIORITY_MAX} THEN {LANE_HIGH}
+                WHEN j.priority <= {NORMAL_PRIORITY_MAX} THEN {LANE_NORMAL}
                 ELSE {LANE_LOW} END AS lane,
            j.status, j.attempt, j.last_error,
            extract(epoch FROM coalesce(
