@@ -10,6 +10,7 @@ and nothing changes.
 from __future__ import annotations
 
 import psycopg
+from psycopg.rows import dict_row
 
 from conveyor.errors import ScratchRefused
 from conveyor.store.base import database_errors
@@ -54,9 +55,10 @@ def _replace(
         conn.transaction(),
     ):
         conn.execute(queries["scratch_lock_timeout"])
-        row = conn.execute(queries["scratch_schema_state"], {"schema": schema}).fetchone()
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(queries["scratch_schema_state"], {"schema": schema}).fetchone()
         if row is not None:
-            if not row[0]:
+            if not row["marked"]:
                 raise ScratchRefused(
                     f"refusing to drop schema {schema!r}: it exists but was not created by "
                     "conveyor bench or demo (it lacks their scratch mark), so it may hold "
