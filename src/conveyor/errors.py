@@ -7,6 +7,19 @@ class ConveyorError(Exception):
     """Base class of every error Conveyor raises on purpose."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its class name when it has none."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def reason(error: BaseException) -> str:
+    """What went wrong in the server's own words: Conveyor's errors wrap a driver error
+    with a prefix of their own, so show the wrapped one."""
+    cause = error.__cause__ if isinstance(error, ConveyorError) else None
+    return first_line(cause or error)
+
+
 class EnqueueError(ConveyorError, ValueError):
     """The job was refused before anything was written."""
 

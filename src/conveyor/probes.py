@@ -20,11 +20,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from conveyor.config import Settings
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, reason
 from conveyor.lanes import Lanes
 from conveyor.metrics import exposition
 from conveyor.store import Store
-from conveyor.store.connect import describe
 
 # A readiness probe must answer well within the orchestrator's own timeout.
 PROBE_SECONDS = 2.0
@@ -33,13 +32,6 @@ PROBE_SECONDS = 2.0
 class Component(Protocol):
     ready: bool
     not_ready_reason: str
-
-
-def _reason(error: BaseException) -> str:
-    """The driver's own words: Conveyor's errors wrap them with a prefix of their own."""
-    cause = error.__cause__ if isinstance(error, ConveyorError) else None
-    shown = cause or error
-    return describe(shown) if str(shown) else type(shown).__name__
 
 
 async def check_postgres(settings: Settings) -> str | None:
@@ -51,7 +43,7 @@ async def check_postgres(settings: Settings) -> str | None:
             async with Store.connected(settings, "probe", PROBE_SECONDS) as store:
                 await store.ping()
     except (ConveyorError, TimeoutError) as error:
-        return f"PostgreSQL: {_reason(error)}"
+        return f"PostgreSQL: {reason(error)}"
     return None
 
 
@@ -60,7 +52,7 @@ async def check_redis(settings: Settings) -> str | None:
     try:
         await lanes.ping()
     except ConveyorError as error:
-        return f"Redis: {_reason(error)}"
+        return f"Redis: {reason(error)}"
     finally:
         await lanes.close()
     return None

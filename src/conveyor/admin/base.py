@@ -14,15 +14,14 @@ from uuid import UUID
 from conveyor.admin.errors import AdminError, AdminNotFound, AdminUnavailable
 from conveyor.config import Settings
 from conveyor.errors import (
-    ConveyorError,
     DatabaseUnavailable,
     RedisUnavailable,
     StatementTimeout,
+    reason,
 )
 from conveyor.ids import parse_job_id
 from conveyor.lanes import Lanes
 from conveyor.store import Store
-from conveyor.store.connect import describe
 from conveyor.tasks import check_queue_name
 from conveyor.vocabulary import LANES, LaneName
 
@@ -39,13 +38,6 @@ def default_actor(surface: str = "cli") -> str:
     except (KeyError, OSError):  # no passwd entry in a bare container
         user = str(os.getuid())
     return f"{surface}:{user}"
-
-
-def reason(error: BaseException) -> str:
-    """What went wrong in the server's own words (Conveyor's errors prefix them)."""
-    cause = error.__cause__ if isinstance(error, ConveyorError) else None
-    shown = cause or error
-    return describe(shown) if str(shown) else type(shown).__name__
 
 
 @contextmanager

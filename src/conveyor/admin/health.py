@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from conveyor.admin.base import reason
 from conveyor.admin.models import Model, Stats
 from conveyor.admin.stats import StatsMixin
+from conveyor.errors import reason
 from conveyor.store.connect import describe
 
 HealthStatus = Literal["healthy", "warning", "critical"]

@@ -237,15 +237,4 @@ class JobsMixin(AdminBase):
         """The newest operator actions first."""
         limit = check_count(limit, "limit")
         rows = await self.read(self.store.audit_log(limit))
-        return [
-            AuditEntry(
-                id=row.id,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                target=row.target,
-                detail=row.detail,
-                result=row.result,
-            )
-            for row in rows
-        ]
+        return [AuditEntry(**vars(row)) for row in rows]  # the row has the model's fields

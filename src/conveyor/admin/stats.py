@@ -113,18 +113,12 @@ class StatsMixin(AdminBase):
         worker.dead_after and not stopped."""
         rows = await self.read(self.store.workers(self.settings.worker.dead_after))
         return [
+            # The row has the model's fields; only the age is rounded for display.
             WorkerInfo(
-                id=row.id,
-                host=row.host,
-                pid=row.pid,
-                queues=list(row.queues),
-                concurrency=row.concurrency,
-                started=row.started,
-                last_heartbeat=row.last_heartbeat,
-                heartbeat_age_seconds=max(0.0, round(row.heartbeat_age_seconds, 3)),
-                jobs_in_flight=row.jobs_in_flight,
-                stopped=row.stopped,
-                alive=row.alive,
+                **{
+                    **vars(row),
+                    "heartbeat_age_seconds": max(0.0, round(row.heartbeat_age_seconds, 3)),
+                }
             )
             for row in rows
         ]

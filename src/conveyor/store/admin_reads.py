@@ -9,19 +9,14 @@ by column name, which the admin layer maps at once into its own models.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.rows import class_row, dict_row
 
-from conveyor.config import Settings
-from conveyor.store.base import StoreBase, database_errors
-from conveyor.store.connect import connect_kwargs
+from conveyor.store.base import StoreBase
 
 Report = dict[str, Any]
 
@@ -92,24 +87,6 @@ class _Known:
 
 
 class AdminReads(StoreBase):
-    @classmethod
-    @asynccontextmanager
-    async def connected(
-        cls, settings: Settings, role: str, connect_timeout: float
-    ) -> AsyncIterator[Self]:
-        """A store on one fresh connection, closed on leaving: for probes, which must hold
-        nothing between checks and must report why a connection failed (a pool would only
-        say that it timed out waiting)."""
-        db = settings.database
-        options = connect_kwargs(role, connect_timeout)
-        with database_errors():
-            conn = await psycopg.AsyncConnection.connect(db.url, **options)
-        try:
-            yield cls(None, db.schema_name, connection=conn)
-        finally:
-            with database_errors():
-                await conn.close()
-
     async def ping(self) -> None:
         """One trivial statement: PostgreSQL answers (readiness, health)."""
         await self._execute("admin_ping", {})

@@ -26,7 +26,7 @@ from conveyor.errors import (
     StatementRejected,
     StatementTimeout,
 )
-from conveyor.store.connect import async_pool, describe
+from conveyor.store.connect import async_pool, connect_kwargs, describe
 from conveyor.store.queries import Queries, load_queries
 
 Row = TypeVar("Row")
@@ -114,6 +114,24 @@ class StoreBase:
         store = cls(pool, db.schema_name)
         store._owns_pool = True
         return store
+
+    @classmethod
+    @asynccontextmanager
+    async def connected(
+        cls, settings: Settings, role: str, connect_timeout: float
+    ) -> AsyncIterator[Self]:
+        """A store on one fresh connection, closed on leaving: for probes, which must hold
+        nothing between checks and must report why a connection failed (a pool would only
+        say that it timed out waiting)."""
+        db = settings.database
+        options = connect_kwargs(role, connect_timeout)
+        with database_errors():
+            conn = await psycopg.AsyncConnection.connect(db.url, **options)
+        try:
+            yield cls(None, db.schema_name, connection=conn)
+        finally:
+            with database_errors():
+                await conn.close()
 
     async def close(self) -> None:
         if self._pool is not None and self._owns_pool:
