@@ -24,7 +24,6 @@ from conveyor.store import Store
 from conveyor.store.listen import Listener
 
 log = logging.getLogger("conveyor.queuer")
-POOL_SIZE = 4
 GAUGE_INTERVAL = 5.0
 
 
@@ -61,7 +60,7 @@ class Queuer:
     @classmethod
     async def open(cls, settings: Settings, *, maintenance: bool = True) -> Queuer:
         """A queuer with its own store and lanes, closed with it."""
-        store = await Store.open(settings, "queuer", POOL_SIZE)
+        store = await Store.open(settings, "queuer")
         queuer = cls(settings, store, Lanes.open(settings), maintenance=maintenance)
         queuer._owns_parts = True
         return queuer

@@ -116,7 +116,7 @@ class Worker:
     async def start(self) -> None:
         if self._store is None:
             # Four connections: claims, outcomes and heartbeats each hold one briefly.
-            self._store = await Store.open(self.settings, "worker", size=4)
+            self._store = await Store.open(self.settings, "worker")
         if self._lanes is None:
             self._lanes = Lanes.open(self.settings)
         self.completer = Completer(self._store)
