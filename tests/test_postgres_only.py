@@ -1,0 +1,131 @@
+"""Postgres-only mode: with no Redis, workers claim straight from PostgreSQL, and go back
+to the lanes when Redis answers again.
+
+The statement on fabricated rows first (order, filters, limit, fencing, concurrency), then
+an in-process worker switching modes, then real processes losing their Redis mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from conveyor.config import Settings
+from conveyor.store import Store
+from conveyor.vocabulary import COMPLETED, DISPATCHED, RUNNING
+from tests.factories import add_job, add_jobs, add_queue
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = await Store.open(settings, "test", size=4)
+    yield opened
+    await opened.close()
+
+
+def job_row(db: psycopg.Connection[Any], job_id: UUID) -> tuple[Any, ...] | None:
+    return db.execute(
+        b"SELECT status, attempt, lease_token, worker_id, dispatched_at IS NULL,"
+        b" lease_expires_at > now(), started IS NOT NULL FROM jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+
+
+# -- the statement ---------------------------------------------------------------------------
+
+
+async def test_direct_claims_take_the_most_urgent_first_across_queues(
+    store: Store, db: psycopg.Connection[Any]
+) -> None:
+    low = add_job(db, "a", priority=200)
+    urgent = add_job(db, "b", priority=5)
+    normal_old = add_job(db, "a", priority=100, age=60)
+    normal_new = add_job(db, "b", priority=100)
+    taken = []
+    for _ in range(4):
+        (job,) = await store.claim_ready_direct(["a", "b"], 1, "w", 30)
+        taken.append(job.id)
+    assert taken == [urgent, normal_old, normal_new, low]
+    assert await store.claim_ready_direct(["a", "b"], 1, "w", 30) == []
+
+
+async def test_direct_claims_skip_what_is_not_ready_or_not_ours(
+    store: Store, db: psycopg.Connection[Any]
+) -> None:
+    ready = add_job(db, "a")
+    buffered = add_job(db, "a", status=DISPATCHED, priority=150)
+    add_job(db, "a", run_in=3600)  # scheduled for later
+    add_queue(db, "paused", active=False)
+    add_job(db, "paused")
+    add_job(db, "paused", status=DISPATCHED)
+    add_job(db, "other")  # a queue this worker does not serve
+    add_job(db, "a", status=RUNNING, worker="w-old")
+    add_job(db, "a", status=COMPLETED)
+    jobs = await store.claim_ready_direct(["a", "paused"], 10, "w", 30)
+    assert sorted(job.id for job in jobs) == sorted([ready, buffered])
+    assert await store.claim_ready_direct(["a", "paused"], 10, "w", 30) == []
+    assert await store.claim_ready_direct([], 10, "w", 30) == []
+    assert await store.claim_ready_direct(["a"], 0, "w", 30) == []
+
+
+async def test_a_direct_claim_is_fenced_like_any_claim(
+    store: Store, db: psycopg.Connection[Any]
+) -> None:
+    queued = add_job(db, "a", attempt=1, lease_token=3, max_attempts=5, payload={"k": "v"})
+    dispatched = add_job(db, "a", status=DISPATCHED, lease_token=7, priority=150)
+    jobs = {job.id: job for job in await store.claim_ready_direct(["a"], 5, "w-direct", 30)}
+    assert set(jobs) == {queued, dispatched}
+    first = jobs[queued]
+    assert (first.queue, first.task, first.payload) == ("a", "t", {"k": "v"})
+    assert (first.attempt, first.max_attempts, first.token) == (2, 5, 4)
+    assert (jobs[dispatched].attempt, jobs[dispatched].token) == (1, 8)
+    for job_id, attempt, token in ((queued, 2, 4), (dispatched, 1, 8)):
+        assert job_row(db, job_id) == (RUNNING, attempt, token, "w-direct", True, True, True)
+    # The id of the dispatched job may still sit in a lane: a later pop cannot claim it.
+    assert await store.claim_jobs([str(dispatched)], "w-lanes", 30) == []
+
+
+async def test_the_limit_holds_and_nothing_is_claimed_twice(
+    store: Store, db: psycopg.Connection[Any]
+) -> None:
+    add_jobs(db, "a", 150)
+    add_jobs(db, "b", 150)
+    some = b"SELECT id FROM jobs ORDER BY id LIMIT 60"  # part of the buffer of a lost Redis
+    db.execute(b"UPDATE jobs SET status = %s WHERE id IN (" + some + b")", (DISPATCHED,))
+    first = await store.claim_ready_direct(["a", "b"], 7, "w", 30)
+    assert len(first) == 7
+    seen = [job.id for job in first]
+    while True:
+        # Four claimers at once, on four connections, until nothing is left.
+        rounds = await asyncio.gather(
+            *(store.claim_ready_direct(["a", "b"], 9, f"w{n}", 30) for n in range(4))
+        )
+        claimed = [job.id for jobs in rounds for job in jobs]
+        assert all(len(jobs) <= 9 for jobs in rounds)
+        if not claimed:
+            break
+        seen.extend(claimed)
+    assert len(seen) == 300, "every job claimed"
+    assert len(set(seen)) == len(seen), "no job claimed twice"
+    counts = db.execute(b"SELECT status, count(*), max(lease_token) FROM jobs GROUP BY status")
+    assert counts.fetchall() == [(RUNNING, 300, 1)]
+
+
+async def test_rows_another_claimer_holds_are_skipped(
+    settings: Settings, store: Store, db: psycopg.Connection[Any]
+) -> None:
+    held = add_job(db, "a", priority=1)
+    free = add_job(db, "a", priority=2)
+    with psycopg.connect(settings.database.url) as other:
+        other.execute(f'SET search_path TO "{settings.database.schema_name}"'.encode())
+        other.execute(b"SELECT id FROM jobs WHERE id = %s FOR UPDATE", (held,))
+        jobs = await asyncio.wait_for(store.claim_ready_direct(["a"], 5, "w", 30), 10)
+        assert [job.id for job in jobs] == [free]
+        other.rollback()
+    (job,) = await store.claim_ready_direct(["a"], 5, "w", 30)
+    assert job.id == held
