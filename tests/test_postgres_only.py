@@ -8,17 +8,22 @@ an in-process worker switching modes, then real processes losing their Redis mid
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
+from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.store import Store
 from conveyor.vocabulary import COMPLETED, DISPATCHED, RUNNING
+from tests.conftest import Running, wait_until
 from tests.factories import add_job, add_jobs, add_queue
+from tests.processes import RedisServer
 
 
 @pytest.fixture
@@ -129,3 +134,52 @@ async def test_rows_another_claimer_holds_are_skipped(
         other.rollback()
     (job,) = await store.claim_ready_direct(["a"], 5, "w", 30)
     assert job.id == held
+
+
+# -- a worker switching modes, in process ------------------------------------------------------
+
+
+def sample(name: str) -> float:
+    value = REGISTRY.get_sample_value(name)
+    return 0.0 if value is None else value
+
+
+async def test_a_worker_without_redis_claims_from_postgres_then_returns_to_the_lanes(
+    settings: Settings, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path)  # not started yet: its port refuses connections
+    no_redis = settings_factory(**{"redis.url": server.url, "worker.postgres_only_after": 0.3})
+    app = Conveyor(no_redis)
+
+    @app.task(name="noop", queue="work")
+    def noop(payload: Any) -> None:
+        return None
+
+    seconds_before = sample("postgres_only_seconds_total")
+    system = Running(app)
+    try:
+        worker = system.worker(["work"], concurrency=4)
+        ids = app.enqueue_many(noop, [{"n": n} for n in range(40)])
+
+        def all_completed(job_ids: list[UUID]) -> bool:
+            return all(app.get_job(job_id).status == COMPLETED for job_id in job_ids)
+
+        await wait_until(lambda: all_completed(ids), timeout=60, message="jobs without Redis")
+        assert worker.mode == "postgres-only"
+        assert worker.counts["claimed_directly"] == 40
+        assert sample("postgres_only_mode") == 1
+        assert worker.ready, "a worker claiming from PostgreSQL is doing its job"
+
+        server.start()
+        queuer = system.queuer()
+        await wait_until(lambda: worker.mode == "normal", timeout=30, message="back to lanes")
+        assert sample("postgres_only_mode") == 0
+        assert sample("postgres_only_seconds_total") > seconds_before
+        more = app.enqueue_many(noop, [{"n": n} for n in range(20)])
+        await wait_until(lambda: all_completed(more), timeout=60, message="jobs via Redis")
+        assert worker.counts["claimed_directly"] == 40, "the new jobs came through the lanes"
+        assert queuer.counts["dispatched"] >= 20
+    finally:
+        await system.stop()
+        await app.aclose()
+        server.stop()

@@ -1,0 +1,160 @@
+"""How a worker gets its next jobs: popped from the Redis lanes and claimed, or, while no
+Redis answers, claimed straight from PostgreSQL (postgres-only mode).
+
+The switch: Redis has failed every fetch for `worker.postgres_only_after` (a blip or a
+restart should not move every worker onto PostgreSQL), then each fetch claims up to the
+free slots with one statement, and sleeps `worker.postgres_only_poll` when nothing is
+ready. Meanwhile Redis is pinged in the background at most once a second; the first
+answer sends the worker back to the lanes. Both paths claim with the same fencing as
+always, so a job taken directly whose id still sits in a lane is dropped when popped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import Counter
+from typing import Literal
+
+from conveyor import metrics
+from conveyor.config import Settings
+from conveyor.errors import RedisUnavailable
+from conveyor.lanes import Lanes, lane_order
+from conveyor.postgres_only import PostgresOnlyMode
+from conveyor.store.work import ClaimedJob, WorkStatements
+from conveyor.worker.breaker import Breakers
+
+log = logging.getLogger("conveyor.worker")
+UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Redis is pinged no more often than this while the worker claims from PostgreSQL.
+REDIS_PROBE_INTERVAL = 1.0
+
+
+class Fetcher:
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str,
+        queues: list[str],
+        order: Literal["queue", "priority"],
+        store: WorkStatements,
+        lanes: Lanes,
+        breakers: Breakers,
+        counts: Counter[str],
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.queues = queues
+        self.order = order
+        self.store = store
+        self.lanes = lanes
+        self.breakers = breakers
+        self.counts = counts
+        self.mode = PostgresOnlyMode(
+            f"worker {worker_id}", "claiming jobs straight from PostgreSQL"
+        )
+        self._paused: set[str] = set()
+        self._paused_checked = 0.0
+        self._failing_since: float | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._next_probe = 0.0
+
+    async def fetch(self, free: int) -> list[ClaimedJob]:
+        """Claim up to `free` jobs (possibly none, after waiting a little)."""
+        if self.mode.active:
+            if not self._redis_answered():
+                return await self._direct(free)
+            self.mode.leave("popping jobs from the Redis lanes again")
+        try:
+            jobs = await self._from_lanes(free)
+        except RedisUnavailable as error:
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+            if now - self._failing_since < self.settings.worker.postgres_only_after:
+                raise
+            self.mode.enter(f"Redis unreachable: {error}")
+            self._next_probe = now + REDIS_PROBE_INTERVAL
+            return await self._direct(free)
+        self._failing_since = None
+        return jobs
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._probe
+            self._probe = None
+        self.mode.leave("the worker stopped")
+
+    # -- the lanes -----------------------------------------------------------------------
+
+    def _serving(self) -> list[str]:
+        return [queue for queue in self.queues if not self.breakers.blocked(queue)]
+
+    async def _lane_keys(self) -> list[str]:
+        now = time.monotonic()
+        if now - self._paused_checked > 0.5:
+            self._paused = await self.lanes.paused()
+            self._paused_checked = now
+        queues = [queue for queue in self._serving() if queue not in self._paused]
+        return lane_order(queues, self.lanes.keys, self.order)
+
+    async def _from_lanes(self, free: int) -> list[ClaimedJob]:
+        keys = await self._lane_keys()
+        if not keys:  # every queue we serve is paused
+            await asyncio.sleep(self.settings.worker.fetch_timeout)
+            return []
+        popped = await self.lanes.pop(keys, free, self.settings.worker.fetch_timeout)
+        if not popped:
+            return []
+        ids = [item for item in popped if UUID_TEXT.match(item)]
+        if len(ids) < len(popped):
+            # Only Conveyor writes lanes; anything else is dropped rather than allowed to
+            # fail the claim of the good ids beside it.
+            log.warning("dropped %d lane entries that are not job ids", len(popped) - len(ids))
+        jobs = await self.store.claim_jobs(ids, self.worker_id, self.settings.worker.lease)
+        self.counts["claimed"] += len(jobs)
+        if len(jobs) < len(popped):
+            # Duplicates, cancelled or deleted rows, paused queues, jobs claimed directly
+            # while Redis was away: never run, just counted.
+            self.counts["dropped"] += len(popped) - len(jobs)
+            metrics.DROPPED.inc(len(popped) - len(jobs))
+            log.info("dropped %d popped id(s) that could not be claimed", len(popped) - len(jobs))
+        return jobs
+
+    # -- postgres-only -------------------------------------------------------------------
+
+    async def _direct(self, free: int) -> list[ClaimedJob]:
+        self.mode.tick()
+        worker = self.settings.worker
+        queues = self._serving()
+        jobs = await self.store.claim_ready_direct(queues, free, self.worker_id, worker.lease)
+        self.counts["claimed"] += len(jobs)
+        self.counts["claimed_directly"] += len(jobs)
+        if not jobs:
+            # Nothing ready (or every queue paused or broken): no Redis to block on, so
+            # look again after a short sleep rather than in a hot loop.
+            await asyncio.sleep(worker.postgres_only_poll)
+        return jobs
+
+    def _redis_answered(self) -> bool:
+        """Start a ping when one is due; True once a ping has succeeded. The ping runs
+        beside the claims, so a Redis that hangs instead of refusing slows nothing."""
+        probe = self._probe
+        if probe is not None and probe.done():
+            self._probe = None
+            error = probe.exception()
+            if error is None:
+                return True
+            if not isinstance(error, RedisUnavailable):
+                log.warning("unexpected error pinging Redis: %r", error)
+            self.mode.enter(f"Redis unreachable: {error}")
+        now = time.monotonic()
+        if self._probe is None and now >= self._next_probe:
+            self._next_probe = now + REDIS_PROBE_INTERVAL
+            self._probe = asyncio.ensure_future(self.lanes.ping())
+        return False
