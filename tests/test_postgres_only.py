@@ -8,7 +8,10 @@ an in-process worker switching modes, then real processes losing their Redis mid
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -16,14 +19,24 @@ from uuid import UUID
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.store import Store
+from conveyor.store.migrate import migrate
 from conveyor.vocabulary import COMPLETED, DISPATCHED, RUNNING
+from tests.apps import recording
 from tests.conftest import Running, wait_until
 from tests.factories import add_job, add_jobs, add_queue
-from tests.processes import RedisServer
+from tests.processes import (
+    Processes,
+    RedisServer,
+    create_recording_tables,
+    free_port,
+    queue_check,
+    terminal_snapshot,
+)
 
 
 @pytest.fixture
@@ -183,3 +196,130 @@ async def test_a_worker_without_redis_claims_from_postgres_then_returns_to_the_l
         await system.stop()
         await app.aclose()
         server.stop()
+
+
+# -- real processes losing their Redis ------------------------------------------------------
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def readyz(port: int) -> tuple[int, dict[str, Any]]:
+    status, body = probe(port, "/readyz")
+    return status, json.loads(body) if body else {}
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Samples by name, summed over labels ("jobs_dispatched_total", ...)."""
+    status, text = probe(port, "/metrics")
+    assert status == 200
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for item in family.samples:
+            totals[item.name] = totals.get(item.name, 0.0) + item.value
+    return totals
+
+
+def finished(db: psycopg.Connection[Any]) -> int:
+    row = db.execute(b"SELECT count(*) FROM jobs WHERE status IN ('completed', 'dead')").fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.fault
+async def test_jobs_run_from_postgres_while_redis_is_down_and_via_redis_after(
+    settings: Settings,
+    settings_factory: Callable[..., Settings],
+    private_redis: RedisServer,
+    tmp_path: Path,
+    db: psycopg.Connection[Any],
+) -> None:
+    own = settings_factory(**{"redis.url": private_redis.url})
+    migrate(own.database.url, own.database.schema_name)
+    create_recording_tables(own)
+    app = Conveyor(own)
+    app.tasks.update(recording.app.tasks)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = Processes(own, logs)
+    queuer_port, worker_port = free_port(), free_port()
+    try:
+        ids = app.enqueue_many("job", [{"sleep": 0.002} for _ in range(2000)])
+        procs.queuer("--health-port", str(queuer_port))
+        procs.conveyor(
+            "worker",
+            *("--app", "tests.apps.recording:app", "--queues", "work"),
+            *("--processes", "2", "--concurrency", "8", "--health-port", str(worker_port)),
+            name="worker",
+            WORKER_POSTGRES_ONLY_AFTER="1s",
+        )
+        await wait_until(lambda: finished(db) >= 300, timeout=120, message="progress via Redis")
+        private_redis.stop()  # SIGKILL, mid-run
+        ids += app.enqueue_many("job", [{"sleep": 0.002} for _ in range(300)])
+
+        def worker_in_mode() -> bool:
+            return scrape(worker_port).get("postgres_only_mode") == 1
+
+        await wait_until(worker_in_mode, timeout=60, message="postgres-only mode")
+        status, body = readyz(queuer_port)
+        assert status == 200 and body["mode"] == "postgres-only", body
+        assert body["reason"].startswith("Redis unreachable: ")
+
+        def drained_while_ready() -> bool:
+            status, body = readyz(worker_port)
+            assert status == 200, f"worker readiness failed without Redis: {body}"
+            assert body["mode"] == "postgres-only" and "Redis unreachable" in body["reason"]
+            return finished(db) == len(ids)
+
+        await wait_until(drained_while_ready, timeout=240, interval=0.5, message="every job")
+        queue_check(db, ids)
+        dispatched_before = scrape(queuer_port).get("jobs_dispatched_total", 0.0)
+
+        private_redis.start()  # the same port, empty
+
+        def back_on_redis() -> bool:
+            return (
+                scrape(worker_port).get("postgres_only_mode") == 0
+                and readyz(queuer_port)[1].get("mode") == "normal"
+            )
+
+        await wait_until(back_on_redis, timeout=60, message="workers back on the lanes")
+        later = app.enqueue_many("job", [{"sleep": 0.002} for _ in range(500)])
+        ids += later
+        await wait_until(lambda: finished(db) == len(ids), timeout=120, message="later jobs")
+        metrics = scrape(queuer_port)
+        assert metrics["jobs_dispatched_total"] >= dispatched_before + len(later), "via Redis"
+        assert metrics["postgres_only_seconds_total"] > 0
+        assert scrape(worker_port)["postgres_only_seconds_total"] > 0
+        assert readyz(worker_port) == (200, {"ready": True, "failing": [], "mode": "normal"})
+
+        counts = queue_check(db, ids)
+        assert counts == {"completed": len(ids)}
+        # At-least-once, no more: a job ran twice only if a rescue gave it back.
+        reruns = db.execute(
+            b"SELECT e.job_id FROM executions e GROUP BY e.job_id HAVING count(*) > 1"
+            b" EXCEPT SELECT l.job_id FROM job_logs l WHERE l.status = 'lost'"
+        ).fetchall()
+        assert reruns == []
+        before = terminal_snapshot(db)
+        assert before, "no terminal rows to watch"
+        await asyncio.sleep(1.0)
+        assert terminal_snapshot(db) == before, "a terminal row changed after the fact"
+        assert "postgres-only mode" in procs.logs()
+    finally:
+        procs.stop_all()
+        app.close()

@@ -103,7 +103,9 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
         if settings.health.port:
             from conveyor.probes import serve_health
 
-            health = await serve_health(settings, settings.health.port, queuer)
+            health = await serve_health(
+                settings, settings.health.port, queuer, works_without_redis=True
+            )
         try:
             await queuer.run(stop)
         finally:
