@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
@@ -26,6 +27,7 @@ from conveyor.config import Settings
 from conveyor.store import Store
 from conveyor.store.migrate import migrate
 from conveyor.vocabulary import COMPLETED, DISPATCHED, RUNNING
+from conveyor.web.app import create_app
 from tests.apps import recording
 from tests.conftest import Running, wait_until
 from tests.factories import add_job, add_jobs, add_queue
@@ -147,6 +149,38 @@ async def test_rows_another_claimer_holds_are_skipped(
         other.rollback()
     (job,) = await store.claim_ready_direct(["a"], 5, "w", 30)
     assert job.id == held
+
+
+# -- what an operator sees ------------------------------------------------------------------
+
+
+async def test_health_and_the_dashboard_name_the_mode(
+    settings: Settings, settings_factory: Callable[..., Settings], db: psycopg.Connection[Any]
+) -> None:
+    add_job(db, "a")
+    token = "viewer-token-0123456789"
+    tokens = [{"name": "viewer-bot", "role": "viewer", "token": token}]
+    seen = {}
+    for mode, redis_url in (
+        ("normal", settings.redis.url),
+        ("postgres-only", f"redis://127.0.0.1:{free_port()}/0"),
+    ):
+        web = create_app(settings_factory(**{"redis.url": redis_url, "web.tokens": tokens}))
+        transport = httpx.ASGITransport(app=web)
+        async with (
+            web.router.lifespan_context(web),
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+        ):
+            headers = {"Authorization": f"Bearer {token}"}
+            health = (await client.get("/api/health", headers=headers)).json()
+            overview = await client.get("/fragments/queues", headers=headers)
+        assert overview.status_code == 200
+        seen[mode] = (health["mode"], health["mode_reason"], overview.text)
+    assert seen["normal"][:2] == ("normal", None)
+    assert "mode: postgres-only" not in seen["normal"][2]
+    mode, reason, html = seen["postgres-only"]
+    assert mode == "postgres-only" and reason.startswith("Redis unreachable: ")
+    assert "mode: postgres-only" in html and "Redis unreachable" in html
 
 
 # -- a worker switching modes, in process ------------------------------------------------------

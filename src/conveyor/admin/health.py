@@ -12,6 +12,7 @@ from typing import Literal
 from conveyor.admin.base import reason
 from conveyor.admin.models import Model, Stats
 from conveyor.admin.stats import StatsMixin
+from conveyor.postgres_only import NORMAL, POSTGRES_ONLY, Mode
 from conveyor.store.connect import describe
 
 HealthStatus = Literal["healthy", "warning", "critical"]
@@ -22,6 +23,8 @@ EVICTING = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random"})
 MEMORY_WARNING = 0.9
 FAILURE_RATE_WARNING = 0.05
 MIN_ATTEMPTS_FOR_RATE = 20
+# The dashboard asks on every refresh: a Redis that hangs must not hold the page up.
+MODE_PING_SECONDS = 1.0
 
 
 def worst(statuses: list[HealthStatus]) -> HealthStatus:
@@ -98,6 +101,17 @@ class SystemHealth(Model):
     queues: QueuesHealth
     workers: WorkersHealth
     performance: PerformanceHealth
+    # "postgres-only" while PostgreSQL answers and Redis does not (as this process sees
+    # them): workers then claim straight from PostgreSQL; `mode_reason` says why.
+    mode: Mode = NORMAL
+    mode_reason: str | None = None
+
+
+def system_mode(redis: RedisHealth, database: DatabaseHealth) -> tuple[Mode, str | None]:
+    """Postgres-only when Redis cannot be reached but PostgreSQL can: the jobs still run."""
+    if redis.error is not None and database.error is None:
+        return POSTGRES_ONLY, f"Redis unreachable: {redis.error}"
+    return NORMAL, None
 
 
 def queues_part(stats: Stats) -> QueuesHealth:
@@ -186,6 +200,7 @@ class HealthMixin(StatsMixin):
             workers.status,
             performance.status,
         ]
+        mode, mode_reason = system_mode(redis_part, database)
         return SystemHealth(
             timestamp=stats.timestamp if stats is not None else datetime.now(UTC),
             overall_status=worst(statuses),
@@ -194,7 +209,17 @@ class HealthMixin(StatsMixin):
             queues=queues,
             workers=workers,
             performance=performance,
+            mode=mode,
+            mode_reason=mode_reason,
         )
+
+    async def mode(self) -> tuple[Mode, str | None]:
+        """The mode alone, from one Redis ping (for the dashboard's banner); never raises."""
+        try:
+            await asyncio.wait_for(self.lanes.ping(), MODE_PING_SECONDS)
+        except Exception as error:  # noqa: BLE001 - any failure means no Redis for us
+            return POSTGRES_ONLY, f"Redis unreachable: {reason(error)}"
+        return NORMAL, None
 
     async def _redis_health(self) -> RedisHealth:
         timeout = self.settings.redis.socket_timeout
