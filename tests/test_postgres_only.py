@@ -195,7 +195,15 @@ async def test_a_worker_without_redis_claims_from_postgres_then_returns_to_the_l
     settings: Settings, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
     server = RedisServer(tmp_path)  # not started yet: its port refuses connections
-    no_redis = settings_factory(**{"redis.url": server.url, "worker.postgres_only_after": 0.3})
+    # A poll far longer than any wait below: only a NOTIFY or Redis answering can wake an
+    # idle worker in time.
+    no_redis = settings_factory(
+        **{
+            "redis.url": server.url,
+            "worker.postgres_only_after": 0.3,
+            "worker.postgres_only_poll": 3600,
+        }
+    )
     app = Conveyor(no_redis)
 
     @app.task(name="noop", queue="work")
@@ -205,6 +213,7 @@ async def test_a_worker_without_redis_claims_from_postgres_then_returns_to_the_l
     seconds_before = sample("postgres_only_seconds_total")
     system = Running(app)
     try:
+        queuer = system.queuer()
         worker = system.worker(["work"], concurrency=4)
         ids = app.enqueue_many(noop, [{"n": n} for n in range(40)])
 
@@ -213,18 +222,27 @@ async def test_a_worker_without_redis_claims_from_postgres_then_returns_to_the_l
 
         await wait_until(lambda: all_completed(ids), timeout=60, message="jobs without Redis")
         assert worker.mode == "postgres-only"
-        assert worker.counts["claimed_directly"] == 40
         assert sample("postgres_only_mode") == 1
+        late = app.enqueue_many(noop, [{"n": n} for n in range(5)])  # to an idle worker
+        await wait_until(lambda: all_completed(late), message="woken by the insert's NOTIFY")
+        assert worker.counts["claimed_directly"] == 45
         assert worker.ready, "a worker claiming from PostgreSQL is doing its job"
+        assert (queuer.mode, queuer.ready, queuer.counts["dispatched"]) == (
+            "postgres-only",
+            True,
+            0,
+        )
+        # Rescue runs without Redis: the leader lock comes with the LISTEN session.
+        await wait_until(lambda: queuer.is_leader, message="the queuer to lead")
 
         server.start()
-        queuer = system.queuer()
         await wait_until(lambda: worker.mode == "normal", timeout=30, message="back to lanes")
+        await wait_until(lambda: queuer.mode == "normal", timeout=30, message="dispatch again")
         assert sample("postgres_only_mode") == 0
         assert sample("postgres_only_seconds_total") > seconds_before
         more = app.enqueue_many(noop, [{"n": n} for n in range(20)])
         await wait_until(lambda: all_completed(more), timeout=60, message="jobs via Redis")
-        assert worker.counts["claimed_directly"] == 40, "the new jobs came through the lanes"
+        assert worker.counts["claimed_directly"] == 45, "the new jobs came through the lanes"
         assert queuer.counts["dispatched"] >= 20
     finally:
         await system.stop()

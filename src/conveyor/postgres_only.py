@@ -72,7 +72,5 @@ class PostgresOnlyMode:
         spent = self._counted - self._since
         self._since, self.reason = None, ""
         metrics.POSTGRES_ONLY.set(0)
-        log.warning(
-            "%s: Redis answers again after %.1f s in postgres-only mode: %s", self.who, spent, how
-        )
+        log.warning("%s: leaving postgres-only mode after %.1f s: %s", self.who, spent, how)
         return True

@@ -157,7 +157,7 @@ class Queuer:
                     wait = await self._iteration()
                     backoff.reset()
                     self.ready, self.not_ready_reason = True, ""
-                    self.postgres_only.leave("dispatch resumes")
+                    self.postgres_only.leave("Redis answers again; dispatch resumes")
                 except EpochLost:
                     self.epoch = None
                     log.warning("Redis lost its contents; rebuilding from PostgreSQL")
@@ -174,6 +174,7 @@ class Queuer:
                 )
                 waker.cancel()
         finally:
+            self.postgres_only.leave("the queuer is stopping")
             stop_task.cancel()
             maintenance.cancel()
             await asyncio.gather(maintenance, return_exceptions=True)
@@ -225,9 +226,11 @@ class Queuer:
             )
 
     async def _iteration(self) -> float:
+        # PostgreSQL first: the LISTEN session also holds the leader lock, and rescue must
+        # run even when Redis is unreachable from the start.
+        await self.listener.ensure_open()
         if not self._eviction_checked:
             await self._warn_about_eviction()
-        await self.listener.ensure_open()
         await self.sync_epoch()
         moved = await self.dispatch_once()
         queuer = self.settings.queuer

@@ -3,10 +3,12 @@ Redis answers, claimed straight from PostgreSQL (postgres-only mode).
 
 The switch: Redis has failed every fetch for `worker.postgres_only_after` (a blip or a
 restart should not move every worker onto PostgreSQL), then each fetch claims up to the
-free slots with one statement, and sleeps `worker.postgres_only_poll` when nothing is
-ready. Meanwhile Redis is pinged in the background at most once a second; the first
-answer sends the worker back to the lanes. Both paths claim with the same fencing as
-always, so a job taken directly whose id still sits in a lane is dropped when popped.
+free slots with one statement. When nothing is ready it waits for the insert trigger's
+NOTIFY (a LISTEN session of its own), or `worker.postgres_only_poll` at most: retries
+and scheduled jobs come due without a notification. Meanwhile Redis is pinged in the
+background at most once a second; the first answer sends the worker back to the lanes.
+Both paths claim with the same fencing as always, so a job taken directly whose id still
+sits in a lane is dropped when popped.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from conveyor.config import Settings
 from conveyor.errors import RedisUnavailable
 from conveyor.lanes import Lanes, lane_order
 from conveyor.postgres_only import PostgresOnlyMode
+from conveyor.store.listen import Listener
 from conveyor.store.work import ClaimedJob, WorkStatements
 from conveyor.worker.breaker import Breakers
 
@@ -59,15 +62,19 @@ class Fetcher:
         self._paused: set[str] = set()
         self._paused_checked = 0.0
         self._failing_since: float | None = None
-        self._probe: asyncio.Task[None] | None = None
-        self._next_probe = 0.0
+        self._watch: asyncio.Task[None] | None = None
+        self._redis_back = False
+        # Set by a NOTIFY of new jobs, or by Redis answering: either is worth a look now.
+        self._ready = asyncio.Event()
+        self._listener = Listener(settings, self._ready.set, lead=False, role="worker-listen")
 
     async def fetch(self, free: int) -> list[ClaimedJob]:
         """Claim up to `free` jobs (possibly none, after waiting a little)."""
         if self.mode.active:
-            if not self._redis_answered():
+            if not self._redis_back:
                 return await self._direct(free)
-            self.mode.leave("popping jobs from the Redis lanes again")
+            await self._stop_direct()
+            self.mode.leave("Redis answers again; popping jobs from the lanes")
         try:
             jobs = await self._from_lanes(free)
         except RedisUnavailable as error:
@@ -77,18 +84,15 @@ class Fetcher:
             if now - self._failing_since < self.settings.worker.postgres_only_after:
                 raise
             self.mode.enter(f"Redis unreachable: {error}")
-            self._next_probe = now + REDIS_PROBE_INTERVAL
+            self._redis_back = False
+            self._watch = asyncio.ensure_future(self._watch_redis())
             return await self._direct(free)
         self._failing_since = None
         return jobs
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._probe
-            self._probe = None
-        self.mode.leave("the worker stopped")
+        await self._stop_direct()
+        self.mode.leave("the worker is stopping")
 
     # -- the lanes -----------------------------------------------------------------------
 
@@ -131,30 +135,41 @@ class Fetcher:
     async def _direct(self, free: int) -> list[ClaimedJob]:
         self.mode.tick()
         worker = self.settings.worker
+        await self._listener.ensure_open()
+        # Cleared before the claim: a job inserted while it runs wakes the wait below.
+        self._ready.clear()
         queues = self._serving()
         jobs = await self.store.claim_ready_direct(queues, free, self.worker_id, worker.lease)
         self.counts["claimed"] += len(jobs)
         self.counts["claimed_directly"] += len(jobs)
-        if not jobs:
+        if not jobs and not self._redis_back:
             # Nothing ready (or every queue paused or broken): no Redis to block on, so
-            # look again after a short sleep rather than in a hot loop.
-            await asyncio.sleep(worker.postgres_only_poll)
+            # wait for an insert, or look again after a short sleep; never a hot loop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), worker.postgres_only_poll)
         return jobs
 
-    def _redis_answered(self) -> bool:
-        """Start a ping when one is due; True once a ping has succeeded. The ping runs
-        beside the claims, so a Redis that hangs instead of refusing slows nothing."""
-        probe = self._probe
-        if probe is not None and probe.done():
-            self._probe = None
-            error = probe.exception()
-            if error is None:
-                return True
-            if not isinstance(error, RedisUnavailable):
-                log.warning("unexpected error pinging Redis: %r", error)
-            self.mode.enter(f"Redis unreachable: {error}")
-        now = time.monotonic()
-        if self._probe is None and now >= self._next_probe:
-            self._next_probe = now + REDIS_PROBE_INTERVAL
-            self._probe = asyncio.ensure_future(self.lanes.ping())
-        return False
+    async def _watch_redis(self) -> None:
+        """Ping Redis once a second until it answers. The ping runs beside the claims, so
+        a Redis that hangs instead of refusing slows no claim."""
+        while True:
+            await asyncio.sleep(REDIS_PROBE_INTERVAL)
+            try:
+                await self.lanes.ping()
+            except RedisUnavailable as error:
+                self.mode.enter(f"Redis unreachable: {error}")  # the latest reason
+                continue
+            except Exception:
+                # The watch must outlive an odd failure, or the worker never goes back.
+                log.exception("unexpected error pinging Redis")
+                continue
+            self._redis_back = True
+            self._ready.set()
+            return
+
+    async def _stop_direct(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        await self._listener.close()
