@@ -32,6 +32,9 @@ from conveyor.store.migrate import migrate
 PRIORITIES = {"high": 10, "normal": 100, "low": 200}
 ENQUEUE_BATCH = 1000
 TICK = 0.01
+# Port 1 refuses connections at once, like a stopped Redis on its own host. The bench
+# itself keeps the real Redis for its scratch keys and its latency probe.
+POSTGRES_ONLY_ENV = {"REDIS_URL": "redis://127.0.0.1:1/0", "WORKER_POSTGRES_ONLY_AFTER": "0"}
 
 
 @dataclass
@@ -46,6 +49,9 @@ class BenchOptions:
     # Enqueue everything into a paused queue, then time the drain alone (the peers'
     # method); otherwise workers drain while the enqueue runs.
     drain: bool = False
+    # Give the queuer and the workers a Redis nobody answers on: the workers claim straight
+    # from PostgreSQL (postgres-only mode) from their first fetch.
+    postgres_only: bool = False
 
 
 @dataclass
@@ -98,10 +104,12 @@ async def run_bench(
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as logs:
         launcher = Launcher(settings_env(settings, ("log.level",)), Path(logs))
         try:
-            launcher.queuer()
+            without_redis = POSTGRES_ONLY_ENV if options.postgres_only else {}
+            launcher.queuer(**without_redis)
             launcher.worker(
-                "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency
-            )
+                "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency,
+                **without_redis,
+            )  # fmt: skip
             await _wait_for_workers(settings, queries["bench_live_workers"], options, launcher)
             probe = RedisProbe(settings)
             probe_task = asyncio.ensure_future(probe.run())
