@@ -23,6 +23,11 @@ NORMAL: Mode = "normal"
 POSTGRES_ONLY: Mode = "postgres-only"
 
 
+def redis_unreachable(error: BaseException) -> str:
+    """The mode's reason, in the driver's words (RedisUnavailable wraps them)."""
+    return f"Redis unreachable: {error.__cause__ or error}"
+
+
 class PostgresOnlyMode:
     """Whether this process is in postgres-only mode, why, and for how long (counted into
     `postgres_only_seconds_total` at each `tick()` and when the mode ends)."""

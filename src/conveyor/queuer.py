@@ -19,7 +19,7 @@ from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pruner, QueueGauges, Reconciler, Rescuer, Schedule
-from conveyor.postgres_only import Mode, PostgresOnlyMode
+from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
 from conveyor.store import Store
 from conveyor.store.listen import Listener
@@ -244,7 +244,7 @@ class Queuer:
         """No Redis: nothing to dispatch into, but the system works (workers claim from
         PostgreSQL), so this queuer stays ready and says why in its mode."""
         self.ready, self.not_ready_reason = True, ""
-        if not self.postgres_only.enter(f"Redis unreachable: {error}"):
+        if not self.postgres_only.enter(redis_unreachable(error)):
             log.debug("Redis still unreachable: %s", error)
         self.counts["errors"] += 1
         return min(backoff.next(), REDIS_RETRY_CAP)

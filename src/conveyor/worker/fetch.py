@@ -25,7 +25,7 @@ from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.errors import RedisUnavailable
 from conveyor.lanes import Lanes, lane_order
-from conveyor.postgres_only import PostgresOnlyMode
+from conveyor.postgres_only import PostgresOnlyMode, redis_unreachable
 from conveyor.store.listen import Listener
 from conveyor.store.work import ClaimedJob, WorkStatements
 from conveyor.worker.breaker import Breakers
@@ -83,7 +83,7 @@ class Fetcher:
                 self._failing_since = now
             if now - self._failing_since < self.settings.worker.postgres_only_after:
                 raise
-            self.mode.enter(f"Redis unreachable: {error}")
+            self.mode.enter(redis_unreachable(error))
             self._redis_back = False
             self._watch = asyncio.ensure_future(self._watch_redis())
             return await self._direct(free)
@@ -157,7 +157,7 @@ class Fetcher:
             try:
                 await self.lanes.ping()
             except RedisUnavailable as error:
-                self.mode.enter(f"Redis unreachable: {error}")  # the latest reason
+                self.mode.enter(redis_unreachable(error))  # the latest reason
                 continue
             except Exception:
                 # The watch must outlive an odd failure, or the worker never goes back.
