@@ -104,12 +104,12 @@ async def run_bench(
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as logs:
         launcher = Launcher(settings_env(settings, ("log.level",)), Path(logs))
         try:
-            without_redis = POSTGRES_ONLY_ENV if options.postgres_only else {}
-            launcher.queuer(**without_redis)
+            if options.postgres_only:
+                launcher.env.update(POSTGRES_ONLY_ENV)
+            launcher.queuer()
             launcher.worker(
-                "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency,
-                **without_redis,
-            )  # fmt: skip
+                "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency
+            )
             await _wait_for_workers(settings, queries["bench_live_workers"], options, launcher)
             probe = RedisProbe(settings)
             probe_task = asyncio.ensure_future(probe.run())
