@@ -650,6 +650,7 @@ async def test_health_reports_each_part(admin: Admin, db: psycopg.Connection[Any
     assert report.queues.status == "healthy" and report.queues.queues[0].name == "waiting"
     assert report.performance.status == "healthy"
     assert report.overall_status == "warning"
+    assert (report.mode, report.mode_reason) == ("normal", None)
     add_worker(db, "w-1", ["waiting"])
     assert (await admin.health()).workers.status == "healthy"
     json.dumps(report.to_dict())
@@ -663,6 +664,8 @@ async def test_health_never_raises_when_servers_are_down(
         report = await admin.health()
     assert report.redis.status == "critical" and report.redis.error
     assert report.database.status == "healthy" and report.overall_status == "critical"
+    assert report.mode == "postgres-only"
+    assert report.mode_reason == f"Redis unreachable: {report.redis.error}"
 
     no_db = settings_factory(
         **{
@@ -675,6 +678,7 @@ async def test_health_never_raises_when_servers_are_down(
         assert report.database.status == "critical" and report.database.error
         assert report.queues.status == "critical" and report.workers.status == "critical"
         assert report.overall_status == "critical"
+        assert (report.mode, report.mode_reason) == ("normal", None), "nothing works"
         with pytest.raises(AdminUnavailable, match="PostgreSQL is unavailable"):
             await admin.stats()
 

@@ -215,7 +215,8 @@ async def test_health_has_the_specified_shape(client: httpx.AsyncClient, db: Db)
     assert response.status_code == 200
     body = response.json()
     parts = ("redis", "database", "queues", "workers", "performance")
-    assert set(body) == {"timestamp", "overall_status", *parts}
+    assert set(body) == {"timestamp", "overall_status", "mode", "mode_reason", *parts}
+    assert (body["mode"], body["mode_reason"]) == ("normal", None)
     assert body["overall_status"] in ("healthy", "warning", "critical")
     assert all(body[part]["status"] in ("healthy", "warning", "critical") for part in parts)
     assert body["redis"]["status"] == body["database"]["status"] == "healthy"

@@ -63,7 +63,8 @@ def probe(port: int, path: str) -> tuple[int, str]:
 
 
 async def test_web_serves_its_probes_on_the_health_port(procs: Processes) -> None:
-    """Like the queuer and the worker: ready while PostgreSQL and Redis answer."""
+    """Ready while PostgreSQL and Redis answer (unlike the queuer and the worker, the web
+    process has no postgres-only mode)."""
     ports = {name: (free_port(), free_port()) for name in ("up", "no-redis")}
     for name, (web_port, health_port) in ports.items():
         env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"} if name == "no-redis" else {}

@@ -282,6 +282,7 @@ def test_health_exit_status_follows_the_report(cli: Invoke, db: psycopg.Connecti
     assert data["workers"]["queues_without_workers"] == ["orphan"]
     assert data["database"]["status"] == "healthy"
     assert "overall:" in cli("health").stdout
+    assert "mode: normal" in cli("health").stdout
 
 
 def test_unreachable_database_is_one_line(cli: Invoke, settings: Settings, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from conveyor.errors import JobNotFound
 from conveyor.ids import parse_job_id
 from conveyor.jobs import Job
 from conveyor.retry import RetryPolicy
-from conveyor.store.migrate import migrate
+from conveyor.store.migrate import apply_migrations
 from conveyor.store.producer import (
     AsyncConn,
     CancelOutcome,
@@ -245,9 +245,7 @@ class Conveyor:
     # -- lifecycle -----------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        settings = self.settings.database
-        applied = migrate(settings.url, settings.schema_name, settings.connect_timeout)
-        return [f"{migration.version:03d}_{migration.name}" for migration in applied]
+        return apply_migrations(self.settings)
 
     def _producer(self, connection: SyncConn | None) -> SyncProducer:
         """The caller's connection, else our own pool (opened on first use)."""

@@ -97,6 +97,17 @@ BREAKER_STATE = Gauge(
     ("queue",),
     multiprocess_mode="mostrecent",
 )
+# Postgres-only mode (no Redis answers): per process, so a supervisor reports 1 while any
+# of its worker processes is in it.
+POSTGRES_ONLY = Gauge(
+    "postgres_only_mode",
+    "1 while this process works without Redis: workers claim straight from PostgreSQL, "
+    "the queuer cannot dispatch.",
+    multiprocess_mode="livemax",
+)
+POSTGRES_ONLY_SECONDS = Counter(
+    "postgres_only_seconds", "Seconds this process spent in postgres-only mode."
+)
 
 
 def exposition() -> bytes:

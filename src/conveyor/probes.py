@@ -2,6 +2,9 @@
 
 Liveness is "the process answers". Readiness checks PostgreSQL and Redis right now and
 asks the component whether it is doing its job; the body names every failing check.
+A queuer or a worker keeps working from PostgreSQL alone when no Redis answers
+(postgres-only mode), so for them an unreachable Redis is reported as the `mode` and its
+`reason`, not as a failure.
 """
 
 from __future__ import annotations
@@ -58,8 +61,21 @@ async def check_redis(settings: Settings) -> str | None:
     return None
 
 
+def postgres_only(failures: list[str], redis_problem: str | None) -> dict[str, str]:
+    """The readiness body's mode for a process that works without Redis; removes the
+    Redis failure from `failures` when PostgreSQL answers (that process still works)."""
+    if redis_problem is None or len(failures) > 1 or redis_problem not in failures:
+        return {"mode": "normal"}
+    failures.remove(redis_problem)
+    why = redis_problem.removeprefix("Redis: ")
+    return {"mode": "postgres-only", "reason": f"Redis unreachable: {why}"}
+
+
 def health_routes(
-    settings: Settings, component: Component | Callable[[], str | None]
+    settings: Settings,
+    component: Component | Callable[[], str | None],
+    *,
+    works_without_redis: bool = False,
 ) -> list[Route]:
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -67,6 +83,7 @@ def health_routes(
     async def readyz(_: Request) -> Response:
         checks = await asyncio.gather(check_postgres(settings), check_redis(settings))
         failures = [failure for failure in checks if failure]
+        mode = postgres_only(failures, checks[1]) if works_without_redis else {}
         if callable(component):
             problem = component()
             if problem:
@@ -74,8 +91,8 @@ def health_routes(
         elif not component.ready:
             failures.append(component.not_ready_reason or "not ready")
         if failures:
-            return JSONResponse({"ready": False, "failing": failures}, status_code=503)
-        return JSONResponse({"ready": True, "failing": []})
+            return JSONResponse({"ready": False, "failing": failures, **mode}, status_code=503)
+        return JSONResponse({"ready": True, "failing": [], **mode})
 
     async def metrics(_: Request) -> Response:
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -83,8 +100,14 @@ def health_routes(
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 
 
-def health_app(settings: Settings, component: Component | Callable[[], str | None]) -> Starlette:
-    return Starlette(routes=health_routes(settings, component))
+def health_app(
+    settings: Settings,
+    component: Component | Callable[[], str | None],
+    *,
+    works_without_redis: bool = False,
+) -> Starlette:
+    routes = health_routes(settings, component, works_without_redis=works_without_redis)
+    return Starlette(routes=routes)
 
 
 class _QuietServer(uvicorn.Server):
@@ -118,10 +141,13 @@ class HealthServer:
 
 
 def _server(
-    settings: Settings, port: int, component: Component | Callable[[], str | None]
+    settings: Settings,
+    port: int,
+    component: Component | Callable[[], str | None],
+    works_without_redis: bool,
 ) -> uvicorn.Server:
     config = uvicorn.Config(
-        health_app(settings, component),
+        health_app(settings, component, works_without_redis=works_without_redis),
         host=settings.health.host,
         port=port,
         log_level="warning",
@@ -131,18 +157,24 @@ def _server(
     return _QuietServer(config)
 
 
-async def serve_health(settings: Settings, port: int, component: Component) -> HealthServer:
+async def serve_health(
+    settings: Settings, port: int, component: Component, *, works_without_redis: bool = False
+) -> HealthServer:
     """Serve in the caller's event loop (queuer, worker process)."""
-    server = _server(settings, port, component)
+    server = _server(settings, port, component, works_without_redis)
     task = asyncio.get_running_loop().create_task(server.serve())
     return HealthServer(server, task=task)
 
 
 def serve_health_in_thread(
-    settings: Settings, port: int, check: Callable[[], str | None]
+    settings: Settings,
+    port: int,
+    check: Callable[[], str | None],
+    *,
+    works_without_redis: bool = False,
 ) -> HealthServer:
     """Serve from a thread (the supervisor's main thread is a plain loop, not asyncio)."""
-    server = _server(settings, port, check)
+    server = _server(settings, port, check, works_without_redis)
     thread = threading.Thread(target=server.run, name="conveyor-health", daemon=True)
     thread.start()
     return HealthServer(server, thread=thread)

@@ -19,12 +19,15 @@ from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pruner, QueueGauges, Reconciler, Rescuer, Schedule
+from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
 from conveyor.store import Store
 from conveyor.store.listen import Listener
 
 log = logging.getLogger("conveyor.queuer")
 GAUGE_INTERVAL = 5.0
+# Without Redis, look for it again at least this often: workers are waiting to go back.
+REDIS_RETRY_CAP = 1.0
 
 
 class Queuer:
@@ -45,6 +48,9 @@ class Queuer:
         self.ready = False
         self.not_ready_reason = "starting"
         self.epoch: str | None = None
+        self.postgres_only = PostgresOnlyMode(
+            "queuer", "dispatch waits for Redis; workers claim jobs straight from PostgreSQL"
+        )
         self._wake = asyncio.Event()
         self._eviction_checked = False
         self._owns_parts = False
@@ -64,6 +70,10 @@ class Queuer:
         queuer = cls(settings, store, Lanes.open(settings), maintenance=maintenance)
         queuer._owns_parts = True
         return queuer
+
+    @property
+    def mode(self) -> Mode:
+        return self.postgres_only.mode
 
     @property
     def is_leader(self) -> bool:
@@ -146,12 +156,13 @@ class Queuer:
                     wait = await self._iteration()
                     backoff.reset()
                     self.ready, self.not_ready_reason = True, ""
+                    self.postgres_only.leave("Redis answers again; dispatch resumes")
                 except EpochLost:
                     self.epoch = None
                     log.warning("Redis lost its contents; rebuilding from PostgreSQL")
                     continue
                 except RedisUnavailable as error:
-                    wait = self._degraded("Redis unreachable", error, backoff)
+                    wait = self._without_redis(error, backoff)
                 except DatabaseUnavailable as error:
                     wait = self._degraded("PostgreSQL unreachable", error, backoff)
                     await self.listener.close()
@@ -162,6 +173,7 @@ class Queuer:
                 )
                 waker.cancel()
         finally:
+            self.postgres_only.leave("the queuer is stopping")
             stop_task.cancel()
             maintenance.cancel()
             await asyncio.gather(maintenance, return_exceptions=True)
@@ -213,9 +225,11 @@ class Queuer:
             )
 
     async def _iteration(self) -> float:
+        # PostgreSQL first: the LISTEN session also holds the leader lock, and rescue must
+        # run even when Redis is unreachable from the start.
+        await self.listener.ensure_open()
         if not self._eviction_checked:
             await self._warn_about_eviction()
-        await self.listener.ensure_open()
         await self.sync_epoch()
         moved = await self.dispatch_once()
         queuer = self.settings.queuer
@@ -224,6 +238,15 @@ class Queuer:
         if moved or await self.store.has_backlog():
             return queuer.backlog_poll_interval
         return queuer.poll_interval
+
+    def _without_redis(self, error: RedisUnavailable, backoff: Backoff) -> float:
+        """No Redis: nothing to dispatch into, but the system works (workers claim from
+        PostgreSQL), so this queuer stays ready and says why in its mode."""
+        self.ready, self.not_ready_reason = True, ""
+        if not self.postgres_only.enter(redis_unreachable(error)):
+            log.debug("Redis still unreachable: %s", error)
+        self.counts["errors"] += 1
+        return min(backoff.next(), REDIS_RETRY_CAP)
 
     def _degraded(self, reason: str, error: BaseException, backoff: Backoff) -> float:
         self.ready, self.not_ready_reason = False, f"{reason}: {error}"

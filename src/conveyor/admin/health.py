@@ -11,8 +11,8 @@ from typing import Literal
 
 from conveyor.admin.models import Model, Stats
 from conveyor.admin.stats import StatsMixin
-from conveyor.errors import reason
-from conveyor.store.connect import describe
+from conveyor.errors import first_line, reason
+from conveyor.postgres_only import NORMAL, POSTGRES_ONLY, Mode
 
 HealthStatus = Literal["healthy", "warning", "critical"]
 RANK: dict[HealthStatus, int] = {"healthy": 0, "warning": 1, "critical": 2}
@@ -22,6 +22,8 @@ EVICTING = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random"})
 MEMORY_WARNING = 0.9
 FAILURE_RATE_WARNING = 0.05
 MIN_ATTEMPTS_FOR_RATE = 20
+# The dashboard asks on every refresh: a Redis that hangs must not hold the page up.
+MODE_PING_SECONDS = 1.0
 
 
 def worst(statuses: list[HealthStatus]) -> HealthStatus:
@@ -98,6 +100,17 @@ class SystemHealth(Model):
     queues: QueuesHealth
     workers: WorkersHealth
     performance: PerformanceHealth
+    # "postgres-only" while PostgreSQL answers and Redis does not (as this process sees
+    # them): workers then claim straight from PostgreSQL; `mode_reason` says why.
+    mode: Mode = NORMAL
+    mode_reason: str | None = None
+
+
+def system_mode(redis: RedisHealth, database: DatabaseHealth) -> tuple[Mode, str | None]:
+    """Postgres-only when Redis cannot be reached but PostgreSQL can: the jobs still run."""
+    if redis.error is not None and database.error is None:
+        return POSTGRES_ONLY, f"Redis unreachable: {redis.error}"
+    return NORMAL, None
 
 
 def queues_part(stats: Stats) -> QueuesHealth:
@@ -186,6 +199,7 @@ class HealthMixin(StatsMixin):
             workers.status,
             performance.status,
         ]
+        mode, mode_reason = system_mode(redis_part, database)
         return SystemHealth(
             timestamp=stats.timestamp if stats is not None else datetime.now(UTC),
             overall_status=worst(statuses),
@@ -194,7 +208,17 @@ class HealthMixin(StatsMixin):
             queues=queues,
             workers=workers,
             performance=performance,
+            mode=mode,
+            mode_reason=mode_reason,
         )
+
+    async def mode(self) -> tuple[Mode, str | None]:
+        """The mode alone, from one Redis ping (for the dashboard's banner); never raises."""
+        try:
+            await asyncio.wait_for(self.lanes.ping(), MODE_PING_SECONDS)
+        except Exception as error:  # noqa: BLE001 - any failure means no Redis for us
+            return POSTGRES_ONLY, f"Redis unreachable: {reason(error)}"
+        return NORMAL, None
 
     async def _redis_health(self) -> RedisHealth:
         timeout = self.settings.redis.socket_timeout
@@ -246,5 +270,5 @@ class HealthMixin(StatsMixin):
             async with asyncio.timeout(timeout + 5):
                 stats = await self.stats()
         except Exception as error:  # noqa: BLE001 - health reports every failure
-            return part, None, describe(error) if str(error) else type(error).__name__
+            return part, None, first_line(error)
         return part, stats, None

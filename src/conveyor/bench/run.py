@@ -29,6 +29,9 @@ from conveyor.store.tools import BenchSummary, ToolStatements
 PRIORITIES = {"high": 10, "normal": 100, "low": 200}
 ENQUEUE_BATCH = 1000
 TICK = 0.01
+# Port 1 refuses connections at once, like a stopped Redis on its own host. The bench
+# itself keeps the real Redis for its scratch keys and its latency probe.
+POSTGRES_ONLY_ENV = {"REDIS_URL": "redis://127.0.0.1:1/0", "WORKER_POSTGRES_ONLY_AFTER": "0"}
 
 
 @dataclass
@@ -43,6 +46,9 @@ class BenchOptions:
     # Enqueue everything into a paused queue, then time the drain alone (the peers'
     # method); otherwise workers drain while the enqueue runs.
     drain: bool = False
+    # Give the queuer and the workers a Redis nobody answers on: the workers claim straight
+    # from PostgreSQL (postgres-only mode) from their first fetch.
+    postgres_only: bool = False
 
 
 @dataclass
@@ -95,6 +101,8 @@ async def run_bench(
         launcher = Launcher(settings_env(settings, ("log.level",)), Path(logs))
         tools = await ToolStatements.open(settings, "bench", 2)
         try:
+            if options.postgres_only:
+                launcher.env.update(POSTGRES_ONLY_ENV)
             launcher.queuer()
             launcher.worker(
                 "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency

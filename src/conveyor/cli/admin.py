@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 from conveyor.admin.models import JobSummary
@@ -318,6 +319,8 @@ def health(state: State, as_json: bool) -> None:
         out = console()
         colour = COLOURS[report.overall_status]
         out.print(f"overall: [{colour}]{report.overall_status}[/] at {when(report.timestamp)}")
+        why = f" ({report.mode_reason})" if report.mode_reason else ""
+        out.print(f"mode: {report.mode}{escape(why)}")
         for name, part in (
             ("redis", report.redis),
             ("database", report.database),

@@ -83,6 +83,12 @@ from conveyor.errors import ScratchRefused
     is_flag=True,
     help="Enqueue everything into a paused queue, then time the drain alone.",
 )
+@click.option(
+    "--postgres-only",
+    is_flag=True,
+    help="Start the queuer and workers with an unreachable Redis: jobs are claimed "
+    "straight from PostgreSQL (postgres-only mode).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_state
 def bench(
@@ -97,6 +103,7 @@ def bench(
     schema: str,
     prefix: str,
     drain: bool,
+    postgres_only: bool,
     as_json: bool,
 ) -> None:
     """Benchmark enqueue, end-to-end throughput and per-job latency on this machine."""
@@ -110,6 +117,7 @@ def bench(
             concurrency=concurrency,
             processes=processes,
             drain=drain,
+            postgres_only=postgres_only,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
@@ -137,7 +145,8 @@ def bench(
 
 
 def show(console: Console, result: BenchResult) -> None:
-    table = Table(title=f"conveyor bench: {result.count:,} jobs, {result.mode}")
+    mode = result.mode + (", postgres-only" if result.options.get("postgres_only") else "")
+    table = Table(title=f"conveyor bench: {result.count:,} jobs, {mode}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("completed", f"{result.completed:,}")

@@ -56,19 +56,17 @@ def main(ctx: click.Context, config: str | None) -> None:
 @pass_state
 def migrate(state: State) -> None:
     """Create or upgrade the schema (safe to run from several processes at once)."""
-    from conveyor.store.migrate import migrate as run_migrations
+    from conveyor.admin.schema import migrate_schema
 
     settings = state.settings()
-    db = settings.database
     try:
-        applied = run_migrations(db.url, db.schema_name, db.connect_timeout)
+        applied = migrate_schema(settings)
     except Exception as error:  # noqa: BLE001 - any failure becomes a one-line message
         raise click.ClickException(f"migration failed: {error}") from None
-    if applied:
-        for migration in applied:
-            click.echo(f"applied {migration.version:03d}_{migration.name}")
-    else:
-        click.echo(f"schema {db.schema_name!r} is up to date")
+    for name in applied:
+        click.echo(f"applied {name}")
+    if not applied:
+        click.echo(f"schema {settings.database.schema_name!r} is up to date")
 
 
 @main.command()
@@ -103,7 +101,9 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
         if settings.health.port:
             from conveyor.probes import serve_health
 
-            health = await serve_health(settings, settings.health.port, queuer)
+            health = await serve_health(
+                settings, settings.health.port, queuer, works_without_redis=True
+            )
         try:
             await queuer.run(stop)
         finally:

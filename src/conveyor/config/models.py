@@ -167,6 +167,8 @@ class WorkerSettings(_Section):
     dead_after: Interval = 5.0
     lease: Interval = 30.0
     fetch_timeout: Interval = 1.0
+    postgres_only_after: NonNegDuration = 3.0
+    postgres_only_poll: Interval = 0.5
 
     @model_validator(mode="after")
     def _check_liveness(self) -> Self:

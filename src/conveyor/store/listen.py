@@ -47,9 +47,17 @@ class Listener:
     # How often a queuer that is not the leader asks for the lock again.
     LOCK_RETRY = 1.0
 
-    def __init__(self, settings: Settings, wake: Callable[[], None], *, lead: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        wake: Callable[[], None],
+        *,
+        lead: bool,
+        role: str = "queuer-listen",
+    ) -> None:
         schema = settings.database.schema_name
         self.settings = settings
+        self.role = role  # a worker in postgres-only mode listens too, to claim sooner
         self.channel = f"{schema}_jobs"
         self.lock_id = leader_lock_id(schema)
         self.lead = lead
@@ -72,7 +80,7 @@ class Listener:
         db = self.settings.database
         with database_errors():
             conn = await psycopg.AsyncConnection.connect(
-                db.url, **connect_kwargs("queuer-listen", db.connect_timeout)
+                db.url, **connect_kwargs(self.role, db.connect_timeout)
             )
             try:
                 channel = sql.Identifier(self.channel).as_bytes(conn)

@@ -18,6 +18,7 @@ from typing import cast
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
+from conveyor.config import Settings
 from conveyor.store.base import database_errors
 from conveyor.store.queries import check_schema_name, load_queries, render
 
@@ -100,3 +101,10 @@ def _connect(url: str, connect_timeout: float) -> Iterator[psycopg.Connection[Di
         ) as conn,
     ):
         yield conn
+
+
+def apply_migrations(settings: Settings) -> list[str]:
+    """Apply pending migrations of the configured schema; return `NNN_name` of each."""
+    db = settings.database
+    applied = migrate(db.url, db.schema_name, db.connect_timeout)
+    return [f"{migration.version:03d}_{migration.name}" for migration in applied]

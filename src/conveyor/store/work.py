@@ -1,4 +1,5 @@
-"""The worker's statements: register, claim, heartbeat, record outcomes, deregister.
+"""The worker's statements: register, claim (popped ids, or straight from PostgreSQL when
+no Redis answers), heartbeat, record outcomes, deregister.
 
 These run on the hot path, so each keeps its one round trip and its cheap parameters
 (one array literal for the claimed ids, one JSON array for a batch of outcomes).
@@ -127,6 +128,16 @@ class WorkStatements(StoreBase):
             "lease": lease,
         }
         return await self._rows("claim_jobs", params, ClaimedJob)
+
+    async def claim_ready_direct(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease: float
+    ) -> list[ClaimedJob]:
+        """Postgres-only mode: claim up to `limit` ready or dispatched jobs of `queues`
+        (active ones only), most urgent first, without going through Redis."""
+        if not queues or limit <= 0:
+            return []
+        params = {"queues": list(queues), "limit": limit, "worker_id": worker_id, "lease": lease}
+        return await self._rows("claim_ready_direct", params, ClaimedJob)
 
     async def heartbeat(
         self, worker_id: str, lease: float, ids: Sequence[UUID], tokens: Sequence[int]

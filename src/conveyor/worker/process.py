@@ -119,7 +119,7 @@ async def serve(
     if health_port:
         from conveyor.probes import serve_health
 
-        health = await serve_health(settings, health_port, worker)
+        health = await serve_health(settings, health_port, worker, works_without_redis=True)
     try:
         await worker.run(stop)
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import socket
 import time
 import uuid
@@ -18,7 +17,8 @@ from conveyor import metrics
 from conveyor.config import Settings
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
-from conveyor.lanes import Lanes, lane_order
+from conveyor.lanes import Lanes
+from conveyor.postgres_only import NORMAL, Mode
 from conveyor.retry import RetryPolicy
 from conveyor.retrying import Backoff
 from conveyor.store import Store
@@ -27,10 +27,10 @@ from conveyor.tasks import JobContext, TaskRegistry
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
+from conveyor.worker.fetch import Fetcher
 from conveyor.worker.outcome import COMPLETED, DEAD, HANDED_BACK, RETRY, Outcome
 
 log = logging.getLogger("conveyor.worker")
-UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def new_worker_id() -> str:
@@ -81,8 +81,6 @@ class Worker:
         self.in_flight: dict[uuid.UUID, InFlight] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._paused: set[str] = set()
-        self._paused_checked = 0.0
         self._executor = ThreadPoolExecutor(
             max_workers=options.concurrency * 2, thread_name_prefix="conveyor-job"
         )
@@ -98,6 +96,7 @@ class Worker:
         self._owns_store = store is None
         self._owns_lanes = lanes is None
         self.completer: Completer | None = None
+        self.fetcher: Fetcher | None = None
 
     @property
     def store(self) -> WorkStatements:
@@ -121,6 +120,17 @@ class Worker:
             self._lanes = Lanes.open(self.settings)
         self.completer = Completer(self._store)
         self.completer.start()
+        options = self.options
+        self.fetcher = Fetcher(
+            self.settings,
+            self.id,
+            options.queues,
+            options.lane_order,
+            self._store,
+            self._lanes,
+            self.breakers,
+            self.counts,
+        )
 
     async def run(self, stop: asyncio.Event, grace: float | None = None) -> None:
         """Work until `stop` is set, then drain for `grace` seconds and hand back the rest."""
@@ -150,7 +160,14 @@ class Worker:
         if self.in_flight:
             await asyncio.wait([f.task for f in self.in_flight.values()], timeout=5)
 
+    @property
+    def mode(self) -> Mode:
+        """Postgres-only while no Redis answers and jobs are claimed from PostgreSQL."""
+        return self.fetcher.mode.mode if self.fetcher is not None else NORMAL
+
     async def close(self) -> None:
+        if self.fetcher is not None:
+            await self.fetcher.close()
         if self.completer is not None:
             await self.completer.close()
         if self._store is not None:
@@ -212,39 +229,9 @@ class Worker:
                 self.counts["errors"] += 1
                 await asyncio.sleep(delay)
 
-    async def _lane_keys(self) -> list[str]:
-        now = time.monotonic()
-        if now - self._paused_checked > 0.5:
-            self._paused = await self.lanes.paused()
-            self._paused_checked = now
-        queues = [
-            queue
-            for queue in self.options.queues
-            if queue not in self._paused and not self.breakers.blocked(queue)
-        ]
-        return lane_order(queues, self.lanes.keys, self.options.lane_order)
-
     async def _fetch(self, free: int) -> None:
-        keys = await self._lane_keys()
-        if not keys:  # every queue we serve is paused
-            await asyncio.sleep(self.settings.worker.fetch_timeout)
-            return
-        popped = await self.lanes.pop(keys, free, self.settings.worker.fetch_timeout)
-        if not popped:
-            return
-        ids = [item for item in popped if UUID_TEXT.match(item)]
-        if len(ids) < len(popped):
-            # Only Conveyor writes lanes; anything else is dropped rather than allowed to
-            # fail the claim of the good ids beside it.
-            log.warning("dropped %d lane entries that are not job ids", len(popped) - len(ids))
-        jobs = await self.store.claim_jobs(ids, self.id, self.settings.worker.lease)
-        self.counts["claimed"] += len(jobs)
-        if len(jobs) < len(popped):
-            # Duplicates, cancelled or deleted rows, paused queues: never run, just counted.
-            self.counts["dropped"] += len(popped) - len(jobs)
-            metrics.DROPPED.inc(len(popped) - len(jobs))
-            log.info("dropped %d popped id(s) that could not be claimed", len(popped) - len(jobs))
-        for job in jobs:
+        assert self.fetcher is not None  # noqa: S101
+        for job in await self.fetcher.fetch(free):
             metrics.WAIT.labels(job.queue).observe(max(0.0, job.waited))
             self._launch(job)
         metrics.WORKER_ACTIVE.set(len(self.in_flight))

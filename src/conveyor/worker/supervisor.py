@@ -93,7 +93,9 @@ class Supervisor:
             os.environ.setdefault(metrics.MULTIPROC_ENV, metrics_dir)
             health = None
             if self.health_port:
-                health = serve_health_in_thread(self.settings, self.health_port, self.readiness)
+                health = serve_health_in_thread(
+                    self.settings, self.health_port, self.readiness, works_without_redis=True
+                )
             try:
                 return self._supervise()
             finally:

@@ -90,3 +90,49 @@ SELECT id FROM done;
 
 -- name: deregister_worker
 UPDATE {schema}.workers SET stopped = now(), jobs_in_flight = 0 WHERE id = %(worker_id)s;
+
+-- name: claim_ready_direct
+-- Postgres-only mode (no Redis answers): claim up to `limit` jobs of the worker's queues
+-- straight from PostgreSQL, queued -> running or dispatched -> running, fenced like
+-- claim_jobs. Dispatched jobs sit in a Redis that is gone; taking them is safe, because a
+-- later pop of the same id finds the job running and claim_jobs drops it. Each queue is
+-- searched on its own, down the partial indexes in the order jobs leave (jobs_ready_idx
+-- for queued, jobs_dispatched_idx for the dispatched buffer, bounded by
+-- queuer.buffer_per_queue), skipping rows another worker holds; the best `limit` of the
+-- candidates win. A pause is read in the same statement, as in claim_jobs.
+WITH served AS (
+    SELECT q.name FROM {schema}.job_queues q
+    WHERE q.name = ANY(%(queues)s::text[]) AND q.is_active
+), ready AS (
+    SELECT r.id, r.priority, r.run_at
+    FROM served CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM {schema}.jobs j
+        WHERE j.status = {QUEUED} AND j.queue_name = served.name AND j.run_at <= now()
+        ORDER BY j.priority, j.run_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) r
+), buffered AS (
+    SELECT b.id, b.priority, b.run_at
+    FROM served CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM {schema}.jobs j
+        WHERE j.status = {DISPATCHED} AND j.queue_name = served.name
+        ORDER BY j.priority, j.run_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) b
+), picked AS (
+    SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM buffered) c
+    ORDER BY c.priority, c.run_at
+    LIMIT %(limit)s
+)
+UPDATE {schema}.jobs j
+SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1,
+    started = now(), worker_id = %(worker_id)s,
+    lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second',
+    dispatched_at = NULL, updated = now()
+-- An array, not a join: the planner cannot size the CTE and would hash the whole table.
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status IN ({QUEUED}, {DISPATCHED})
+RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload, j.attempt,
+          j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
+          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;

@@ -22,10 +22,13 @@ async def _stats(request: Request) -> Stats:
     return stats
 
 
-def _overview_context(request: Request, stats: Stats) -> dict[str, object]:
+async def _overview_context(request: Request, stats: Stats) -> dict[str, object]:
     history = history_of(request)
+    mode, mode_reason = await admin_of(request).mode()
     return {
         "stats": stats,
+        "mode": mode,
+        "mode_reason": mode_reason,
         "lanes": LANES,
         "series": {queue.name: history.values(queue.name) for queue in stats.queues},
     }
@@ -34,14 +37,15 @@ def _overview_context(request: Request, stats: Stats) -> dict[str, object]:
 @guarded("viewer")
 async def overview(request: Request, principal: Principal) -> Response:
     stats = await _stats(request)
-    context = {**_overview_context(request, stats), "nav": "queues"}
+    context = {**await _overview_context(request, stats), "nav": "queues"}
     return render(request, "queues.html", context, principal=principal)
 
 
 @guarded("viewer")
 async def overview_rows(request: Request, principal: Principal) -> Response:
     stats = await _stats(request)
-    return render(request, "_overview.html", _overview_context(request, stats), principal=principal)
+    context = await _overview_context(request, stats)
+    return render(request, "_overview.html", context, principal=principal)
 
 
 def _selected(request: Request) -> list[str]:
