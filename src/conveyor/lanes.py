@@ -211,9 +211,24 @@ class Lanes:
             raise EpochLost("epoch changed: Redis lost its contents")
         return pushed
 
-    @redis_errors
     async def pop(self, lane_keys: Sequence[str], count: int, block: float) -> list[str]:
-        """Block until one lane has ids, then take up to `count` from the first non-empty."""
+        """Block until one lane has ids, then take up to `count` from the first non-empty.
+        While the Redis in use fails, wait up to `block` for a switch to another and pop
+        there: a worker would otherwise sleep out its backoff after the switch."""
+        generation = self.generation
+        try:
+            return await self._pop(lane_keys, count, block)
+        except RedisUnavailable:
+            if not await self.endpoints.switched_since(generation, block):
+                raise
+        return await self._pop(lane_keys, count, block)
+
+    def on_switch(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (no arguments, from the event loop) after every switch of Redis."""
+        self.endpoints.listeners.append(listener)
+
+    @redis_errors
+    async def _pop(self, lane_keys: Sequence[str], count: int, block: float) -> list[str]:
         if not lane_keys or count <= 0:
             return []
         result = await self.client.blmpop(

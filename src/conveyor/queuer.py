@@ -49,6 +49,7 @@ class Queuer:
         # The lanes' endpoint generation this queuer last rebuilt for (see sync_epoch).
         self._generation = lanes.generation
         self._wake = asyncio.Event()
+        lanes.on_switch(self._wake.set)  # rebuild the new Redis now, not after the backoff
         self._eviction_checked = False
         self._owns_parts = False
         self._led = False

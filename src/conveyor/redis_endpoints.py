@@ -99,6 +99,8 @@ class Endpoints:
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _master: tuple[str, int] | None = field(default=None, init=False)
     _closed: bool = field(default=False, init=False)
+    _switch: asyncio.Event | None = field(default=None, init=False)
+    listeners: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self.choice = Choice(len(self.candidates), self.failover_after, self.failback_after)
@@ -194,6 +196,19 @@ class Endpoints:
         elif not self.choice.idle:
             self._watch()  # on a backup: keep probing redis.url
 
+    async def switched_since(self, generation: int, seconds: float) -> bool:
+        """Wait up to `seconds` for a switch away from `generation`; True if one happened.
+        With one candidate (plain URL, Sentinel) no switch can come while calls fail."""
+        if len(self.candidates) < 2 or self._closed:
+            return self.generation != generation
+        if self.generation == generation:
+            if self._switch is None:
+                self._switch = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._switch.wait()
+        return self.generation != generation
+
     async def close(self) -> None:
         self._closed = True
         if self._task is not None:
@@ -277,7 +292,7 @@ class Endpoints:
             reason,
         )
         metrics.REDIS_FAILOVERS.labels(self._label(now)).inc()
-        self._publish()
+        self._announce()
         old = self.candidates[previous].client
         if old is not None:
             # Idle connections to the one we left are dead or soon stale; callers still
@@ -318,7 +333,17 @@ class Endpoints:
             *old,
         )
         metrics.REDIS_FAILOVERS.labels(self._label(0)).inc()
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell the gauges, callers waiting in switched_since() and the listeners (the
+        queuer wakes up to rebuild at once instead of sleeping out its backoff)."""
         self._publish()
+        if self._switch is not None:
+            self._switch.set()
+            self._switch = None
+        for listener in self.listeners:
+            listener()
 
     def _publish(self) -> None:
         for index in range(len(self.candidates)):
