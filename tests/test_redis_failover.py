@@ -13,10 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.config import ConfigError, Settings, load_settings
 from conveyor.errors import RedisUnavailable
 from conveyor.lanes import Lanes
+from conveyor.probes import survey_redis
 from conveyor.redis_choice import MAX_PROBE_GAP, Choice, redact
 from conveyor.store.migrate import migrate
 from tests.apps import recording
@@ -233,6 +235,57 @@ async def test_a_silent_connection_fails_a_blocking_pop_and_is_dropped(
             assert lanes.endpoint.index == 0
         finally:
             await lanes.close()
+
+
+@pytest.mark.fault
+async def test_a_replica_in_the_list_is_skipped(tmp_path: Path) -> None:
+    """A replica answers PING but refuses writes: the rule passes over it."""
+    primary = RedisServer(tmp_path)
+    primary.start()
+    replica = RedisServer(tmp_path, "--replicaof", "127.0.0.1", str(primary.port))
+    backup = RedisServer(tmp_path)
+    try:
+        replica.start()
+        backup.start()
+        lanes = Lanes.open(failover_settings(primary.url, replica.url, backup.url))
+        try:
+            await lanes.ping()
+            primary.stop()
+            await pop_until(lanes, 2)
+        finally:
+            await lanes.close()
+    finally:
+        for server in (primary, replica, backup):
+            server.stop()
+
+
+@pytest.mark.fault
+async def test_health_and_readiness_name_the_redis_in_use(
+    settings: Settings, two_redis: tuple[RedisServer, RedisServer]
+) -> None:
+    primary, backup = two_redis
+    values = {
+        "database.url": settings.database.url,
+        "database.schema": settings.database.schema_name,
+        "redis.key_prefix": settings.redis.key_prefix,
+    }
+    configured = failover_settings(primary.url, backup.url, **values)
+    lanes = Lanes.open(configured)
+    try:
+        primary.stop()
+        problem, redis = await survey_redis(configured)
+        assert problem is None, "ready: a configured Redis answers"
+        assert redis == {"url": backup.url, "index": 1, "failover_active": True}
+        await pop_until(lanes, 1)
+        async with Admin(configured, lanes=lanes) as admin:
+            part = (await admin.health()).redis
+        assert (part.url, part.failover_active, part.status) == (backup.url, True, "warning")
+        assert "failover active" in part.message
+        backup.stop()
+        problem, _ = await survey_redis(configured)
+        assert problem is not None and "none of 2 answers" in problem
+    finally:
+        await lanes.close()
 
 
 needs_sentinel = pytest.mark.skipif(

@@ -34,8 +34,14 @@ from conveyor.redis_choice import PROBE_TIMEOUT, Choice, redact
 
 log = logging.getLogger("conveyor.redis")
 
-# What "Redis is unreachable" looks like; Lanes turns them into RedisUnavailable.
-DRIVER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# What "Redis is unreachable" looks like; Lanes turns them into RedisUnavailable. A
+# read-only replica (READONLY) is as useless to us as a dead server: it is an outage too.
+DRIVER_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    OSError,
+)
 
 
 def _retry() -> Retry:
@@ -311,9 +317,20 @@ class Endpoints:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT + 1):
                 await client.ping()
+                role = await self._role(client)
         except (redis.exceptions.RedisError, OSError, TimeoutError) as error:
             return str(error) or type(error).__name__
-        return None
+        # A replica answers PING but refuses every write: it must not win the choice.
+        return None if role in (None, "master") else f"it is a {role}, not a primary"
+
+    @staticmethod
+    async def _role(client: aioredis.Redis) -> str | None:
+        try:
+            reply = await client.role()
+        except redis.exceptions.ResponseError:
+            return None  # ROLE disabled (some managed Redis): PING has to do
+        first = reply[0] if isinstance(reply, list | tuple) and reply else reply
+        return first.decode() if isinstance(first, bytes) else str(first)
 
     def _follow_sentinel(self) -> None:
         """Sentinel moves the primary by itself (redis-py reconnects to whichever one the
