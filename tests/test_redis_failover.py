@@ -238,6 +238,23 @@ async def test_a_silent_connection_fails_a_blocking_pop_and_is_dropped(
 
 
 @pytest.mark.fault
+async def test_an_idle_pop_longer_than_the_socket_timeout_is_no_outage(
+    two_redis: tuple[RedisServer, RedisServer],
+) -> None:
+    """redis-py reads a blocking reply under socket_timeout: a worker.fetch_timeout at or
+    above it must not make a healthy, idle Redis look dead (and start a failover)."""
+    primary, backup = two_redis
+    settings = failover_settings(primary.url, backup.url, **{"redis.socket_timeout": 0.5})
+    lanes = Lanes.open(settings)
+    try:
+        for _ in range(3):
+            assert await lanes.pop(["nothing"], 1, 1.0) == []
+        assert lanes.endpoint.index == 0 and lanes.endpoints.choice.idle
+    finally:
+        await lanes.close()
+
+
+@pytest.mark.fault
 async def test_a_replica_in_the_list_is_skipped(tmp_path: Path) -> None:
     """A replica answers PING but refuses writes: the rule passes over it."""
     primary = RedisServer(tmp_path)

@@ -43,6 +43,9 @@ _DRIVER_ERRORS = DRIVER_ERRORS
 # Kept while callers move to catching RedisUnavailable alone.
 REDIS_ERRORS = (RedisUnavailable, *_DRIVER_ERRORS)
 
+# The longest blocking pop, as a share of redis.socket_timeout.
+BLOCK_SHARE = 0.8
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -231,6 +234,12 @@ class Lanes:
     async def _pop(self, lane_keys: Sequence[str], count: int, block: float) -> list[str]:
         if not lane_keys or count <= 0:
             return []
+        timeout = self.endpoints.socket_timeout
+        if timeout is not None:
+            # redis-py reads a blocking reply under socket_timeout like any other: a block
+            # as long would time out on a healthy, idle Redis and look like an outage (and,
+            # with backups, start a failover). An early empty pop costs nothing.
+            block = min(block, BLOCK_SHARE * timeout)
         result = await self.client.blmpop(
             block, len(lane_keys), *lane_keys, direction="RIGHT", count=count
         )

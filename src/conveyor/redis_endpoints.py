@@ -100,6 +100,7 @@ class Endpoints:
     failback_after: float = 30.0
     sentinel: Any = None  # redis.asyncio.sentinel.Sentinel, closed with us
     owns_clients: bool = True
+    socket_timeout: float | None = None  # None: the client's own (none set)
     generation: int = 0
     choice: Choice = field(init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -134,7 +135,7 @@ class Endpoints:
                     ),
                 )
             )
-        return cls(candidates, conf.failover_after, conf.failback_after)
+        return cls(candidates, conf.failover_after, conf.failback_after, socket_timeout=seconds)
 
     @classmethod
     def _sentinel(cls, settings: Settings, seconds: float) -> Endpoints:
@@ -165,7 +166,7 @@ class Endpoints:
             return client
 
         label = f"sentinel://{','.join(conf.sentinel.nodes)}/{service}"
-        endpoints = cls([_Candidate(label, make)], sentinel=sentinel)
+        endpoints = cls([_Candidate(label, make)], sentinel=sentinel, socket_timeout=seconds)
         return endpoints
 
     @classmethod
@@ -173,7 +174,12 @@ class Endpoints:
         """A client made elsewhere (tests, tools): used as it is, never switched or closed."""
         kwargs = client.connection_pool.connection_kwargs
         label = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-        return cls([_Candidate(label, lambda: client, client=client)], owns_clients=False)
+        timeout = kwargs.get("socket_timeout")
+        return cls(
+            [_Candidate(label, lambda: client, client=client)],
+            owns_clients=False,
+            socket_timeout=float(timeout) if timeout else None,
+        )
 
     # -- what callers use ------------------------------------------------------------------
 
