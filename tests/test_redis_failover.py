@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
@@ -202,6 +203,10 @@ async def test_lanes_move_to_the_backup_and_back(
         primary.stop()
         await pop_until(lanes, 1)
         assert lanes.endpoint.on_backup and lanes.generation == 1
+        assert REGISTRY.get_sample_value("redis_failovers_total", {"to": backup.url}) == 1
+        for index, (url, value) in enumerate([(primary.url, 0), (backup.url, 1)]):
+            labels = {"index": str(index), "url": url}
+            assert REGISTRY.get_sample_value("redis_active_endpoint", labels) == value
         await lanes.push((await lanes.claim_epoch())[0], {lanes.keys.lane("q", "normal"): ["a"]})
         assert await lanes.pop([lanes.keys.lane("q", "normal")], 5, 0.1) == ["a"]
         primary.start()

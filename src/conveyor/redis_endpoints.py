@@ -109,9 +109,10 @@ class Endpoints:
     _switch: asyncio.Event | None = field(default=None, init=False)
     listeners: list[Callable[[], None]] = field(default_factory=list, init=False)
 
+    _published: bool = field(default=False, init=False)
+
     def __post_init__(self) -> None:
         self.choice = Choice(len(self.candidates), self.failover_after, self.failback_after)
-        self._publish()
 
     @classmethod
     def from_settings(cls, settings: Settings, timeout: float | None = None) -> Endpoints:
@@ -196,12 +197,14 @@ class Endpoints:
         """A call made under `generation` failed as Redis does when it is unreachable."""
         if generation != self.generation or self._closed:
             return  # it failed on an endpoint we have left already
+        self._publish_once()
         self.choice.failure(time.monotonic())
         self._watch()
 
     def succeeded(self, generation: int) -> None:
         if generation != self.generation:
             return
+        self._publish_once()
         self.choice.success()
         if self.sentinel is not None:
             self._follow_sentinel()
@@ -367,6 +370,13 @@ class Endpoints:
             self._switch = None
         for listener in self.listeners:
             listener()
+
+    def _publish_once(self) -> None:
+        # Not at construction: a readiness probe's short-lived lanes would overwrite the
+        # gauge of the lanes this process really works with.
+        if not self._published:
+            self._published = True
+            self._publish()
 
     def _publish(self) -> None:
         for index in range(len(self.candidates)):
