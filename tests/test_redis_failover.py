@@ -20,6 +20,7 @@ from conveyor.config import ConfigError, Settings, load_settings
 from conveyor.errors import RedisUnavailable
 from conveyor.lanes import Lanes
 from conveyor.probes import survey_redis
+from conveyor.queuer import Queuer
 from conveyor.redis_choice import MAX_PROBE_GAP, Choice, redact
 from conveyor.store.migrate import migrate
 from tests.apps import recording
@@ -257,6 +258,48 @@ async def test_an_idle_pop_longer_than_the_socket_timeout_is_no_outage(
         assert lanes.endpoint.index == 0 and lanes.endpoints.choice.idle
     finally:
         await lanes.close()
+
+
+@pytest.mark.fault
+async def test_the_queuer_rebuilds_a_backup_holding_an_old_epoch(
+    settings_factory: Any,
+    two_redis: tuple[RedisServer, RedisServer],
+    db: psycopg.Connection[Any],
+) -> None:
+    """The backup still holds the epoch of an earlier stay: without the switch hook the
+    queuer would adopt it and leave the jobs pushed into the dead primary to the
+    reconciler. It re-queues them at once instead, and dispatches them into the backup."""
+    primary, backup = two_redis
+    settings: Settings = settings_factory(
+        **{
+            "redis.url": primary.url,
+            "redis.failover_urls": [backup.url],
+            "redis.failover_after": 0.5,
+            "redis.failback_after": 60,
+        }
+    )
+    app = Conveyor(settings)
+    app.tasks.update(recording.app.tasks)
+    queuer = await Queuer.open(settings, maintenance=False)
+    client = backup.client()
+    try:
+        ids = app.enqueue_many("job", [{}] * 10)
+        assert await queuer.dispatch_once() == 10
+        client.set(settings.redis.key_prefix + "conveyor:epoch", "from-an-earlier-failover")
+        primary.stop()
+        await pop_until(queuer.lanes, 1)
+        await queuer.sync_epoch()
+        assert queuer.epoch == "from-an-earlier-failover"
+        assert queuer.counts["redis_rebuilds"] == 2  # the first push, then the switch
+        statuses = db.execute(b"SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+        assert statuses == [("queued", 10)]
+        assert await queuer.dispatch_once() == 10
+        queue = app.get_job(ids[0]).queue_name
+        assert await queuer.lanes.contents([queue]) == {str(job_id) for job_id in ids}
+    finally:
+        client.close()
+        await queuer.close()
+        app.close()
 
 
 @pytest.mark.fault
