@@ -338,6 +338,9 @@ async def test_health_and_readiness_name_the_redis_in_use(
     lanes = Lanes.open(configured)
     try:
         primary.stop()
+        async with Admin(configured) as one_shot:  # like `conveyor admin health`
+            part = (await one_shot.health()).redis
+        assert (part.url, part.failover_active, part.status) == (backup.url, True, "warning")
         problem, redis = await survey_redis(configured)
         assert problem is None, "ready: a configured Redis answers"
         assert redis == {"url": backup.url, "index": 1, "failover_active": True}

@@ -235,15 +235,21 @@ class HealthMixin(StatsMixin):
         )
 
     async def _redis_unreachable(self, text: str, url: str) -> RedisHealth:
-        """The Redis in use does not answer; say whether another configured one does (the
-        processes move there after redis.failover_after)."""
+        """The Redis this admin uses does not answer. If another configured one does, the
+        processes use it (or will, after redis.failover_after): a warning, not critical.
+        A one-shot `conveyor admin health` starts on redis.url, so this is its usual path
+        while the primary is down."""
         found = await self.lanes.survey() if len(self.lanes.endpoints.candidates) > 1 else []
-        answering = [other for other, error in found if error is None and other != url]
+        answering = [(i, other) for i, (other, error) in enumerate(found) if error is None]
         message = f"Redis is unreachable ({url}): {text}"
-        if answering:
-            after = self.settings.redis.failover_after
-            message += f"; {answering[0]} answers: processes move there after {after:g} s"
-        return RedisHealth(status="critical", message=message, error=text, url=url)
+        if not answering:
+            return RedisHealth(status="critical", message=message, error=text, url=url)
+        index, other = answering[0]
+        after = self.settings.redis.failover_after
+        message += f"; {other} answers: processes use it (they move after {after:g} s)"
+        return RedisHealth(
+            status="warning", message=message, error=text, url=other, failover_active=index > 0
+        )
 
     async def _database_health(self) -> tuple[DatabaseHealth, Stats | None, str | None]:
         timeout = self.settings.database.connect_timeout
