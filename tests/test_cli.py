@@ -77,7 +77,9 @@ async def test_web_serves_its_probes_on_the_health_port(procs: Processes) -> Non
     await wait_until(all_live, message="/healthz on both health ports")
     up = ports["up"][1]
     status, body = probe(up, "/readyz")
-    assert (status, json.loads(body)) == (200, {"ready": True, "failing": []})
+    ready = json.loads(body)
+    assert (status, ready["ready"], ready["failing"]) == (200, True, [])
+    assert ready["redis"]["index"] == 0  # the primary, no failover
     status, body = probe(up, "/metrics")
     assert status == 200 and "# TYPE" in body
     assert probe(up, "/api/health")[0] == 404, "the admin API stays on the web port"

@@ -11,14 +11,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, ParamSpec, TypeVar, cast
+from typing import Concatenate, Literal, ParamSpec, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from conveyor.config import Settings
 from conveyor.errors import RedisUnavailable, ScratchRefused
+from conveyor.redis_endpoints import DRIVER_ERRORS, ActiveEndpoint, Endpoints, _Primary
 from conveyor.vocabulary import (
     HIGH_PRIORITY_MAX,
     LANES,
@@ -32,40 +32,48 @@ __all__ = [
     "HIGH_PRIORITY_MAX",
     "LANES",
     "NORMAL_PRIORITY_MAX",
+    "ActiveEndpoint",
+    "Endpoints",
     "LaneName",
     "lane_for_priority",
 ]
 
 
-# What "Redis is unreachable" looks like; Lanes turns them into RedisUnavailable.
-_DRIVER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_DRIVER_ERRORS = DRIVER_ERRORS
+
+# The longest blocking pop, as a share of redis.socket_timeout.
+BLOCK_SHARE = 0.5
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def redis_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Raise RedisUnavailable for an outage, so no caller above lanes sees a redis class."""
+def redis_errors(
+    method: Callable[Concatenate[Lanes, P], Awaitable[R]],
+) -> Callable[Concatenate[Lanes, P], Awaitable[R]]:
+    """Raise RedisUnavailable for an outage, so no caller above lanes sees a redis class,
+    and tell the endpoint selector how the Redis in use is doing."""
 
     @functools.wraps(method)
-    async def translated(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def translated(lanes: Lanes, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        endpoints = lanes.endpoints
+        generation = endpoints.generation
         try:
-            return await method(*args, **kwargs)
+            result = await method(lanes, *args, **kwargs)
         except _DRIVER_ERRORS as error:
-            raise RedisUnavailable(f"Redis is unavailable: {error}") from error
+            endpoints.failed(generation)
+            where = endpoints.active.url
+            raise RedisUnavailable(f"Redis is unavailable ({where}): {error}") from error
+        endpoints.succeeded(generation)
+        return result
 
     return translated
 
 
 def redis_client(settings: Settings, timeout: float | None = None) -> aioredis.Redis:
-    seconds = settings.redis.socket_timeout if timeout is None else timeout
-    return aioredis.Redis.from_url(
-        settings.redis.url,
-        socket_timeout=seconds,
-        socket_connect_timeout=seconds,
-        max_connections=settings.redis.pool_size,
-        health_check_interval=30,
-    )
+    """A client on the primary Redis that also carries the failover candidates: Lanes built
+    on it switch Redis as Lanes.open's do, and closing it closes them all."""
+    return Endpoints.from_settings(settings, timeout).primary_client()
 
 
 def _load_lua(name: str) -> str:
@@ -120,22 +128,50 @@ class EpochLost(Exception):
 class Lanes:
     """Push, pop and inspect lanes. Every method is one round trip."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, owns_client: bool = False) -> None:
-        self.client = client
+    def __init__(
+        self, client: aioredis.Redis | Endpoints, keys: Keys, *, owns_client: bool = False
+    ) -> None:
+        if isinstance(client, Endpoints):
+            self.endpoints = client
+        elif isinstance(client, _Primary):
+            self.endpoints = client.endpoints
+        else:
+            self.endpoints = Endpoints.single(client)
         self.keys = keys
         self._owns_client = owns_client
-        self._push = client.register_script(_load_lua("push.lua"))
+        self._push = self.endpoints.client.register_script(_load_lua("push.lua"))
 
     @classmethod
     def open(cls, settings: Settings, *, timeout: float | None = None) -> Lanes:
-        """Lanes with their own client (it connects on first use, so this never fails);
+        """Lanes with their own clients (they connect on first use, so this never fails);
         `timeout` replaces redis.socket_timeout (a probe must answer quickly)."""
-        client = redis_client(settings, timeout)
-        return cls(client, Keys(settings.redis.key_prefix), owns_client=True)
+        endpoints = Endpoints.from_settings(settings, timeout)
+        return cls(endpoints, Keys(settings.redis.key_prefix), owns_client=True)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The client of the Redis in use now (it changes on a failover)."""
+        return self.endpoints.client
+
+    @property
+    def endpoint(self) -> ActiveEndpoint:
+        """Which Redis is in use; its `generation` grows at every switch."""
+        return self.endpoints.active
+
+    @property
+    def generation(self) -> int:
+        return self.endpoints.generation
 
     async def close(self) -> None:
         if self._owns_client:
-            await self.client.aclose()
+            await self.endpoints.close()
+
+    async def survey(self) -> list[tuple[str, str | None]]:
+        """Every configured Redis, pinged now: (url without password, None or the error)."""
+        errors = await self.endpoints.survey()
+        return [
+            (c.label, error) for c, error in zip(self.endpoints.candidates, errors, strict=True)
+        ]
 
     @redis_errors
     async def ping(self) -> None:
@@ -168,16 +204,40 @@ class Lanes:
         args.extend(str(len(groups[key])) for key in lane_keys)
         for key in lane_keys:
             args.extend(groups[key])
-        pushed = int(await self._push(keys=[self.keys.epoch, *lane_keys], args=args))
+        # The script is loaded into whichever Redis is in use (evalsha falls back to load).
+        pushed = int(
+            await self._push(keys=[self.keys.epoch, *lane_keys], args=args, client=self.client)
+        )
         if pushed < 0:
             raise EpochLost("epoch changed: Redis lost its contents")
         return pushed
 
-    @redis_errors
     async def pop(self, lane_keys: Sequence[str], count: int, block: float) -> list[str]:
-        """Block until one lane has ids, then take up to `count` from the first non-empty."""
+        """Block until one lane has ids, then take up to `count` from the first non-empty.
+        While the Redis in use fails, wait up to `block` for a switch to another and pop
+        there: a worker would otherwise sleep out its backoff after the switch."""
+        generation = self.generation
+        try:
+            return await self._pop(lane_keys, count, block)
+        except RedisUnavailable:
+            if not await self.endpoints.switched_since(generation, block):
+                raise
+        return await self._pop(lane_keys, count, block)
+
+    def on_switch(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (no arguments, from the event loop) after every switch of Redis."""
+        self.endpoints.listeners.append(listener)
+
+    @redis_errors
+    async def _pop(self, lane_keys: Sequence[str], count: int, block: float) -> list[str]:
         if not lane_keys or count <= 0:
             return []
+        timeout = self.endpoints.socket_timeout
+        if timeout is not None:
+            # redis-py reads a blocking reply under socket_timeout like any other: a block
+            # as long would time out on a healthy, idle Redis and look like an outage (and,
+            # with backups, start a failover). An early empty pop costs nothing.
+            block = min(block, BLOCK_SHARE * timeout)
         result = await self.client.blmpop(
             block, len(lane_keys), *lane_keys, direction="RIGHT", count=count
         )

@@ -66,6 +66,18 @@ STALE = Counter(
 RESCUED = Counter("jobs_rescued", "Lost attempts given back by rescue.", ("outcome",))
 RECONCILED = Counter("jobs_reconciled", "Dispatched jobs missing from Redis, queued again.")
 REDIS_REBUILDS = Counter("redis_rebuilds", "Times Redis was found empty and rebuilt.")
+REDIS_FAILOVERS = Counter(
+    "redis_failovers",
+    "Switches of the Redis in use (to a backup, back to redis.url, or to the primary "
+    "Sentinel names), by the endpoint switched to.",
+    ("to",),
+)
+REDIS_ACTIVE = Gauge(
+    "redis_active_endpoint",
+    "Processes using each configured Redis endpoint now (index 0 is redis.url).",
+    ("index", "url"),
+    multiprocess_mode="livesum",
+)
 PROCESSING = Histogram(
     "job_processing_duration_seconds",
     "Handler run time per attempt.",

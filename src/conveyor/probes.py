@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Generator
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -50,15 +50,37 @@ async def check_postgres(settings: Settings) -> str | None:
     return None
 
 
-async def check_redis(settings: Settings) -> str | None:
+async def survey_redis(settings: Settings) -> tuple[str | None, dict[str, Any]]:
+    """Ping every configured Redis now. Ready while any answers: a process on a backup is
+    doing its job. Returns (why not ready, the Redis the failover rule picks now)."""
     lanes = Lanes.open(settings, timeout=PROBE_SECONDS)
     try:
-        await lanes.ping()
-    except ConveyorError as error:
-        return f"Redis: {reason(error)}"
+        found = await lanes.survey()
     finally:
         await lanes.close()
-    return None
+    first = next((index for index, (_, error) in enumerate(found) if error is None), None)
+    if first is None:
+        if len(found) == 1:
+            return f"Redis: {found[0][1]}", {"url": found[0][0], "index": 0}
+        reasons = "; ".join(f"{url}: {error}" for url, error in found)
+        return f"Redis: none of {len(found)} answers ({reasons})", {}
+    return None, {"url": found[first][0], "index": first, "failover_active": first > 0}
+
+
+async def check_redis(settings: Settings) -> str | None:
+    problem, _ = await survey_redis(settings)
+    return problem
+
+
+def _active_redis(component: object) -> dict[str, Any] | None:
+    """The Redis this process's own lanes use now (queuer, worker), if it has lanes."""
+    attributes = getattr(component, "__dict__", {})
+    # Workers keep their lanes private; the attribute is only read, never used.
+    lanes = attributes.get("lanes") or attributes.get("_lanes")
+    if not isinstance(lanes, Lanes):
+        return None
+    active = lanes.endpoint
+    return {"url": active.url, "index": active.index, "failover_active": active.on_backup}
 
 
 def postgres_only(failures: list[str], redis_problem: str | None) -> dict[str, str]:
@@ -81,9 +103,12 @@ def health_routes(
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        checks = await asyncio.gather(check_postgres(settings), check_redis(settings))
-        failures = [failure for failure in checks if failure]
-        mode = postgres_only(failures, checks[1]) if works_without_redis else {}
+        postgres, (redis_problem, redis) = await asyncio.gather(
+            check_postgres(settings), survey_redis(settings)
+        )
+        failures = [failure for failure in (postgres, redis_problem) if failure]
+        mode = postgres_only(failures, redis_problem) if works_without_redis else {}
+        redis = _active_redis(component) or redis
         if callable(component):
             problem = component()
             if problem:
@@ -91,8 +116,9 @@ def health_routes(
         elif not component.ready:
             failures.append(component.not_ready_reason or "not ready")
         if failures:
-            return JSONResponse({"ready": False, "failing": failures, **mode}, status_code=503)
-        return JSONResponse({"ready": True, "failing": [], **mode})
+            body = {"ready": False, "failing": failures, "redis": redis, **mode}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"ready": True, "failing": [], "redis": redis, **mode})
 
     async def metrics(_: Request) -> Response:
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -51,7 +51,10 @@ class Queuer:
         self.postgres_only = PostgresOnlyMode(
             "queuer", "dispatch waits for Redis; workers claim jobs straight from PostgreSQL"
         )
+        # The lanes' endpoint generation this queuer last rebuilt for (see sync_epoch).
+        self._generation = lanes.generation
         self._wake = asyncio.Event()
+        lanes.on_switch(self._wake.set)  # rebuild the new Redis now, not after the backoff
         self._eviction_checked = False
         self._owns_parts = False
         self._led = False
@@ -89,6 +92,10 @@ class Queuer:
 
     async def sync_epoch(self) -> None:
         """Adopt Redis's epoch; if Redis has none (wiped, or new), rebuild its state."""
+        generation = self.lanes.generation
+        if generation != self._generation:
+            await self._rebuild_after_switch(generation)
+            return
         current = await self.lanes.current_epoch()
         if current is not None and current == self.epoch:
             return
@@ -102,13 +109,23 @@ class Queuer:
             log.warning("Redis epoch changed under us; adopting the new one")
         self.epoch = epoch
 
-    async def rebuild_redis(self) -> int:
+    async def _rebuild_after_switch(self, generation: int) -> None:
+        """The lanes moved to another Redis (failover, failback, Sentinel promotion). It may
+        hold an epoch and ids from an earlier stay, but not the jobs dispatched into the one
+        we left: re-dispatch them now rather than after the reconciler's grace. Stale ids
+        there are harmless: a claim only takes a job that is dispatched."""
+        epoch, _ = await self.lanes.claim_epoch()
+        await self.rebuild_redis(f"Redis in use is now {self.lanes.endpoint.url}")
+        self.epoch = epoch
+        self._generation = generation
+
+    async def rebuild_redis(self, why: str = "Redis was empty") -> int:
         """Redis lost everything: re-dispatch every dispatched job and restore pauses."""
         reset = await self.store.undispatch_all_before(await self.store.database_now())
         await self.lanes.set_paused(sorted(await self.store.paused_queues()))
         self.counts["redis_rebuilds"] += 1
         metrics.REDIS_REBUILDS.inc()
-        log.warning("Redis was empty: %d dispatched job(s) queued again for dispatch", reset)
+        log.warning("%s: %d dispatched job(s) queued again for dispatch", why, reset)
         self._wake.set()
         return reset
 

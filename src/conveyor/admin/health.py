@@ -39,6 +39,9 @@ class RedisHealth(Model):
     maxmemory: int | None = None
     maxmemory_policy: str | None = None
     error: str | None = None
+    # Which Redis (without password) and whether it is a backup (redis.failover_urls).
+    url: str | None = None
+    failover_active: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,20 +225,22 @@ class HealthMixin(StatsMixin):
 
     async def _redis_health(self) -> RedisHealth:
         timeout = self.settings.redis.socket_timeout
+        active = self.lanes.endpoint
         try:
             started = time.perf_counter()
             await asyncio.wait_for(self.lanes.ping(), timeout)
             latency = round((time.perf_counter() - started) * 1000, 3)
             memory = await asyncio.wait_for(self.lanes.memory(), timeout)
         except Exception as error:  # noqa: BLE001 - health reports every failure
-            text = reason(error)
-            return RedisHealth(
-                status="critical", message=f"Redis is unreachable: {text}", error=text
-            )
+            return await self._redis_unreachable(reason(error), active.url)
         used, limit = memory.used_memory, memory.maxmemory
         policy = memory.maxmemory_policy
         status: HealthStatus = "healthy"
         notes = [f"ping {latency:g} ms"]
+        if active.on_backup:
+            # Working, but on borrowed time: one more failure and there may be no Redis.
+            status = "warning"
+            notes.insert(0, f"failover active: using backup {active.url}")
         if policy in EVICTING:
             status = "warning"
             notes.append(f"maxmemory-policy {policy} may evict queue lanes (use noeviction)")
@@ -249,6 +254,25 @@ class HealthMixin(StatsMixin):
             used_memory=used,
             maxmemory=limit,
             maxmemory_policy=policy,
+            url=active.url,
+            failover_active=active.on_backup,
+        )
+
+    async def _redis_unreachable(self, text: str, url: str) -> RedisHealth:
+        """The Redis this admin uses does not answer. If another configured one does, the
+        processes use it (or will, after redis.failover_after): a warning, not critical.
+        A one-shot `conveyor admin health` starts on redis.url, so this is its usual path
+        while the primary is down."""
+        found = await self.lanes.survey() if len(self.lanes.endpoints.candidates) > 1 else []
+        answering = [(i, other) for i, (other, error) in enumerate(found) if error is None]
+        message = f"Redis is unreachable ({url}): {text}"
+        if not answering:
+            return RedisHealth(status="critical", message=message, error=text, url=url)
+        index, other = answering[0]
+        after = self.settings.redis.failover_after
+        message += f"; {other} answers: processes use it (they move after {after:g} s)"
+        return RedisHealth(
+            status="warning", message=message, error=text, url=other, failover_active=index > 0
         )
 
     async def _database_health(self) -> tuple[DatabaseHealth, Stats | None, str | None]:

@@ -30,6 +30,7 @@ from conveyor.config.models import (
     ConfigIssue,
     Loc,
     QueueSettings,
+    SentinelSettings,
     Settings,
     WebUser,
     _FieldProblem,
@@ -45,10 +46,18 @@ def _file_keys(model: type[BaseModel]) -> dict[str, str]:
 
 
 _KEYS = {section: _file_keys(model) for section, model in _SECTIONS.items()}
-_FILE_ONLY = {("web", "users")}
+_FILE_ONLY = {("web", "users"), ("redis", "sentinel")}
+# Names the specification (BACKUP_REDIS_URL) and Sentinel deployments use, mapped onto our
+# settings; they work bare and with the CONVEYOR_ prefix like every other variable.
+_ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "backup_redis_url": ("redis", "failover_urls"),
+    "redis_sentinel_nodes": ("redis", "sentinel", "nodes"),
+    "redis_sentinel_service": ("redis", "sentinel", "service"),
+}
 _SECRET = {
     ("database", "url"),
     ("redis", "url"),
+    ("redis", "failover_urls"),
     ("web", "session_secret"),
     ("web", "tokens"),
     ("web", "users"),
@@ -123,6 +132,8 @@ def _known_names(parent: Loc) -> list[str]:
         return list(_KEYS[str(parent[0])])
     if len(parent) == 2 and parent[0] == "queues":
         return list(QueueSettings.model_fields)
+    if parent == ("redis", "sentinel"):
+        return list(SentinelSettings.model_fields)
     nested = _NESTED_MODELS.get(parent[:2]) if len(parent) == 3 else None
     return list(nested.model_fields) if nested else []
 
@@ -265,12 +276,15 @@ def _construct(
     return loader.construct_object(node)
 
 
-def _env_target(bare: str, prefix: str) -> tuple[str, tuple[str, str] | None, str | None] | None:
-    """Map a variable name (``prefix`` removed) to (dotted key, (section, key), problem).
+def _env_target(bare: str, prefix: str) -> tuple[str, tuple[str, ...] | None, str | None] | None:
+    """Map a variable name (``prefix`` removed) to (dotted key, path of the setting, problem).
 
     Returns None for bare names outside every section: those are not ours to judge.
     """
     low = bare.lower()
+    if low in _ENV_ALIASES:
+        path = _ENV_ALIASES[low]
+        return ".".join(path), path, None
     if "__" in low:
         section, _, key = low.partition("__")
     else:
@@ -310,7 +324,7 @@ def _apply_env(
     env: Mapping[str, str], raw: dict[str, Any], sources: dict[Loc, str], issues: list[ConfigIssue]
 ) -> None:
     ignored = {part.strip() for part in env.get("CONVEYOR_IGNORE_ENV", "").split(",")}
-    chosen: dict[tuple[str, str], tuple[bool, str, str]] = {}  # key -> (prefixed, name, value)
+    chosen: dict[tuple[str, ...], tuple[bool, str, str]] = {}  # path -> (prefixed, name, value)
     for name in sorted(env):
         if not _ENV_NAME.fullmatch(name) or name in _RESERVED_ENV:
             continue
@@ -338,11 +352,11 @@ def _apply_env(
             continue
         if previous is None or prefixed:
             chosen[target] = (prefixed, name, value)
-    for (section, key), (_, name, value) in chosen.items():
-        section_raw = raw.setdefault(section, {})
+    for path, (_, name, value) in chosen.items():
+        section_raw = raw.setdefault(path[0], {})
         if isinstance(section_raw, dict):  # otherwise the file's bad section is reported instead
-            section_raw[key] = value
-            _record(sources, (section, key), f"environment variable {name}")
+            _assign(raw, path, value)
+            _record(sources, path, f"environment variable {name}")
 
 
 def _override_loc(dotted: str) -> Loc | str:

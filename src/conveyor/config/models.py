@@ -111,12 +111,43 @@ class DatabaseSettings(_Section):
         return name
 
 
+def _check_redis_url(url: str) -> str:
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return url
+
+
+def _check_node(node: str) -> str:
+    host, sep, port = node.rpartition(":")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"each node must be host:port, e.g. 10.0.0.7:26379 (got {node!r})")
+    return node
+
+
+class SentinelSettings(_Section):
+    """Redis Sentinel: the primary's address comes from the sentinels watching `service`."""
+
+    service: str = Field(default="mymaster", min_length=1)
+    nodes: CommaList
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, nodes: list[str]) -> list[str]:
+        if not nodes:
+            raise ValueError("list at least one sentinel as host:port")
+        return [_check_node(node) for node in nodes]
+
+
 class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     addr: OptStr = None
     key_prefix: str = ""
     socket_timeout: Interval = 5.0
     pool_size: PosInt = 50
+    failover_urls: CommaList = Field(default_factory=list, repr=False)
+    failover_after: Interval = 5.0
+    failback_after: Interval = 30.0
+    sentinel: SentinelSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -132,9 +163,32 @@ class RedisSettings(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return url
+        return _check_redis_url(url)
+
+    @field_validator("failover_urls")
+    @classmethod
+    def _check_failover_urls(cls, urls: list[str]) -> list[str]:
+        for number, url in enumerate(urls, start=1):
+            if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+                # The URL itself is not echoed: it may hold a password.
+                raise ValueError(f"entry {number} must start with redis://, rediss:// or unix://")
+        return urls
+
+    @model_validator(mode="after")
+    def _check_failover(self) -> Self:
+        if self.sentinel is not None and self.failover_urls:
+            # Two mechanisms choosing the primary would disagree; Sentinel already fails over.
+            raise _FieldProblem(
+                "redis.failover_urls and redis.sentinel cannot both be set: Sentinel already "
+                "moves Conveyor to a promoted replica, and two mechanisms would disagree",
+                "failover_urls",
+                "sentinel",
+            )
+        if self.url in self.failover_urls:
+            raise _FieldProblem("must not repeat redis.url", "failover_urls")
+        if len(set(self.failover_urls)) != len(self.failover_urls):
+            raise _FieldProblem("lists the same URL twice", "failover_urls")
+        return self
 
 
 def _replace_host_port(url: str, addr: str) -> str:
