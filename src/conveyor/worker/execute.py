@@ -15,7 +15,7 @@ from conveyor import metrics
 from conveyor.encryption import PayloadCipher, redact
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
 from conveyor.retry import RetryPolicy
-from conveyor.store.work import ClaimedJob
+from conveyor.store.work import ClaimedJob, UnreadablePayload
 from conveyor.tasks import JobContext, Task
 from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
 
@@ -71,6 +71,8 @@ async def run_job(
         return failed(error, fallback_retry)
     try:
         payload = job.payload
+        if isinstance(payload, UnreadablePayload):
+            raise PayloadError(f"cannot parse the stored payload: {payload.reason}")
         if cipher is not None:
             opened = cipher.open(payload, job.id)
             payload = opened.payload
