@@ -19,7 +19,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from conveyor.admin import Admin, AdminConflict, AdminError, AdminNotFound, AdminUnavailable
+from conveyor.admin import (
+    Admin,
+    AdminConflict,
+    AdminError,
+    AdminForbidden,
+    AdminNotFound,
+    AdminUnavailable,
+)
 from conveyor.config import Settings
 from conveyor.probes import health_routes
 from conveyor.web import api, dashboard
@@ -34,6 +41,8 @@ def admin_error_status(error: Exception) -> int:
         return 404
     if isinstance(error, AdminConflict):
         return 409
+    if isinstance(error, AdminForbidden):
+        return 403
     if isinstance(error, AdminUnavailable):
         return 503
     return 400
