@@ -512,3 +512,13 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
     ]
     detail = document["components"]["schemas"]["JobDetail"]
     assert {"payload", "attempts", "why_waiting"} <= set(detail["required"])
+
+
+def test_finding_5_a_missing_session_secret_is_warned_about_loudly(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="conveyor.web"):
+        create_app(settings)
+    assert [r.levelname for r in caplog.records if "web.session_secret" in r.getMessage()] == [
+        "WARNING"
+    ]

@@ -7,6 +7,7 @@ Both call only the admin layer. The process also serves its own /healthz, /ready
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 
@@ -32,6 +33,8 @@ from conveyor.probes import health_routes
 from conveyor.web import api, dashboard
 from conveyor.web.auth import Authenticator
 
+log = logging.getLogger("conveyor.web")
+
 SESSION_COOKIE = "conveyor_session"
 SESSION_SECONDS = 12 * 3600
 
@@ -54,6 +57,12 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
     )
     # Without a configured secret, sessions are valid only until this process restarts.
     secret = settings.web.session_secret or secrets.token_urlsafe(32)
+    if settings.web.session_secret is None:
+        log.warning(
+            "web.session_secret is not set: this process signs cookies with a random secret, "
+            "so every login ends when it restarts and other conveyor web processes refuse "
+            "its cookies; set one (python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

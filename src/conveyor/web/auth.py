@@ -24,13 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.config import Settings
+from conveyor.config.secrets import SCRYPT_N, SCRYPT_P, SCRYPT_R
 
 Role = Literal["viewer", "operator", "admin"]
 RANKS: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
 @dataclass(frozen=True)
