@@ -21,7 +21,8 @@ from starlette.routing import Route
 from conveyor.config import Settings
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
-from conveyor.web.auth import Authenticator, csrf_token, start_session
+from conveyor.web.auth import Authenticator, csrf_token
+from conveyor.web.sessions import start_session
 from tests.factories import add_job
 
 ROLES = ("viewer", "operator", "admin")
@@ -42,7 +43,7 @@ async def login_for_session_tests(request: Request) -> Response:
     """Test-only route: start a dashboard-style session for a configured token."""
     principal = Authenticator(request.app.state.settings).from_token(request.path_params["t"])
     assert principal is not None
-    start_session(request, principal)
+    await start_session(request, principal)
     return JSONResponse({"csrf": csrf_token(request)})
 
 

@@ -32,11 +32,11 @@ from conveyor.config import Settings
 from conveyor.probes import health_routes
 from conveyor.web import api, dashboard
 from conveyor.web.auth import Authenticator
+from conveyor.web.sessions import SESSION_SECONDS, SessionCache, SessionPrincipals
 
 log = logging.getLogger("conveyor.web")
 
 SESSION_COOKIE = "conveyor_session"
-SESSION_SECONDS = 12 * 3600
 
 
 def admin_error_status(error: Exception) -> int:
@@ -106,6 +106,7 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
                 same_site="strict",
                 https_only=secure,
             ),
+            Middleware(SessionPrincipals),
         ],
         exception_handlers={
             AdminError: on_admin_error,
@@ -116,6 +117,7 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
     )
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
+    app.state.web_sessions = SessionCache()
     return app
 
 

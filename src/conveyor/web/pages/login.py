@@ -10,15 +10,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from conveyor.web.auth import (
-    Authenticator,
-    Principal,
-    check_csrf,
-    end_session,
-    guarded,
-    start_session,
-)
+from conveyor.web.auth import Authenticator, Principal, check_csrf, guarded
 from conveyor.web.pages.common import current_principal, flash, render, safe_next
+from conveyor.web.sessions import end_session, start_session
 
 
 def _login_page(
@@ -68,13 +62,13 @@ async def login_submit(request: Request) -> Response:
         wrong = "enter an API token, or a user name and password"
     if principal is None:
         return _login_page(request, next_path=next_path, error=wrong, username=username, status=401)
-    start_session(request, principal)
+    await start_session(request, principal)
     return RedirectResponse(next_path, status_code=303)
 
 
 @guarded("viewer")
 async def logout(request: Request, principal: Principal) -> Response:
-    end_session(request)
+    await end_session(request)
     flash(request, "You are logged out.")
     return RedirectResponse("/login", status_code=303)
 
