@@ -49,15 +49,39 @@ def web_settings(
 
 @asynccontextmanager
 async def serving(
-    settings: Settings, *, base_url: str = "http://testserver", **app_options: Any
+    settings: Settings,
+    *,
+    base_url: str = "http://testserver",
+    client: tuple[str, int] = ("127.0.0.1", 123),
+    **app_options: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A conveyor web app (one process, as it were) and a browser talking to it."""
     app = create_app(settings, **app_options)
+    transport = httpx.ASGITransport(app=app, client=client)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as http,
+        httpx.AsyncClient(transport=transport, base_url=base_url) as http,
     ):
         yield http
+
+
+@asynccontextmanager
+async def browsers(settings: Settings, *addresses: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Several browsers, from these client addresses, on one conveyor web process."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        clients = [
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, client=(address, 4000)),
+                base_url="http://testserver",
+            )
+            for address in addresses
+        ]
+        try:
+            yield clients
+        finally:
+            for client in clients:
+                await client.aclose()
 
 
 async def log_in(http: httpx.AsyncClient, **form: str) -> httpx.Response:
@@ -133,3 +157,76 @@ async def test_finding_3_a_session_has_an_absolute_lifetime(
             return (await http.get("/api/stats")).status_code == 401
 
         await wait_until(refused, message="the expired session refused")
+
+
+# -- finding 2: login brute force --------------------------------------------------------------
+
+
+def attempts(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("login_attempts_total", {"outcome": outcome}) or 0.0
+
+
+async def test_finding_2_wrong_passwords_are_throttled_per_user(
+    settings_factory: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = web_settings(settings_factory)
+    before = {outcome: attempts(outcome) for outcome in ("success", "failure", "throttled")}
+    answers = []
+    with caplog.at_level("INFO", logger="conveyor.web"):
+        async with browsers(settings, "127.0.0.1", "192.0.2.7") as (http, elsewhere):
+            for n in range(20):
+                reply = await log_in(http, username="alice", password=f"guess-{n}")
+                answers.append(reply.status_code)
+            assert answers[:5] == [401] * 5, "a few typos are forgiven"
+            assert answers[-1] == 429
+            throttled = await log_in(http, username="alice", password=PASSWORD)
+            assert throttled.status_code == 429, "no password is tried while throttled"
+            assert int(throttled.headers["retry-after"]) > 0
+            assert "Too many failed logins" in throttled.text
+            # From another address, the user is still throttled (a botnet gains nothing).
+            other = await log_in(elsewhere, username="alice", password=PASSWORD)
+            assert other.status_code == 429
+    failed = [r for r in caplog.records if "login failed" in r.getMessage()]
+    assert len(failed) == 5 and "alice" in failed[0].getMessage()
+    assert any("login throttled" in r.getMessage() for r in caplog.records)
+    assert not any("guess-" in r.getMessage() or PASSWORD in r.getMessage() for r in caplog.records)
+    assert attempts("failure") - before["failure"] == 5
+    assert attempts("throttled") - before["throttled"] == 17
+
+
+async def test_finding_2_throttled_per_client_address_and_success_is_logged(
+    settings_factory: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = web_settings(settings_factory)
+    before = attempts("success")
+    with caplog.at_level("INFO", logger="conveyor.web"):
+        async with browsers(settings, "198.51.100.9", "198.51.100.10") as (http, other):
+            assert (await log_in(http, token=TOKEN)).status_code == 303
+            http.cookies.clear()
+            answers = [(await log_in(http, token=f"guess-{n:020}")).status_code for n in range(25)]
+            assert answers[-1] == 429, "guessing tokens (no user name) is throttled by address"
+            assert (await log_in(http, username="bob", password="x")).status_code == 429
+            assert (await log_in(other, token=TOKEN)).status_code == 303, "others are not"
+    assert attempts("success") - before == 2
+    assert any(
+        "login succeeded" in r.getMessage() and "token:ci" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_finding_2_a_throttle_forgets_after_its_lockout() -> None:
+    from conveyor.web.throttle import LoginThrottle
+
+    now = [1000.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    keys = ("user:alice", "addr:203.0.113.1")
+    for _ in range(5):
+        assert throttle.wait(keys) == 0
+        throttle.failed(keys)
+    throttle.failed(keys)
+    assert throttle.wait(keys) > 0
+    now[0] += throttle.wait(keys) + 0.1
+    assert throttle.wait(keys) == 0
+    throttle.succeeded(keys[:1])
+    assert throttle.wait(keys[:1]) == 0

@@ -33,6 +33,7 @@ from conveyor.probes import health_routes
 from conveyor.web import api, dashboard
 from conveyor.web.auth import Authenticator
 from conveyor.web.sessions import SESSION_SECONDS, SessionCache, SessionPrincipals
+from conveyor.web.throttle import LoginThrottle
 
 log = logging.getLogger("conveyor.web")
 
@@ -118,6 +119,7 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
     app.state.web_sessions = SessionCache()
+    app.state.login_throttle = LoginThrottle()
     return app
 
 
