@@ -230,3 +230,62 @@ def test_finding_2_a_throttle_forgets_after_its_lockout() -> None:
     assert throttle.wait(keys) == 0
     throttle.succeeded(keys[:1])
     assert throttle.wait(keys[:1]) == 0
+
+
+# -- finding 6: /readyz and allowed hosts -----------------------------------------------------
+
+
+async def test_finding_6_readyz_probes_at_most_once_a_second(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from conveyor import probes
+
+    calls: list[str] = []
+    for name in ("check_postgres", "check_redis"):
+        real = getattr(probes, name)
+
+        async def counted(settings: Settings, real: Any = real, name: str = name) -> str | None:
+            calls.append(name)
+            result: str | None = await real(settings)
+            return result
+
+        monkeypatch.setattr(probes, name, counted)
+    async with serving(web_settings(settings_factory)) as http:
+        replies = await asyncio.gather(*(http.get("/readyz") for _ in range(20)))
+    assert [reply.status_code for reply in replies] == [200] * 20
+    assert sorted(calls) == ["check_postgres", "check_redis"], "one probe served them all"
+
+
+async def test_finding_6_readyz_says_what_failed_without_connection_details(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = web_settings(settings_factory)
+    broken = settings_factory(
+        **{
+            "database.url": "postgresql://secret_role@127.0.0.1:9/conveyor_db",
+            "web.session_secret": SECRET,
+        }
+    )
+    async with serving(broken) as http:
+        reply = await http.get("/readyz")
+    assert reply.status_code == 503
+    assert reply.json() == {"ready": False, "failing": ["PostgreSQL: unavailable"]}
+    assert settings.database.url  # the good settings are untouched
+
+
+async def test_finding_6_unknown_host_names_are_refused(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = web_settings(settings_factory)
+    for base_url in ("http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"):
+        async with serving(settings, base_url=base_url) as http:
+            assert (await http.get("/healthz")).status_code == 200, base_url
+    async with serving(settings, base_url="http://rebound.attacker.example") as http:
+        for path in ("/readyz", "/login", "/api/openapi.json", "/metrics"):
+            refused = await http.get(path)
+            assert refused.status_code == 400, path
+    named = web_settings(settings_factory, **{"web.allowed_hosts": "conveyor.internal"})
+    async with serving(named, base_url="https://conveyor.internal") as http:
+        assert (await http.get("/healthz")).status_code == 200

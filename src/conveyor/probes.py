@@ -1,14 +1,19 @@
 """/healthz, /readyz and /metrics for every long-running process, on the admin port.
 
-Liveness is "the process answers". Readiness checks PostgreSQL and Redis right now and
-asks the component whether it is doing its job; the body names every failing check.
+Liveness is "the process answers". Readiness checks PostgreSQL and Redis and asks the
+component whether it is doing its job; the body names every failing check. The checks run
+at most once a second however often /readyz is asked (each opens connections of its
+own), and the body names a failed dependency without its host, port or role, which
+anyone who can reach the port could read: the process log has the details.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Protocol
 
@@ -25,8 +30,12 @@ from conveyor.lanes import Lanes
 from conveyor.metrics import exposition
 from conveyor.store import Store
 
+log = logging.getLogger("conveyor.probes")
+
 # A readiness probe must answer well within the orchestrator's own timeout.
 PROBE_SECONDS = 2.0
+# Checks this recent answer /readyz again (and concurrent requests share one check).
+READY_CACHE_SECONDS = 1.0
 
 
 class Component(Protocol):
@@ -58,15 +67,39 @@ async def check_redis(settings: Settings) -> str | None:
     return None
 
 
+class _DependencyChecks:
+    """The PostgreSQL and Redis checks, at most once per READY_CACHE_SECONDS."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = asyncio.Lock()
+        self.checked = -READY_CACHE_SECONDS
+        self.failures: list[str] = []
+
+    async def failing(self) -> list[str]:
+        async with self.lock:
+            if time.monotonic() - self.checked >= READY_CACHE_SECONDS:
+                checks = await asyncio.gather(
+                    check_postgres(self.settings), check_redis(self.settings)
+                )
+                self.failures = [failure for failure in checks if failure]
+                for failure in self.failures:
+                    log.warning("readiness check failed: %s", failure)
+                self.checked = time.monotonic()
+            # "PostgreSQL: connection to 10.0.0.5 port 5432 as conveyor failed" -> the name.
+            return [f"{failure.partition(':')[0]}: unavailable" for failure in self.failures]
+
+
 def health_routes(
     settings: Settings, component: Component | Callable[[], str | None]
 ) -> list[Route]:
+    dependencies = _DependencyChecks(settings)
+
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        checks = await asyncio.gather(check_postgres(settings), check_redis(settings))
-        failures = [failure for failure in checks if failure]
+        failures = await dependencies.failing()
         if callable(component):
             problem = component()
             if problem:

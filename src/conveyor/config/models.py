@@ -276,6 +276,7 @@ class WebSettings(_Section):
         "auto"
     )
     refresh_interval: Interval = 5.0
+    allowed_hosts: CommaList = Field(default_factory=list)  # beside loopback and `host`
 
     @model_validator(mode="after")
     def _check_unique(self) -> Self:

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
@@ -50,6 +51,15 @@ def admin_error_status(error: Exception) -> int:
     if isinstance(error, AdminUnavailable):
         return 503
     return 400
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """Host names the app answers to. Anything else may be DNS rebinding: a page on
+    attacker.example whose name now resolves to this address, reading our answers."""
+    return list(dict.fromkeys([*LOOPBACK_NAMES, settings.web.host, *settings.web.allowed_hosts]))
 
 
 def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
@@ -99,6 +109,9 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
             *dashboard.routes(),
         ],
         middleware=[
+            Middleware(
+                TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False
+            ),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
