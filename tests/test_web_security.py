@@ -289,3 +289,34 @@ async def test_finding_6_unknown_host_names_are_refused(
     named = web_settings(settings_factory, **{"web.allowed_hosts": "conveyor.internal"})
     async with serving(named, base_url="https://conveyor.internal") as http:
         assert (await http.get("/healthz")).status_code == 200
+
+
+# -- finding 7: small ones ------------------------------------------------------------------------
+
+
+async def test_finding_7_a_nul_byte_in_the_text_filter_is_not_a_500(
+    settings_factory: Callable[..., Settings], db: Db
+) -> None:
+    from tests.factories import add_job
+
+    add_job(db, "reports", error="boom")
+    async with serving(web_settings(settings_factory)) as http:
+        assert (await log_in(http, token=TOKEN)).status_code == 303
+        for path in ("/queues/reports?text=a%00b", "/dead?text=%00", "/api/jobs?text=a%00b"):
+            reply = await http.get(path)
+            assert reply.status_code in (200, 400), (path, reply.status_code)
+
+
+async def test_finding_7_a_csrf_token_sent_as_a_form_field_to_the_api_is_not_a_500(
+    settings_factory: Callable[..., Settings], db: Db
+) -> None:
+    from tests.factories import add_job
+
+    add_job(db, "reports")
+    async with serving(web_settings(settings_factory)) as http:
+        assert (await log_in(http, token=TOKEN)).status_code == 303
+        csrf = csrf_of((await http.get("/")).text)
+        for path in ("/api/queues/reports/pause", "/api/jobs/delete", "/api/dead/purge"):
+            reply = await http.post(path, data={"csrf_token": csrf, "ids": "x"})
+            assert reply.status_code < 500, (path, reply.text)
+            assert reply.headers["content-type"].startswith("application/json")

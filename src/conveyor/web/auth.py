@@ -166,9 +166,12 @@ async def check_csrf(request: Request) -> None:
     elif request.headers.get("sec-fetch-site") == "cross-site":
         raise HTTPException(403, "cross-site request refused")
     submitted = request.headers.get(CSRF_HEADER)
-    if submitted is None and request.headers.get("content-type", "").startswith(
+    # Only the dashboard's forms carry the token as a field. The API's body is JSON for
+    # its endpoint to read: parsing it as a form here would consume it (and fail).
+    is_form = request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
+    )
+    if submitted is None and is_form and not request.url.path.startswith("/api/"):
         value = (await request.form()).get(CSRF_FIELD)
         submitted = value if isinstance(value, str) else None
     expected = request.session.get("csrf")
