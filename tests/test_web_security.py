@@ -320,3 +320,32 @@ async def test_finding_7_a_csrf_token_sent_as_a_form_field_to_the_api_is_not_a_5
             reply = await http.post(path, data={"csrf_token": csrf, "ids": "x"})
             assert reply.status_code < 500, (path, reply.text)
             assert reply.headers["content-type"].startswith("application/json")
+
+
+async def test_finding_7_api_answers_are_never_cached_or_sniffed(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with serving(web_settings(settings_factory)) as http:
+        for headers in ({"Authorization": f"Bearer {TOKEN}"}, {}):
+            reply = await http.get("/api/stats", headers=headers)
+            assert reply.headers["content-type"].startswith("application/json")
+            assert reply.headers["cache-control"] == "no-store", reply.status_code
+            assert reply.headers["x-content-type-options"] == "nosniff"
+        assert "strict-transport-security" not in reply.headers, "not over plain HTTP"
+
+
+async def test_finding_7_under_tls_hsts_and_a_host_prefixed_cookie(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = web_settings(settings_factory)
+    async with serving(settings, base_url="https://testserver", tls=True) as http:
+        reply = await log_in(http, token=TOKEN)
+        assert reply.status_code == 303
+        assert reply.headers["strict-transport-security"].startswith("max-age=")
+        cookie = reply.headers["set-cookie"]
+        assert cookie.startswith("__Host-conveyor_session=") and "secure" in cookie.lower()
+        assert "domain=" not in cookie.lower() and "path=/" in cookie.lower()
+        assert (await http.get("/api/stats")).status_code == 200
+    async with serving(settings) as http:
+        reply = await log_in(http, token=TOKEN)
+        assert reply.headers["set-cookie"].startswith("conveyor_session=")

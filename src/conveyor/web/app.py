@@ -33,12 +33,16 @@ from conveyor.config import Settings
 from conveyor.probes import health_routes
 from conveyor.web import api, dashboard
 from conveyor.web.auth import Authenticator
+from conveyor.web.headers import SecurityHeaders
 from conveyor.web.sessions import SESSION_SECONDS, SessionCache, SessionPrincipals
 from conveyor.web.throttle import LoginThrottle
 
 log = logging.getLogger("conveyor.web")
 
 SESSION_COOKIE = "conveyor_session"
+# Over TLS the cookie takes the __Host- prefix: browsers then accept it only if it is
+# Secure, for path / and without a Domain, so no sibling host can plant or shadow it.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 
 
 def admin_error_status(error: Exception) -> int:
@@ -109,13 +113,14 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
             *dashboard.routes(),
         ],
         middleware=[
+            Middleware(SecurityHeaders, tls=tls),
             Middleware(
                 TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False
             ),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
-                session_cookie=SESSION_COOKIE,
+                session_cookie=SECURE_SESSION_COOKIE if secure else SESSION_COOKIE,
                 max_age=SESSION_SECONDS,
                 same_site="strict",
                 https_only=secure,
