@@ -349,3 +349,34 @@ async def test_finding_7_under_tls_hsts_and_a_host_prefixed_cookie(
     async with serving(settings) as http:
         reply = await log_in(http, token=TOKEN)
         assert reply.headers["set-cookie"].startswith("conveyor_session=")
+
+
+# Versions that fix the advisories known when issue 11 was fixed: starlette 1.3.1 (form
+# parser limits; 1.0.1 CVE-2026-48710), python-multipart 0.0.32 (querystring DoS,
+# header and parameter smuggling, negative Content-Length), Jinja2 3.1.6 (sandbox
+# escapes, CVE-2025-27516), cryptography 50.0 (PKCS#7 Bleichenbacher oracle,
+# CVE-2026-69247; also CVE-2026-26007 and CVE-2026-39892).
+ADVISORY_FLOORS = {
+    "starlette": (1, 3, 1),
+    "python-multipart": (0, 0, 32),
+    "Jinja2": (3, 1, 6),
+    "cryptography": (50, 0),
+}
+
+
+def test_finding_7_dependency_floors_are_past_known_advisories() -> None:
+    import re
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    floors = {}
+    for requirement in project["project"]["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?>=([0-9.]+).*", requirement)
+        if match:
+            floors[match.group(1)] = tuple(int(part) for part in match.group(2).split("."))
+    for name, fixed in ADVISORY_FLOORS.items():
+        assert floors[name] >= fixed, f"{name}>={floors[name]} allows a vulnerable version"
+        installed = tuple(int(p) for p in re.findall(r"\d+", version(name))[: len(fixed)])
+        assert installed >= fixed, f"the installed {name} {version(name)} is vulnerable"
