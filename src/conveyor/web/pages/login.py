@@ -49,7 +49,8 @@ async def login_submit(request: Request) -> Response:
     form = await request.form()
     next_path = safe_next(form.get("next"))
     username = form.get("username")
-    username = username.strip() if isinstance(username, str) else ""
+    # Bounded: it becomes a throttle key and a log field.
+    username = username.strip()[:200] if isinstance(username, str) else ""
     # The login form carries the anonymous session's CSRF token too: without it another
     # site could log a victim's browser into the attacker's account.
     try:
