@@ -80,6 +80,8 @@ def make_settings(
         "redis.url": redis_url,
         "redis.key_prefix": prefix,
         **(FAST if fast else {}),
+        # httpx's ASGI transport sends "Host: testserver"; the web refuses unknown names.
+        "web.allowed_hosts": ["testserver"],
         **overrides,
     }
     return load_settings(None, env={}, overrides=values)

@@ -21,6 +21,7 @@ from conveyor.admin import (
     Admin,
     AdminConflict,
     AdminError,
+    AdminForbidden,
     AdminNotFound,
     AdminUnavailable,
 )
@@ -463,8 +464,12 @@ async def test_delete(admin: Admin, db: psycopg.Connection[Any]) -> None:
     assert status_of(db, running) == ("running", 0, False)
     others = [add_job(db, status=s) for s in ("dead", "dispatched", "completed")]
     bulk = await admin.delete_jobs([*others, running], ACTOR)
-    assert bulk.count == 3 and bulk.skipped == [running]
-    assert [row[1] for row in audit_rows(db)] == ["delete", "delete_jobs"]
+    assert bulk.count == 2 and bulk.skipped == [others[0], running], "dead needs purge_dead"
+    with pytest.raises(AdminForbidden, match="admin role"):
+        await admin.delete(others[0], ACTOR)
+    bulk = await admin.delete_jobs([others[0], running], ACTOR, purge_dead=True)
+    assert bulk.count == 1 and bulk.skipped == [running]
+    assert [row[1] for row in audit_rows(db)] == ["delete", "delete_jobs", "delete_jobs"]
     with pytest.raises(AdminNotFound):
         await admin.delete(queued, ACTOR)
 

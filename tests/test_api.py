@@ -21,7 +21,8 @@ from starlette.routing import Route
 from conveyor.config import Settings
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
-from conveyor.web.auth import Authenticator, csrf_token, start_session
+from conveyor.web.auth import Authenticator, csrf_token
+from conveyor.web.sessions import start_session
 from tests.factories import add_job
 
 ROLES = ("viewer", "operator", "admin")
@@ -42,7 +43,7 @@ async def login_for_session_tests(request: Request) -> Response:
     """Test-only route: start a dashboard-style session for a configured token."""
     principal = Authenticator(request.app.state.settings).from_token(request.path_params["t"])
     assert principal is not None
-    start_session(request, principal)
+    await start_session(request, principal)
     return JSONResponse({"csrf": csrf_token(request)})
 
 
@@ -141,9 +142,10 @@ CASES = [
     Case("GET", "/api/audit", "admin"),
     Case("POST", "/api/jobs/{job_id}/retry", "operator", "retry"),
     Case("POST", "/api/jobs/{job_id}/cancel", "operator", "cancel", setup=queued_target),
-    Case("DELETE", "/api/jobs/{job_id}", "operator", "delete"),
+    # Deleting a dead job is a dead-letter purge: see the test of finding 4 below.
+    Case("DELETE", "/api/jobs/{job_id}", "operator", "delete", setup=queued_target),
     Case("POST", "/api/jobs/retry", "operator", "retry_jobs", ids_body),
-    Case("POST", "/api/jobs/delete", "operator", "delete_jobs", ids_body),
+    Case("POST", "/api/jobs/delete", "operator", "delete_jobs", ids_body, queued_target),
     Case("POST", "/api/queues/{queue}/pause", "operator", "pause"),
     Case("POST", "/api/queues/{queue}/resume", "operator", "resume", setup=paused_target),
     Case("POST", "/api/dead/retry", "operator", "retry_dead", lambda t: {"queue": t["queue"]}),
@@ -309,6 +311,46 @@ async def test_bulk_retry_and_delete_report_skipped(client: httpx.AsyncClient, d
     assert snapshot(db)[0] == []
 
 
+async def test_finding_4_deleting_dead_jobs_is_a_purge_for_admins_only(
+    client: httpx.AsyncClient, db: Db
+) -> None:
+    kept = []
+    for who in ("operator", "admin"):
+        dead = add_job(db, status="dead")
+        kept.append(dead)
+        before, mark = snapshot(db), last_audit_id(db)
+        refused_or_done = await call(client, "DELETE", f"/api/jobs/{dead}", who)
+        if who == "operator":
+            assert refused_or_done.status_code == 403, refused_or_done.text
+            assert "admin" in refused_or_done.json()["error"]
+            assert snapshot(db) == before
+        else:
+            assert refused_or_done.status_code == 200
+            assert audit_rows(db, mark)[0][:2] == ("token:admin-bot", "delete")
+            kept.remove(dead)
+    deads = [add_job(db, status="dead") for _ in range(3)]
+    waiting = add_job(db)
+    ids = [str(job) for job in [*deads, waiting]]
+    mark = last_audit_id(db)
+    bulk = await call(client, "POST", "/api/jobs/delete", "operator", json={"ids": ids})
+    assert bulk.status_code == 200
+    assert bulk.json()["count"] == 1, "only the waiting job goes"
+    assert set(bulk.json()["skipped"]) == {str(job) for job in deads}
+    assert "admin" in bulk.json()["message"]
+    remaining = {row[0] for row in snapshot(db)[0]}
+    assert remaining == {*deads, *kept}
+    bulk = await call(client, "POST", "/api/jobs/delete", "admin", json={"ids": ids})
+    assert bulk.json()["count"] == 3
+    details = db.execute(
+        b"SELECT detail FROM audit_log WHERE id > %s AND action = 'delete_jobs' ORDER BY id",
+        (mark,),
+    ).fetchall()
+    assert [sorted(row[0]["jobs"], key=lambda job: job["id"]) for row in details] == [
+        [{"id": str(waiting), "previous_status": "queued"}],
+        [{"id": str(job), "previous_status": "dead"} for job in sorted(deads)],
+    ]
+
+
 async def test_reads(client: httpx.AsyncClient, db: Db) -> None:
     jobs = [add_job(db, queue="emails") for _ in range(3)]
     add_job(db, queue="emails", status="dead")
@@ -472,3 +514,13 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
     ]
     detail = document["components"]["schemas"]["JobDetail"]
     assert {"payload", "attempts", "why_waiting"} <= set(detail["required"])
+
+
+def test_finding_5_a_missing_session_secret_is_warned_about_loudly(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="conveyor.web"):
+        create_app(settings)
+    assert [r.levelname for r in caplog.records if "web.session_secret" in r.getMessage()] == [
+        "WARNING"
+    ]

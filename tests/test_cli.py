@@ -86,3 +86,19 @@ async def test_web_serves_its_probes_on_the_health_port(procs: Processes) -> Non
     status, body = probe(ports["no-redis"][1], "/readyz")
     failing = json.loads(body)["failing"]
     assert status == 503 and len(failing) == 1 and failing[0].startswith("Redis: ")
+
+
+def test_finding_7_hash_password_reads_the_password_from_stdin_not_argv() -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli.main import main
+    from conveyor.web.auth import verify_password
+
+    runner = CliRunner()
+    piped = runner.invoke(main, ["hash-password"], input="s3cret passphrase\n")
+    assert piped.exit_code == 0, piped.output
+    assert verify_password("s3cret passphrase", piped.stdout.strip())
+    in_argv = runner.invoke(main, ["hash-password", "--password", "s3cret passphrase"])
+    assert in_argv.exit_code == 2, "a password on the command line is refused"
+    empty = runner.invoke(main, ["hash-password"], input="\n")
+    assert empty.exit_code != 0 and "empty" in empty.output

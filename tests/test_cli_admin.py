@@ -303,3 +303,17 @@ def test_ids_in_json_are_uuids(cli: Invoke, db: psycopg.Connection[Any]) -> None
     assert items
     for job in items:
         UUID(job["id"])
+
+
+def test_finding_7_rich_markup_in_stored_text_is_shown_as_is(
+    cli: Invoke, db: psycopg.Connection[Any]
+) -> None:
+    error = "ValueError: closing [/bold] without opening, and [red]not red[/red]"
+    job_id = add_job(db, status="dead", attempt=1, error=error, task="t[/]", worker="w[/x]")
+    add_log(db, job_id, status="dead", message=error, traceback=error, worker="w[/x]")
+    listing = cli("jobs")
+    assert listing.exit_code == 0, listing.output
+    assert "[/bold]" in listing.stdout and "t[/]" in listing.stdout
+    detail = cli("job", str(job_id))
+    assert detail.exit_code == 0, detail.output
+    assert "[red]not red[/red]" in detail.stdout

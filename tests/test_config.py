@@ -625,6 +625,8 @@ def test_empty_file_and_empty_sections_mean_defaults(tmp_path: Path, text: str) 
 
 
 def test_file_values_of_every_kind(tmp_path: Path) -> None:
+    from conveyor.web.auth import hash_password
+
     key = Fernet.generate_key().decode()
     path = write(
         tmp_path,
@@ -635,7 +637,7 @@ def test_file_values_of_every_kind(tmp_path: Path) -> None:
           tokens:
             - {{name: ci, token: "{TOKEN}", role: operator}}
           users:
-            - {{username: alice, password_hash: "$scrypt$abc", role: Admin}}
+            - {{username: alice, password_hash: "{hash_password("pw")}", role: Admin}}
         encryption:
           keys: ["{key}"]
           fields: [card]
@@ -791,3 +793,60 @@ def test_issue_objects_expose_key_source_message() -> None:
     issue = error_of(env={"WORKER_COUNT": "x"}).errors[0]
     assert (issue.key, issue.source) == ("worker.count", "environment variable WORKER_COUNT")
     assert str(issue) == f"{issue.key} ({issue.source}): {issue.message}"
+
+
+# -- finding 5: weak secrets are refused at start ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["changeme", "x" * 64, "abcdefghij" * 7, "0123456789abcdef" * 2, "Passw0rd!" * 3],
+)
+def test_finding_5_a_weak_session_secret_is_refused(secret: str) -> None:
+    key, _, message = only_issue(error_of(env={"WEB_SESSION_SECRET": secret}))
+    assert key == "web.session_secret"
+    assert "32 bytes" in message and "token_hex" in message
+    assert secret not in message
+
+
+def test_finding_5_a_strong_session_secret_is_accepted() -> None:
+    import secrets
+
+    for secret in (secrets.token_hex(32), secrets.token_urlsafe(48)):
+        assert load_settings(env={"WEB_SESSION_SECRET": secret}).web.session_secret == secret
+
+
+def _scrypt(n: int, r: int, p: int, salt: bytes = b"s" * 16, dklen: int = 64) -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.scrypt(b"pw", salt=salt, n=n, r=r, p=p, dklen=dklen)
+    encode = base64.urlsafe_b64encode
+    return f"scrypt${n}${r}${p}${encode(salt).decode()}${encode(digest).decode()}"
+
+
+@pytest.mark.parametrize(
+    ("password_hash", "why"),
+    [
+        ("hunter2-is-my-password", "not an scrypt hash"),
+        ("$scrypt$abc", "not an scrypt hash"),
+        ("scrypt$16384$8$1$!!!$???", "not an scrypt hash"),
+        ("scrypt$x$8$1$c2FsdA==$ZGlnZXN0", "not an scrypt hash"),
+        (_scrypt(2**10, 8, 1), "too weak"),
+        (_scrypt(2**14, 1, 1), "too weak"),
+        (_scrypt(2**14, 8, 1, salt=b"s"), "too weak"),
+        (_scrypt(2**14, 8, 1, dklen=8), "too weak"),
+    ],
+)
+def test_finding_5_bad_password_hashes_are_refused(password_hash: str, why: str) -> None:
+    user = {"username": "alice", "password_hash": password_hash, "role": "admin"}
+    key, _, message = only_issue(error_of(overrides={"web.users": [user]}))
+    assert key.startswith("web.users") and why in message and "hash-password" in message
+    assert password_hash not in message
+
+
+def test_finding_5_a_good_password_hash_is_accepted() -> None:
+    from conveyor.web.auth import hash_password
+
+    user = {"username": "alice", "password_hash": hash_password("pw"), "role": "admin"}
+    assert load_settings(env={}, overrides={"web.users": [user]}).web.users[0].role == "admin"

@@ -106,3 +106,97 @@ async def test_rotated_keys_still_decrypt_and_unknown_keys_fail_clearly(
 def test_fields_without_keys_are_refused() -> None:
     with pytest.raises(ConfigError, match="no keys are set"):
         load_settings(None, env={}, overrides={"encryption.fields": ["ssn"]})
+
+
+def _stored_text(db: psycopg.Connection[Any]) -> str:
+    """Every error text PostgreSQL holds: jobs.last_error and job_logs message/traceback."""
+    row = db.execute(
+        b"SELECT coalesce(string_agg(coalesce(last_error, ''), ' '), '') ||"
+        b" (SELECT coalesce(string_agg(coalesce(log_message, '') || coalesce(traceback, ''),"
+        b" ' '), '') FROM job_logs) FROM jobs"
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_finding_1_decrypted_values_are_redacted_from_errors(
+    settings_factory: Any, db: psycopg.Connection[Any]
+) -> None:
+    settings = encrypted_settings(settings_factory, Fernet.generate_key().decode())
+    app = Conveyor(settings)
+
+    @app.task(name="charge", queue="billing", max_attempts=1)
+    def charge(payload: dict[str, Any]) -> None:
+        int(payload["card"]["number"])  # ValueError quoting the card number
+
+    job_id = app.enqueue(charge, {"card": {"number": SECRET}, "ssn": "078-05-1120"})
+    running = Running(app)
+    running.queuer()
+    running.worker(["billing"])
+    try:
+        await wait_until(lambda: app.get_job(job_id).status == "dead", message="dead")
+    finally:
+        await running.stop()
+    stored = _stored_text(db)
+    assert "invalid literal for int()" in stored, "the error itself is kept"
+    assert "[redacted]" in stored
+    assert SECRET not in stored and "4111" not in stored
+    await app.aclose()
+
+
+async def test_finding_1_ciphertext_moved_between_jobs_or_fields_does_not_decrypt(
+    settings_factory: Any, db: psycopg.Connection[Any]
+) -> None:
+    settings = encrypted_settings(settings_factory, Fernet.generate_key().decode())
+    app = Conveyor(settings)
+    seen: list[Any] = []
+
+    @app.task(name="charge", queue="billing", max_attempts=3)
+    def charge(payload: dict[str, Any]) -> None:
+        seen.append(payload)
+
+    source = app.enqueue(charge, {"ssn": "078-05-1120"})
+    other_job = app.enqueue(charge, {"ssn": "000-00-0000"})
+    other_field = app.enqueue(charge, {"ssn": "000-00-0000", "card": {"number": "1"}})
+    # Someone with write access to the database copies one job's ciphertext elsewhere.
+    db.execute(
+        b"UPDATE jobs SET payload = jsonb_set(payload, '{ssn}',"
+        b" (SELECT payload->'ssn' FROM jobs WHERE id = %(source)s)) WHERE id = %(other)s",
+        {"source": source, "other": other_job},
+    )
+    db.execute(
+        b"UPDATE jobs SET payload = jsonb_set(payload, '{card,number}', payload->'ssn')"
+        b" WHERE id = %(other)s",
+        {"other": other_field},
+    )
+    running = Running(app)
+    running.queuer()
+    running.worker(["billing"])
+    try:
+        for job in (other_job, other_field):
+            await wait_until(lambda job=job: app.get_job(job).status == "dead", message="dead")
+        await wait_until(lambda: app.get_job(source).status == "completed", message="source")
+    finally:
+        await running.stop()
+    assert seen == [{"ssn": "078-05-1120"}], "a moved ciphertext never reaches a handler"
+    for job, field in ((other_job, "ssn"), (other_field, "card.number")):
+        record = app.get_job(job)
+        assert record.attempt == 1, "a value bound to another job cannot decrypt later either"
+        assert f"cannot decrypt payload field {field!r}" in (record.last_error or "")
+    assert "078-05-1120" not in _stored_text(db)
+    await app.aclose()
+
+
+def test_finding_1_new_values_are_aes_gcm_and_old_fernet_values_still_decrypt() -> None:
+    from uuid import uuid4
+
+    from conveyor.encryption import PayloadCipher
+
+    key = Fernet.generate_key()
+    cipher = PayloadCipher([key.decode()], ["ssn"])
+    job_id = uuid4()
+    sealed = cipher.encrypt({"ssn": "078-05-1120"}, job_id)
+    assert sealed["ssn"]["$encrypted"].startswith("v2:")
+    assert cipher.decrypt(sealed, job_id) == {"ssn": "078-05-1120"}
+    legacy = {"ssn": {"$encrypted": Fernet(key).encrypt(b'"078-05-1120"').decode()}}
+    assert cipher.decrypt(legacy, uuid4()) == {"ssn": "078-05-1120"}

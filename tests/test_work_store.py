@@ -163,3 +163,32 @@ async def test_a_refused_batch_is_written_one_by_one(
     assert (completer.counts["refused"], completer.counts[COMPLETED]) == (1, 1)
     rows = db.execute(b"SELECT id, status FROM jobs").fetchall()
     assert dict(rows) == {good: "completed", bad: "running"}
+
+
+async def test_finding_7_a_payload_the_worker_cannot_parse_fails_only_its_own_job(
+    app: Conveyor, running: Running, db: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="job", queue="work", max_attempts=3)
+    def job(payload: Any) -> None:
+        pass
+
+    good = app.enqueue_many(job, [{"n": n} for n in range(3)])
+    bad = app.enqueue(job, {"n": 0})
+    # PostgreSQL stores numbers beyond a double; the worker's JSON parser refuses them.
+    db.execute(b"""UPDATE jobs SET payload = '{"n": 1e400}'::jsonb WHERE id = %s""", (bad,))
+
+    def state(job_id: uuid.UUID) -> tuple[str, int, str | None]:
+        row = db.execute(
+            b"SELECT status, attempt, last_error FROM jobs WHERE id = %s", (job_id,)
+        ).fetchone()
+        assert row is not None
+        return row[0], row[1], row[2]
+
+    running.queuer()
+    running.worker(["work"])
+    await wait_until(lambda: state(bad)[0] == "dead", message="the bad job dead")
+    for job_id in good:
+        await wait_until(lambda j=job_id: state(j)[0] == "completed", message="good job")
+    _, attempt, error = state(bad)
+    assert attempt == 1, "retrying cannot help a payload that never parses"
+    assert "cannot parse the stored payload" in (error or "")

@@ -7,7 +7,7 @@ the caller: the job then exists if and only if the caller's transaction commits)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,12 +78,16 @@ def build_batch(
     if options.run_at is not None and options.run_at.tzinfo is None:
         raise EnqueueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
     delay = _delay_seconds(options.delay)
-    transform = cipher.encrypt if cipher is not None and cipher.enabled else None
-    encoded = [task.encode_payload(payload, payload_limit, transform) for payload in payloads]
-    count = len(encoded)
+    payloads = list(payloads)
+    count = len(payloads)
     if options.idempotency_key is not None and count > 1:
         raise EnqueueError("one idempotency_key cannot name several jobs")
+    # Ids first: an encrypted field is sealed to its job's id.
     ids = [uuid7() for _ in range(count)]
+    encoded = [
+        task.encode_payload(payload, payload_limit, _sealer(cipher, job_id))
+        for payload, job_id in zip(payloads, ids, strict=True)
+    ]
     common = {
         "queue_name": queue,
         "task": task.name,
@@ -101,6 +105,12 @@ def build_batch(
         for job_id, payload in zip(ids, encoded, strict=True)
     ]
     return InsertBatch(ids, [options.idempotency_key] * count, records)
+
+
+def _sealer(cipher: PayloadCipher | None, job_id: UUID) -> Callable[[Any], Any] | None:
+    if cipher is None or not cipher.enabled:
+        return None
+    return lambda payload: cipher.encrypt(payload, job_id)
 
 
 def _delay_seconds(delay: float | timedelta | None) -> float | None:

@@ -42,6 +42,9 @@ DURATION_BUCKETS = (
     600,
 )
 
+LOGIN_ATTEMPTS = Counter(
+    "login_attempts", "Dashboard logins by outcome: success, failure, throttled.", ("outcome",)
+)
 ENQUEUED = Counter("jobs_enqueued", "Jobs committed by enqueue.", JOB_LABELS)
 DISPATCHED = Counter("jobs_dispatched", "Jobs moved from PostgreSQL into Redis.", ("queue",))
 COMPLETED = Counter("jobs_completed", "Attempts that completed.", JOB_LABELS)

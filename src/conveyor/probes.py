@@ -1,17 +1,22 @@
 """/healthz, /readyz and /metrics for every long-running process, on the admin port.
 
-Liveness is "the process answers". Readiness checks PostgreSQL and Redis right now and
-asks the component whether it is doing its job; the body names every failing check.
+Liveness is "the process answers". Readiness checks PostgreSQL and Redis and asks the
+component whether it is doing its job; the body names every failing check. The checks run
+at most once a second however often /readyz is asked (each opens connections of its
+own), and the body names a failed dependency without its host, port or role, which
+anyone who can reach the port could read: the process log has the details.
 A queuer or a worker keeps working from PostgreSQL alone when no Redis answers
-(postgres-only mode), so for them an unreachable Redis is reported as the `mode` and its
-`reason`, not as a failure.
+(postgres-only mode), so for them an unreachable Redis is reported as the `mode`, not as
+a failure. Which configured Redis is in use is given by its index, not its address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
@@ -28,8 +33,12 @@ from conveyor.lanes import Lanes
 from conveyor.metrics import exposition
 from conveyor.store import Store
 
+log = logging.getLogger("conveyor.probes")
+
 # A readiness probe must answer well within the orchestrator's own timeout.
 PROBE_SECONDS = 2.0
+# Checks this recent answer /readyz again (and concurrent requests share one check).
+READY_CACHE_SECONDS = 1.0
 
 
 class Component(Protocol):
@@ -80,17 +89,48 @@ def _active_redis(component: object) -> dict[str, Any] | None:
     if not isinstance(lanes, Lanes):
         return None
     active = lanes.endpoint
-    return {"url": active.url, "index": active.index, "failover_active": active.on_backup}
+    return {"index": active.index, "failover_active": active.on_backup}
+
+
+def masked(failure: str) -> str:
+    # "PostgreSQL: connection to 10.0.0.5 port 5432 as conveyor failed" -> the name only.
+    return f"{failure.partition(':')[0]}: unavailable"
 
 
 def postgres_only(failures: list[str], redis_problem: str | None) -> dict[str, str]:
     """The readiness body's mode for a process that works without Redis; removes the
     Redis failure from `failures` when PostgreSQL answers (that process still works)."""
-    if redis_problem is None or len(failures) > 1 or redis_problem not in failures:
+    shown = None if redis_problem is None else masked(redis_problem)
+    if shown is None or len(failures) > 1 or shown not in failures:
         return {"mode": "normal"}
-    failures.remove(redis_problem)
-    why = redis_problem.removeprefix("Redis: ")
-    return {"mode": "postgres-only", "reason": f"Redis unreachable: {why}"}
+    failures.remove(shown)
+    return {"mode": "postgres-only", "reason": "Redis unreachable"}
+
+
+class _DependencyChecks:
+    """The PostgreSQL and Redis checks, at most once per READY_CACHE_SECONDS."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = asyncio.Lock()
+        self.checked = -READY_CACHE_SECONDS
+        self.found: tuple[str | None, str | None, dict[str, Any]] = (None, None, {})
+
+    async def current(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        """(PostgreSQL's problem, Redis's problem, the Redis in use), unmasked: callers
+        mask what they show; the log has the details."""
+        async with self.lock:
+            if time.monotonic() - self.checked >= READY_CACHE_SECONDS:
+                postgres, (redis_problem, redis) = await asyncio.gather(
+                    check_postgres(self.settings), survey_redis(self.settings)
+                )
+                for failure in (postgres, redis_problem):
+                    if failure:
+                        log.warning("readiness check failed: %s", failure)
+                redis.pop("url", None)
+                self.found = (postgres, redis_problem, redis)
+                self.checked = time.monotonic()
+            return self.found
 
 
 def health_routes(
@@ -99,14 +139,14 @@ def health_routes(
     *,
     works_without_redis: bool = False,
 ) -> list[Route]:
+    dependencies = _DependencyChecks(settings)
+
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        postgres, (redis_problem, redis) = await asyncio.gather(
-            check_postgres(settings), survey_redis(settings)
-        )
-        failures = [failure for failure in (postgres, redis_problem) if failure]
+        postgres, redis_problem, redis = await dependencies.current()
+        failures = [masked(failure) for failure in (postgres, redis_problem) if failure]
         mode = postgres_only(failures, redis_problem) if works_without_redis else {}
         redis = _active_redis(component) or redis
         if callable(component):

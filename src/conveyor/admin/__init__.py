@@ -2,7 +2,13 @@
 
 from conveyor.admin.base import default_actor
 from conveyor.admin.core import Admin
-from conveyor.admin.errors import AdminConflict, AdminError, AdminNotFound, AdminUnavailable
+from conveyor.admin.errors import (
+    AdminConflict,
+    AdminError,
+    AdminForbidden,
+    AdminNotFound,
+    AdminUnavailable,
+)
 from conveyor.admin.health import (
     DatabaseHealth,
     HealthStatus,
@@ -34,6 +40,7 @@ __all__ = [
     "Admin",
     "AdminConflict",
     "AdminError",
+    "AdminForbidden",
     "AdminNotFound",
     "AdminUnavailable",
     "Attempt",

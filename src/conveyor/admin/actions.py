@@ -19,14 +19,25 @@ from conveyor.admin.base import (
     check_optional_queue,
     check_text,
 )
-from conveyor.admin.errors import AdminConflict, AdminNotFound
+from conveyor.admin.errors import AdminConflict, AdminForbidden, AdminNotFound
 from conveyor.admin.models import BulkResult, JobActionResult
 from conveyor.store import Store
-from conveyor.store.admin_writes import LockedJob
-from conveyor.vocabulary import CANCELLED, DISPATCHED, QUEUED, RETRY_SCHEDULED, RUNNING, TERMINAL
+from conveyor.store.admin_writes import ChangedJob, LockedJob
+from conveyor.vocabulary import (
+    CANCELLED,
+    DEAD,
+    DISPATCHED,
+    QUEUED,
+    RETRY_SCHEDULED,
+    RUNNING,
+    TERMINAL,
+)
 
-# One guarded statement over many ids (with the log message); returns the ids it changed.
-Change = Callable[[Store, list[UUID], str], Awaitable[list[UUID]]]
+# One guarded statement over many ids (with the log message); returns the jobs it changed.
+Change = Callable[[Store, list[UUID], str], Awaitable[list[ChangedJob]]]
+PURGE_NEEDS_ADMIN = (
+    "deleting a dead job purges it from the dead-letter queue, which needs the admin role"
+)
 
 
 def _shown(job: LockedJob) -> str:
@@ -120,8 +131,11 @@ class JobActionsMixin(AdminBase):
             message=f"{verb} {found.count} dead job(s)",
         )
 
-    async def delete(self, job_id: UUID | str, actor: str) -> JobActionResult:
-        """Delete a job that is not running (a running one must be cancelled first)."""
+    async def delete(
+        self, job_id: UUID | str, actor: str, purge_dead: bool = False
+    ) -> JobActionResult:
+        """Delete a job that is not running (a running one must be cancelled first). A
+        dead one only with `purge_dead` (the caller may purge the dead-letter queue)."""
         identifier = check_job_id(job_id)
         actor = check_actor(actor)
         async with self.transaction() as tx:
@@ -132,16 +146,25 @@ class JobActionsMixin(AdminBase):
                     f"job {identifier} is running: cancel it first "
                     f"(conveyor admin cancel {identifier}), then delete it"
                 )
-            await tx.delete_jobs([identifier])
+            if job.status == DEAD and not purge_dead:
+                raise AdminForbidden(f"job {identifier} is dead: {PURGE_NEEDS_ADMIN}")
+            await tx.delete_jobs([identifier], include_dead=purge_dead)
             return await self._done(
                 tx, actor, "delete", job, "deleted", f"job {identifier} ({previous}) deleted"
             )
 
-    async def delete_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
-        """Delete many jobs; running (and missing) ones are `skipped`."""
+    async def delete_jobs(
+        self, ids: Sequence[UUID | str], actor: str, purge_dead: bool = False
+    ) -> BulkResult:
+        """Delete many jobs; running and missing ones (and dead ones, without
+        `purge_dead`) are `skipped`."""
+        why = (
+            "missing or running" if purge_dead else f"missing, running or dead: {PURGE_NEEDS_ADMIN}"
+        )
         return await self._bulk(
-            "delete_jobs", ids, actor, "deleted", lambda tx, batch, _: tx.delete_jobs(batch),
-            "deleted {done} job(s); skipped {skipped} (missing or running)",
+            "delete_jobs", ids, actor, "deleted",
+            lambda tx, batch, _: tx.delete_jobs(batch, include_dead=purge_dead),
+            "deleted {done} job(s); skipped {skipped} (" + why + ")",
         )  # fmt: skip
 
     async def _done(
@@ -166,12 +189,15 @@ class JobActionsMixin(AdminBase):
         identifiers = check_job_ids(ids)
         actor = check_actor(actor)
         async with self.transaction() as tx:
-            done = set(await change(tx, identifiers, f"{verb} by {actor}"))
+            changed = await change(tx, identifiers, f"{verb} by {actor}")
+            done = {job.id for job in changed}
             skipped = [job_id for job_id in identifiers if job_id not in done]
             detail = {
                 "requested": len(identifiers),
                 verb: len(done),
                 "skipped": [str(job_id) for job_id in skipped[:SAMPLE]],
+                # Every changed job, so the audit log can say what a bulk action undid.
+                "jobs": [{"id": str(job.id), "previous_status": job.previous} for job in changed],
             }
             result = "ok" if done else "noop"
             await tx.record_audit(actor, action, f"jobs:{len(identifiers)}", detail, result)

@@ -223,4 +223,6 @@ def check_text(value: object, name: str) -> str | None:
         raise AdminError(f"{name} must be non-empty text")
     if len(value) > 500:
         raise AdminError(f"{name} must be at most 500 characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold it: refuse here, not with a 500
+        raise AdminError(f"{name} must not contain a NUL character")
     return value

@@ -16,11 +16,13 @@ from conveyor.admin.actions import JobActionsMixin
 from conveyor.admin.health import HealthMixin
 from conveyor.admin.jobs import JobsMixin
 from conveyor.admin.queues import QueueActionsMixin
+from conveyor.admin.sessions import WebSessionsMixin
 
 
-class Admin(HealthMixin, JobsMixin, JobActionsMixin, QueueActionsMixin):
+class Admin(HealthMixin, JobsMixin, JobActionsMixin, QueueActionsMixin, WebSessionsMixin):
     """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
-    resume, purge of dead jobs, workers, the audit log, and system health."""
+    resume, purge of dead jobs, workers, the audit log, system health, and the web's
+    login sessions."""
 
 
 __all__ = ["Admin"]

@@ -18,8 +18,18 @@ class AdminConflict(AdminError):
     """The job or queue is in a state the action does not apply to (HTTP 409)."""
 
 
+class AdminForbidden(AdminError):
+    """The caller's role does not allow this change to this job (HTTP 403)."""
+
+
 class AdminUnavailable(ConveyorError):
     """PostgreSQL (or, for Redis-only operations, Redis) did not answer (HTTP 503)."""
 
 
-__all__ = ["AdminConflict", "AdminError", "AdminNotFound", "AdminUnavailable"]
+__all__ = [
+    "AdminConflict",
+    "AdminError",
+    "AdminForbidden",
+    "AdminNotFound",
+    "AdminUnavailable",
+]

@@ -102,11 +102,11 @@ def jobs_table(title: str, items: list[JobSummary], numbered: bool = False) -> T
             str(job.id),
             job.status,
             job.queue,
-            job.task,
+            escape(job.task),
             str(job.priority),
             f"{job.attempt}/{job.max_attempts}",
             short_time(job.created),
-            (job.last_error or "").splitlines()[0][:80] if job.last_error else "",
+            escape((job.last_error or "").splitlines()[0][:80] if job.last_error else ""),
         )
         table.add_row(*row)
     return table
@@ -219,10 +219,10 @@ def job(state: State, as_json: bool, job_id: str) -> None:
         ("worker", detail.worker_id or "-"),
         ("last error", detail.last_error or "-"),
     ):
-        facts.add_row(f"[bold]{label}[/]", value)
+        facts.add_row(f"[bold]{label}[/]", escape(value))
     out.print(facts)
     if detail.why_waiting:
-        out.print(f"[bold]why waiting:[/] {detail.why_waiting}")
+        out.print(f"[bold]why waiting:[/] {escape(detail.why_waiting)}")
     out.print("[bold]payload:[/]")
     out.print(orjson.dumps(detail.payload, option=orjson.OPT_INDENT_2).decode(), markup=False)
     if detail.attempts:
@@ -242,11 +242,11 @@ def job(state: State, as_json: bool, job_id: str) -> None:
             table.add_row(
                 str(attempt.attempt_number),
                 attempt.status,
-                attempt.worker_id or "-",
+                escape(attempt.worker_id or "-"),
                 when(attempt.started),
                 when(attempt.finished),
                 "-" if seconds is None else f"{seconds:.3f}",
-                (attempt.message or "")[:80],
+                escape((attempt.message or "")[:80]),
             )
         out.print(table)
     tracebacks = [a for a in detail.attempts if a.traceback]
@@ -277,7 +277,7 @@ def workers(state: State, as_json: bool) -> None:
     for w in items:
         alive = "[green]yes[/]" if w.alive else ("[red]stopped[/]" if w.stopped else "[red]no[/]")
         table.add_row(
-            w.id,
+            escape(w.id),
             alive,
             ",".join(w.queues),
             str(w.concurrency),
@@ -301,8 +301,9 @@ def audit(state: State, as_json: bool, limit: int) -> None:
     for entry in entries:
         detail = orjson.dumps(entry.detail).decode() if entry.detail else ""
         table.add_row(
-            when(entry.at), entry.actor, entry.action, entry.target or "-", entry.result, detail
-        )
+            when(entry.at), escape(entry.actor), entry.action, escape(entry.target or "-"),
+            entry.result, escape(detail),
+        )  # fmt: skip
     console().print(table if entries else "no operator actions recorded")
 
 
@@ -328,5 +329,6 @@ def health(state: State, as_json: bool) -> None:
             ("workers", report.workers),
             ("performance", report.performance),
         ):
-            out.print(f"  {name:<12}[{COLOURS[part.status]}]{part.status:<9}[/] {part.message}")
+            message = escape(part.message)
+            out.print(f"  {name:<12}[{COLOURS[part.status]}]{part.status:<9}[/] {message}")
     raise SystemExit(HEALTH_EXIT[report.overall_status])

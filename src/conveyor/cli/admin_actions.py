@@ -58,7 +58,8 @@ def retry(
 def delete(state: State, as_json: bool, job_id: str, yes: bool) -> None:
     """Delete a job for good (not a running one: cancel it first)."""
     if yes:
-        return report(run(state, lambda a: a.delete(job_id, actor())), as_json)
+        # The CLI holds the database credentials themselves: it already may purge.
+        return report(run(state, lambda a: a.delete(job_id, actor(), purge_dead=True)), as_json)
     detail = run(state, lambda a: a.job_detail(job_id))
     if detail.stored_status == RUNNING:
         raise click.ClickException(

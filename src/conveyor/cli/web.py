@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import click
 
@@ -76,12 +77,19 @@ async def _serve(settings: Settings, certfile: str | None, keyfile: str | None) 
 
 
 @main.command("hash-password")
-@click.password_option(help="The password (asked twice when not given).")
-def hash_password_command(password: str) -> None:
-    """Print an scrypt hash for web.users[].password_hash."""
+def hash_password_command() -> None:
+    """Print an scrypt hash for web.users[].password_hash. The password is asked for
+    (twice, hidden) on a terminal, or read as one line from standard input
+    (`... | conveyor hash-password`); never from the command line, which other users
+    and the shell history can read."""
     from conveyor.web.auth import hash_password
 
+    stdin = sys.stdin
+    if stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = stdin.readline().rstrip("\r\n")
     try:
         click.echo(hash_password(password))
     except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+        raise click.ClickException(str(error)) from None

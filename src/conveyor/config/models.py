@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from conveyor.config.secrets import check_password_hash, check_session_secret
 from conveyor.durations import (
     ByteSize,
     CommaList,
@@ -298,7 +299,7 @@ class ApiToken(_Section):
 
 class WebUser(_Section):
     username: str = Field(min_length=1)
-    password_hash: str = Field(min_length=1, repr=False)
+    password_hash: Annotated[str, AfterValidator(check_password_hash)] = Field(repr=False)
     role: Role
 
 
@@ -320,7 +321,9 @@ def _parse_tokens(value: object) -> object:
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[Port, Ge(1)] = 8080
-    session_secret: OptStr = Field(default=None, repr=False)
+    session_secret: Annotated[OptStr, AfterValidator(check_session_secret)] = Field(
+        default=None, repr=False
+    )
     tokens: Annotated[list[ApiToken], BeforeValidator(_parse_tokens)] = Field(
         default_factory=list, repr=False
     )
@@ -329,6 +332,7 @@ class WebSettings(_Section):
         "auto"
     )
     refresh_interval: Interval = 5.0
+    allowed_hosts: CommaList = Field(default_factory=list)  # beside loopback and `host`
 
     @model_validator(mode="after")
     def _check_unique(self) -> Self:

@@ -13,6 +13,7 @@ from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
 from conveyor.store.tools import ToolStatements
 from conveyor.store.upkeep import UpkeepStatements
+from conveyor.store.web_sessions import WebSessionStatements
 from conveyor.store.work import WorkStatements
 
 
@@ -24,6 +25,7 @@ class Store(
     AdminReads,
     AdminWrites,
     ToolStatements,
+    WebSessionStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

@@ -46,17 +46,12 @@ class DeadJobs:
 
 
 @dataclass(frozen=True)
-class _Retried:
+class ChangedJob:
+    """A job a bulk action changed, and its status before (for the audit row)."""
+
     id: UUID
     queue_name: str
     previous: str
-
-
-@dataclass(frozen=True)
-class _Deleted:
-    id: UUID
-    queue_name: str
-    status: str
 
 
 class AdminWrites(StoreBase):
@@ -68,18 +63,17 @@ class AdminWrites(StoreBase):
         """The queue's job_queues row, locked (None: the queue has no row yet)."""
         return await self._row("admin_lock_queue", {"queue": queue}, LockedQueue, prepare=False)
 
-    async def retry_jobs(self, ids: list[UUID], message: str) -> list[UUID]:
-        """Queue these jobs to run again now, attempts reset; return the ids that qualified
+    async def retry_jobs(self, ids: list[UUID], message: str) -> list[ChangedJob]:
+        """Queue these jobs to run again now, attempts reset; return those that qualified
         (dead, cancelled, completed, or waiting out a retry backoff)."""
-        rows = await self._rows(
-            "admin_retry_jobs", {"ids": ids, "message": message}, _Retried, prepare=False
-        )
-        return [row.id for row in rows]
+        params = {"ids": ids, "message": message}
+        return await self._rows("admin_retry_jobs", params, ChangedJob, prepare=False)
 
-    async def delete_jobs(self, ids: list[UUID]) -> list[UUID]:
-        """Delete these jobs unless running; return the ids deleted."""
-        rows = await self._rows("admin_delete_jobs", {"ids": ids}, _Deleted, prepare=False)
-        return [row.id for row in rows]
+    async def delete_jobs(self, ids: list[UUID], *, include_dead: bool) -> list[ChangedJob]:
+        """Delete these jobs unless running (or dead, without `include_dead`); return
+        those deleted."""
+        params = {"ids": ids, "include_dead": include_dead}
+        return await self._rows("admin_delete_jobs", params, ChangedJob, prepare=False)
 
     async def _dead_jobs(self, name: str, params: dict[str, Any]) -> DeadJobs:
         row = await self._row(name, params, DeadJobs, prepare=False)

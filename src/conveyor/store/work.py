@@ -8,7 +8,7 @@ These run on the hot path, so each keeps its one round trip and its cheap parame
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +41,21 @@ class ClaimedJob:
     token: int
     timeout: float | None
     waited: float
+
+
+@dataclass(frozen=True)
+class UnreadablePayload:
+    """A stored payload the worker's JSON parser refuses (PostgreSQL keeps numbers such
+    as 1e400 that no double holds): its own job fails, not the whole claim batch."""
+
+    reason: str
+
+
+def _parsed(text: Any) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        return UnreadablePayload(str(error))
 
 
 @dataclass(frozen=True)
@@ -127,7 +142,8 @@ class WorkStatements(StoreBase):
             "worker_id": worker_id,
             "lease": lease,
         }
-        return await self._rows("claim_jobs", params, ClaimedJob)
+        rows = await self._rows("claim_jobs", params, ClaimedJob)
+        return [replace(job, payload=_parsed(job.payload)) for job in rows]
 
     async def claim_ready_direct(
         self, queues: Sequence[str], limit: int, worker_id: str, lease: float

@@ -144,11 +144,12 @@ OPERATIONS: list[Operation] = [
         path="/jobs/{job_id}",
         operation_id="deleteJob",
         tag="jobs",
-        summary="Delete a job that is not running.",
+        summary="Delete a job that is not running (a dead one needs the admin role: that "
+        "is a dead-letter purge).",
         role="operator",
         response=JobActionResult,
-        run=lambda c: c.admin.delete(actor=c.actor, **c.args),
-        errors=(404, 409),
+        run=lambda c: c.admin.delete(actor=c.actor, purge_dead=c.may_purge, **c.args),
+        errors=(403, 404, 409),
     ),
     Operation(
         method="POST",
@@ -167,10 +168,11 @@ OPERATIONS: list[Operation] = [
         path="/jobs/delete",
         operation_id="deleteJobs",
         tag="jobs",
-        summary="Delete many jobs; running and missing ones are listed as skipped.",
+        summary="Delete many jobs; running and missing ones (and dead ones, below the admin "
+        "role) are listed as skipped.",
         role="operator",
         response=BulkResult,
-        run=lambda c: c.admin.delete_jobs(actor=c.actor, **c.args),
+        run=lambda c: c.admin.delete_jobs(actor=c.actor, purge_dead=c.may_purge, **c.args),
         body=IdsBody,
         body_required=True,
     ),
@@ -279,7 +281,12 @@ def endpoint(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
         args.update(parse_query(request, operation.query))
         if operation.body is not None:
             args.update(await parse_body(request, operation.body))
-        call = Call(admin=request.app.state.admin, actor=principal.actor, args=args)
+        call = Call(
+            admin=request.app.state.admin,
+            actor=principal.actor,
+            args=args,
+            may_purge=principal.can("admin"),
+        )
         return json_response(plain(await run(call)))
 
     handle.__name__ = handle.__qualname__ = operation.operation_id

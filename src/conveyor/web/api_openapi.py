@@ -34,6 +34,7 @@ class Call:
     admin: Admin
     actor: str
     args: dict[str, Any]
+    may_purge: bool = False  # the caller may purge dead letters (deleting a dead job)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,7 @@ Both call only the admin layer. The process also serves its own /healthz, /ready
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 
@@ -14,19 +15,34 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from conveyor.admin import Admin, AdminConflict, AdminError, AdminNotFound, AdminUnavailable
+from conveyor.admin import (
+    Admin,
+    AdminConflict,
+    AdminError,
+    AdminForbidden,
+    AdminNotFound,
+    AdminUnavailable,
+)
 from conveyor.config import Settings
 from conveyor.probes import health_routes
 from conveyor.web import api, dashboard
 from conveyor.web.auth import Authenticator
+from conveyor.web.headers import SecurityHeaders
+from conveyor.web.sessions import SESSION_SECONDS, SessionCache, SessionPrincipals
+from conveyor.web.throttle import LoginThrottle
+
+log = logging.getLogger("conveyor.web")
 
 SESSION_COOKIE = "conveyor_session"
-SESSION_SECONDS = 12 * 3600
+# Over TLS the cookie takes the __Host- prefix: browsers then accept it only if it is
+# Secure, for path / and without a Domain, so no sibling host can plant or shadow it.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 
 
 def admin_error_status(error: Exception) -> int:
@@ -34,9 +50,20 @@ def admin_error_status(error: Exception) -> int:
         return 404
     if isinstance(error, AdminConflict):
         return 409
+    if isinstance(error, AdminForbidden):
+        return 403
     if isinstance(error, AdminUnavailable):
         return 503
     return 400
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """Host names the app answers to. Anything else may be DNS rebinding: a page on
+    attacker.example whose name now resolves to this address, reading our answers."""
+    return list(dict.fromkeys([*LOOPBACK_NAMES, settings.web.host, *settings.web.allowed_hosts]))
 
 
 def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
@@ -45,6 +72,12 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
     )
     # Without a configured secret, sessions are valid only until this process restarts.
     secret = settings.web.session_secret or secrets.token_urlsafe(32)
+    if settings.web.session_secret is None:
+        log.warning(
+            "web.session_secret is not set: this process signs cookies with a random secret, "
+            "so every login ends when it restarts and other conveyor web processes refuse "
+            "its cookies; set one (python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,14 +113,19 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
             *dashboard.routes(),
         ],
         middleware=[
+            Middleware(SecurityHeaders, tls=tls),
+            Middleware(
+                TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False
+            ),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
-                session_cookie=SESSION_COOKIE,
+                session_cookie=SECURE_SESSION_COOKIE if secure else SESSION_COOKIE,
                 max_age=SESSION_SECONDS,
                 same_site="strict",
                 https_only=secure,
             ),
+            Middleware(SessionPrincipals),
         ],
         exception_handlers={
             AdminError: on_admin_error,
@@ -98,6 +136,8 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
     )
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
+    app.state.web_sessions = SessionCache()
+    app.state.login_throttle = LoginThrottle()
     return app
 
 

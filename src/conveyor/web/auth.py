@@ -2,9 +2,10 @@
 
 API clients send `Authorization: Bearer <token>` (tokens and their roles come from
 configuration). People log in to the dashboard with a token or a configured user and get
-a signed, HttpOnly, SameSite=Strict session cookie (Secure when served over TLS). Every
-state change made with a session cookie must carry the session's CSRF token and come
-from our own origin; bearer requests carry no ambient credential, so they need neither.
+a signed, HttpOnly, SameSite=Strict session cookie (Secure when served over TLS) naming a
+session kept in PostgreSQL (`web.sessions`). Every state change made with a session
+cookie must carry the session's CSRF token and come from our own origin; bearer requests
+carry no ambient credential, so they need neither.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.config import Settings
+from conveyor.config.secrets import SCRYPT_N, SCRYPT_P, SCRYPT_R
+from conveyor.web.sessions import SCOPE_KEY, UNAVAILABLE
 
 Role = Literal["viewer", "operator", "admin"]
 RANKS: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,22 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+def _fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.tokens = [(t.token.encode(), t.name, t.role) for t in settings.web.tokens]
         self.users = {u.username: u for u in settings.web.users}
+        # What a session is bound to: a new password hash or token value ends it.
+        self.credentials = {
+            **{f"token:{t.name}": _fingerprint(t.token) for t in settings.web.tokens},
+            **{f"user:{u.username}": _fingerprint(u.password_hash) for u in settings.web.users},
+        }
+
+    def credential_of(self, principal: Principal) -> str:
+        return self.credentials[principal.actor]
 
     def from_token(self, token: str) -> Principal | None:
         offered = token.encode()
@@ -110,14 +124,20 @@ class Authenticator:
             if scheme.lower() != "bearer" or not token.strip():
                 return None
             return self.from_token(token.strip())
-        data = request.session.get("principal") if "session" in request.scope else None
-        if not isinstance(data, dict):
+        found = request.scope.get(SCOPE_KEY)
+        if found == UNAVAILABLE:
+            raise HTTPException(503, "PostgreSQL is unavailable: cannot check the login session")
+        if found is None or isinstance(found, str):
             return None
-        role = data.get("role")
-        if role not in RANKS or data.get("kind") not in ("token", "user"):
+        kind, _, name = found.subject.partition(":")
+        if found.role not in RANKS or kind not in ("token", "user"):
             return None
-        principal = Principal(str(data.get("name")), role, data["kind"], via_session=True)
-        return principal if self._still_valid(principal) else None
+        principal = Principal(name, found.role, kind, via_session=True)
+        if not self._still_valid(principal):
+            return None
+        if self.credentials.get(principal.actor) != found.credential:
+            return None  # the password or token changed since login
+        return principal
 
     def _still_valid(self, principal: Principal) -> bool:
         """A session ends when its token or user is removed from configuration."""
@@ -127,20 +147,6 @@ class Authenticator:
         return any(
             name == principal.name and role == principal.role for _, name, role in self.tokens
         )
-
-
-def start_session(request: Request, principal: Principal) -> None:
-    request.session.clear()
-    request.session["principal"] = {
-        "name": principal.name,
-        "role": principal.role,
-        "kind": principal.kind,
-    }
-    request.session["csrf"] = secrets.token_urlsafe(32)
-
-
-def end_session(request: Request) -> None:
-    request.session.clear()
 
 
 def csrf_token(request: Request) -> str:
@@ -160,9 +166,12 @@ async def check_csrf(request: Request) -> None:
     elif request.headers.get("sec-fetch-site") == "cross-site":
         raise HTTPException(403, "cross-site request refused")
     submitted = request.headers.get(CSRF_HEADER)
-    if submitted is None and request.headers.get("content-type", "").startswith(
+    # Only the dashboard's forms carry the token as a field. The API's body is JSON for
+    # its endpoint to read: parsing it as a form here would consume it (and fail).
+    is_form = request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
+    )
+    if submitted is None and is_form and not request.url.path.startswith("/api/"):
         value = (await request.form()).get(CSRF_FIELD)
         submitted = value if isinstance(value, str) else None
     expected = request.session.get("csrf")

@@ -12,10 +12,10 @@ from concurrent.futures import Executor
 from typing import Any
 
 from conveyor import metrics
-from conveyor.encryption import PayloadCipher
+from conveyor.encryption import PayloadCipher, redact
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
 from conveyor.retry import RetryPolicy
-from conveyor.store.work import ClaimedJob
+from conveyor.store.work import ClaimedJob, UnreadablePayload
 from conveyor.tasks import JobContext, Task
 from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
 
@@ -37,6 +37,8 @@ async def run_job(
 ) -> Outcome:
     """`overran` is called when a sync handler is still running at its timeout."""
     started = time.perf_counter()
+    # Every clear value decrypted for this attempt: error text must not carry them away.
+    secrets: list[str] = []
 
     def done(
         status: str,
@@ -49,8 +51,10 @@ async def run_job(
             token=job.token,
             log_status=status,
             duration=time.perf_counter() - started,
-            error=None if error is None else _describe(error),
-            traceback=_traceback(error) if error is not None and with_traceback else None,
+            error=None if error is None else redact(_describe(error), secrets),
+            traceback=(
+                redact(_traceback(error), secrets) if error is not None and with_traceback else None
+            ),
             retry_in=retry_in,
             queue=job.queue,
             task=job.task,
@@ -66,7 +70,13 @@ async def run_job(
         error = LookupError(f"unknown task {job.task!r}: no handler registered in this worker")
         return failed(error, fallback_retry)
     try:
-        payload = cipher.decrypt(job.payload) if cipher is not None else job.payload
+        payload = job.payload
+        if isinstance(payload, UnreadablePayload):
+            raise PayloadError(f"cannot parse the stored payload: {payload.reason}")
+        if cipher is not None:
+            opened = cipher.open(payload, job.id)
+            payload = opened.payload
+            secrets.extend(opened.secrets)
         argument = task.decode_payload(payload)
     except PayloadError as error:
         # The stored payload will not change by itself: retrying cannot help.

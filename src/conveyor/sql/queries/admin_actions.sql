@@ -93,10 +93,12 @@ WHERE (status IN ({COMPLETED}, {CANCELLED}) AND updated < now() - %(retention)s 
 -- name: admin_delete_jobs
 -- Any job that is not running; a running one must be cancelled first (its worker owns
 -- it). A claim racing the delete either wins (the row is running: skipped) or loses
--- (the row is gone: the worker drops the popped id).
+-- (the row is gone: the worker drops the popped id). Dead jobs go only with
+-- include_dead: deleting one is a dead-letter purge, which needs the admin role.
 DELETE FROM {schema}.jobs
 WHERE id = ANY(%(ids)s::uuid[]) AND status <> {RUNNING}
-RETURNING id, queue_name, status;
+  AND (%(include_dead)s OR status <> {DEAD})
+RETURNING id, queue_name, status AS previous;
 
 -- name: admin_lock_queue
 SELECT name, is_active, paused_at FROM {schema}.job_queues WHERE name = %(queue)s

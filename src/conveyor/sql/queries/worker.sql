@@ -8,7 +8,8 @@ SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
 -- name: claim_jobs
 -- Claim popped job ids in one statement: dispatched -> running with a new attempt number
 -- and fencing token. Ids of a paused queue go back to queued instead; ids that match
--- nothing (duplicates, cancelled, deleted rows) are simply not returned.
+-- nothing (duplicates, cancelled, deleted rows) are simply not returned. The payload comes
+-- back as text, parsed per job (store/work.py): one that cannot parse fails its own job.
 WITH paused AS (
     SELECT name FROM {schema}.job_queues WHERE NOT is_active
 ), held_back AS (
@@ -25,7 +26,7 @@ SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1
     updated = now()
 WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
   AND j.queue_name NOT IN (SELECT name FROM paused)
-RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload, j.attempt,
+RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload::text AS payload, j.attempt,
           j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
           extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
 

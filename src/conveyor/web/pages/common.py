@@ -9,6 +9,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
@@ -75,7 +76,10 @@ def current_principal(request: Request) -> Principal | None:
     authenticator = getattr(request.app.state, "authenticator", None)
     if not isinstance(authenticator, Authenticator) or "session" not in request.scope:
         return None
-    return authenticator.from_request(request)
+    try:
+        return authenticator.from_request(request)
+    except HTTPException:  # the session cannot be checked now: show the page logged out
+        return None
 
 
 def flash(request: Request, text: str, kind: FlashKind = "ok") -> None:

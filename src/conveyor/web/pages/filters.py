@@ -54,7 +54,8 @@ class JobFilters:
             lane=field("lane", 20),
             min_age=field("min_age", 40),
             max_age=field("max_age", 40),
-            text=(params.get("text") or "")[:500],
+            # A NUL cannot be in any stored text, so searching for it finds nothing anyway.
+            text=(params.get("text") or "").replace("\x00", "")[:500],
             after=field("after", 200),
             queue_in_query=queue_in_query,
         )

@@ -25,7 +25,9 @@ async def job_page(request: Request, principal: Principal) -> Response:
         "job": detail,
         "retryable": detail.status in RETRYABLE,
         "cancellable": detail.status in CANCELLABLE and not detail.cancel_requested,
-        "deletable": detail.status != "running",
+        # Deleting a dead job is a dead-letter purge: admins only.
+        "deletable": detail.status != "running"
+        and (detail.status != "dead" or principal.can("admin")),
         "queue_url": f"/queues/{quote(detail.queue, safe='')}",
         "nav": "queues",
     }
@@ -51,7 +53,9 @@ async def cancel(request: Request, principal: Principal) -> Response:
 
 @guarded("operator")
 async def delete(request: Request, principal: Principal) -> Response:
-    result = await admin_of(request).delete(request.path_params["id"], actor=principal.actor)
+    result = await admin_of(request).delete(
+        request.path_params["id"], actor=principal.actor, purge_dead=principal.can("admin")
+    )
     form = await request.form()
     # The job's own page is gone now: its form names the queue page as `next`.
     return acted(request, form, sentence(result.message), event={"deleted": str(result.job_id)})
@@ -73,7 +77,9 @@ async def bulk_delete(request: Request, principal: Principal) -> Response:
     ids = form_ids(form)
     if not ids:
         return acted(request, form, "Tick the jobs to delete first.", kind="error")
-    result = await admin_of(request).delete_jobs(ids, actor=principal.actor)
+    result = await admin_of(request).delete_jobs(
+        ids, actor=principal.actor, purge_dead=principal.can("admin")
+    )
     return acted(request, form, sentence(result.message), event={"clear": True})
 
 
