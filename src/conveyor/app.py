@@ -246,7 +246,9 @@ class Conveyor:
 
     def migrate(self) -> list[str]:
         settings = self.settings.database
-        applied = migrate(settings.url, settings.schema_name, settings.connect_timeout)
+        # Its lock is a session lock: behind a transaction-mode pooler, the direct URL.
+        url = settings.direct_url or settings.url
+        applied = migrate(url, settings.schema_name, settings.connect_timeout)
         return [f"{migration.version:03d}_{migration.name}" for migration in applied]
 
     def _producer(self, connection: SyncConn | None) -> SyncProducer:

@@ -67,7 +67,9 @@ def migrate(state: State) -> None:
     settings = state.settings()
     db = settings.database
     try:
-        applied = run_migrations(db.url, db.schema_name, db.connect_timeout)
+        # The migration lock is a session lock: through a transaction-mode pooler it needs
+        # the direct connection.
+        applied = run_migrations(db.direct_url or db.url, db.schema_name, db.connect_timeout)
     except Exception as error:  # noqa: BLE001 - any failure becomes a one-line message
         raise click.ClickException(f"migration failed: {error}") from None
     if applied:

@@ -48,6 +48,7 @@ _KEYS = {section: _file_keys(model) for section, model in _SECTIONS.items()}
 _FILE_ONLY = {("web", "users")}
 _SECRET = {
     ("database", "url"),
+    ("database", "direct_url"),
     ("redis", "url"),
     ("web", "session_secret"),
     ("web", "tokens"),

@@ -96,7 +96,13 @@ def _connect(url: str, connect_timeout: float) -> Iterator[psycopg.Connection[Di
     with (
         database_errors(),
         psycopg.connect(
-            url, autocommit=True, connect_timeout=int(connect_timeout), row_factory=dict_row
+            url,
+            autocommit=True,
+            connect_timeout=int(connect_timeout),
+            row_factory=dict_row,
+            # A statement run more than five times would be prepared, which a
+            # transaction-mode pooler breaks; a migration gains nothing from it.
+            prepare_threshold=None,
         ) as conn,
     ):
         yield conn
