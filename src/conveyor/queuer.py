@@ -21,6 +21,7 @@ from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pruner, QueueGauges, Reconciler, Rescuer, Schedule
 from conveyor.retrying import Backoff
 from conveyor.store import Store
+from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
 
 log = logging.getLogger("conveyor.queuer")
@@ -50,7 +51,14 @@ class Queuer:
         self._eviction_checked = False
         self._owns_parts = False
         self._led = False
-        self.listener = Listener(settings, self._wake.set, lead=maintenance)
+        self.listener: Election
+        db = settings.database
+        if db.pooler_mode == "transaction" and db.direct_url is None:
+            # No session to LISTEN on or to hold a lock: poll (queuer.poll_interval) and
+            # elect the maintenance leader with a lease row.
+            self.listener = LeaseElection(store, lead=maintenance)
+        else:
+            self.listener = Listener(settings, self._wake.set, lead=maintenance)
         self.rescuer = Rescuer(store, settings)
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)

@@ -71,8 +71,9 @@ class Listener:
         await self.close()
         db = self.settings.database
         with database_errors():
+            # Behind a transaction-mode pooler, only direct_url gives a session of our own.
             conn = await psycopg.AsyncConnection.connect(
-                db.url, **connect_kwargs("queuer-listen", db.connect_timeout)
+                db.direct_url or db.url, **connect_kwargs("queuer-listen", db.connect_timeout)
             )
             try:
                 channel = sql.Identifier(self.channel).as_bytes(conn)
