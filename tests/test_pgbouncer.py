@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ import pytest
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.store.listen import leader_lock_id
+from conveyor.store.migrate import available_migrations, migrate
 from tests.apps import recording
-from tests.conftest import wait_until
+from tests.conftest import drop_namespace, wait_until
+from tests.factories import REDIS_URL, new_namespace
 from tests.processes import Processes, create_recording_tables, queue_check
 from tests.servers import PgBouncer, find_command
 from tests.test_processes import done
@@ -187,3 +190,18 @@ async def test_direct_url_gives_listen_and_the_session_lock(
     finally:
         procs.stop_all()
         app.close()
+
+
+def test_migrate_runs_through_the_pooler(settings: Settings, bouncer: PgBouncer) -> None:
+    """Its lock is a transaction lock: two runs at once through the pooler serialise, and
+    no lock is left behind on a server connection for a third run to wait on forever."""
+    schema, _ = new_namespace()
+    dbname = str(psycopg.conninfo.conninfo_to_dict(settings.database.url)["dbname"])
+    url = bouncer.url(dbname)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = list(pool.map(lambda _: migrate(url, schema, 5), range(2)))
+        assert sorted(len(run) for run in runs) == [0, len(available_migrations())]
+        assert migrate(url, schema, 5) == []
+    finally:
+        drop_namespace(settings.database.url, schema, REDIS_URL, "unused-prefix:")

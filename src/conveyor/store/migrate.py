@@ -1,8 +1,10 @@
 """Numbered migrations, applied in order under an advisory lock.
 
 Two processes migrating at once serialise on the lock; the second finds every version
-recorded and applies nothing. Each migration runs in its own transaction together with
-the row that records it, so a failed migration leaves no trace.
+recorded and applies nothing. One run is one transaction, holding a transaction-level
+lock (which, unlike a session lock, works through a transaction-mode pooler): the pending
+migrations and the rows that record them commit together, so a failed migration leaves
+no trace.
 """
 
 from __future__ import annotations
@@ -57,25 +59,21 @@ def migrate(url: str, schema: str, connect_timeout: float = 5.0) -> list[Migrati
     queries = load_queries(check_schema_name(schema))
     lock = {"lock": _lock_id(schema)}
     applied: list[Migration] = []
-    with _connect(url, connect_timeout) as conn:
+    with _connect(url, connect_timeout) as conn, conn.transaction():
         conn.execute(queries["migrate_lock"], lock)
-        try:
-            conn.execute(queries["migrate_create_schema"])
-            conn.execute(queries["migrate_create_ledger"])
-            rows = conn.execute(queries["migrate_applied_versions"]).fetchall()
-            done = {row["version"] for row in rows}
-            for migration in available_migrations():
-                if migration.version in done:
-                    continue
-                with conn.transaction():
-                    conn.execute(render(migration.sql, schema).encode())
-                    conn.execute(
-                        queries["migrate_record"],
-                        {"version": migration.version, "name": migration.name},
-                    )
-                applied.append(migration)
-        finally:
-            conn.execute(queries["migrate_unlock"], lock)
+        conn.execute(queries["migrate_create_schema"])
+        conn.execute(queries["migrate_create_ledger"])
+        rows = conn.execute(queries["migrate_applied_versions"]).fetchall()
+        done = {row["version"] for row in rows}
+        for migration in available_migrations():
+            if migration.version in done:
+                continue
+            conn.execute(render(migration.sql, schema).encode())
+            conn.execute(
+                queries["migrate_record"],
+                {"version": migration.version, "name": migration.name},
+            )
+            applied.append(migration)
     return applied
 
 
