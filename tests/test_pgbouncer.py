@@ -120,6 +120,8 @@ async def test_10k_jobs_exactly_once_through_pgbouncer_with_a_lease_leader(
     assert all(q.poll() is None for q in queuers)
     logs = procs.logs()
     assert "DuplicatePreparedStatement" not in logs and "prepared statement" not in logs
+    jit = db.execute(b"SELECT current_setting('jit') = 'on' AND pg_jit_available()").fetchone()
+    assert (jit == (True,)) == ("JIT is on" in logs), "the lost jit=off is reported, not hidden"
 
 
 async def test_the_lease_passes_on_and_the_new_leader_rescues(

@@ -49,6 +49,7 @@ class Queuer:
         self.epoch: str | None = None
         self._wake = asyncio.Event()
         self._eviction_checked = False
+        self._jit_checked = False
         self._owns_parts = False
         self._led = False
         self.listener: Election
@@ -221,7 +222,20 @@ class Queuer:
                 policy,
             )
 
+    async def _warn_about_jit(self) -> None:
+        transaction_pooler = self.settings.database.pooler_mode == "transaction"
+        jit = transaction_pooler and await self.store.jit_enabled()
+        self._jit_checked = True
+        if jit:
+            log.warning(
+                "JIT is on for Conveyor's connections (a transaction-mode pooler drops the"
+                " jit=off Conveyor asks for): dispatch over a large backlog may take hundreds"
+                " of ms per pass. Set it for Conveyor's role: ALTER ROLE <role> SET jit = off"
+            )
+
     async def _iteration(self) -> float:
+        if not self._jit_checked:
+            await self._warn_about_jit()
         if not self._eviction_checked:
             await self._warn_about_eviction()
         await self.listener.ensure_open()

@@ -46,6 +46,10 @@ class DispatchStatements(StoreBase):
         rows = await self._dicts("has_backlog", {})
         return bool(rows and rows[0]["backlog"])
 
+    async def jit_enabled(self) -> bool:
+        rows = await self._dicts("jit_enabled", {})
+        return bool(rows and rows[0]["enabled"])
+
     async def take_leader_lease(self, name: str, holder: str, lease: float) -> bool:
         """Take or renew the lease `name` for `lease` seconds; True when `holder` has it."""
         params = {"name": name, "holder": holder, "lease": lease}

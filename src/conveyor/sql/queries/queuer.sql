@@ -75,3 +75,7 @@ RETURNING l.holder AS holder;
 -- name: release_leader_lease
 -- On shutdown: the next queuer takes over at its next try instead of after the lease.
 DELETE FROM {schema}.leader WHERE name = %(name)s AND holder = %(holder)s;
+
+-- name: jit_enabled
+-- Behind a transaction-mode pooler the connection's `-c jit=off` cannot be sent: is JIT on?
+SELECT current_setting('jit') = 'on' AND pg_jit_available() AS enabled;
