@@ -21,6 +21,7 @@ from conveyor.config import Settings
 from conveyor.store.migrate import migrate
 from tests.apps import recording
 from tests.conftest import make_settings, wait_until
+from tests.factories import REDIS_URL
 from tests.processes import (
     PostgresServer,
     Processes,
@@ -151,6 +152,111 @@ async def test_a_primary_turned_read_only_is_an_outage(
         import redis as redis_module
 
         client = redis_module.Redis.from_url(settings.redis.url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+class Standby(PostgresServer):
+    """A hot standby of `primary`, streaming from it (pg_basebackup -R): promote() makes
+    it the primary, as a failover manager would."""
+
+    def __init__(self, primary: PostgresServer) -> None:  # no initdb: a base backup
+        import pwd
+        import tempfile
+
+        self.bin = primary.bin
+        self.port = free_port()
+        self.user = pwd.getpwnam("postgres")
+        self.dir = Path(tempfile.mkdtemp(prefix="conveyor-pg-standby-"))
+        os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self.data = self.dir / "data"
+        self.process = None
+        self._as_postgres(
+            [
+                str(self.bin / "pg_basebackup"),
+                *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+                *("-D", str(self.data), "-R", "-X", "stream", "--no-sync"),
+            ]
+        )
+
+    def promote(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(b"SELECT pg_promote(wait => true)")
+
+
+async def test_a_multi_host_url_follows_a_promoted_standby(tmp_path: Path) -> None:
+    """The primary dies mid-run (immediate shutdown) and its synchronous standby is
+    promoted: every process finds it through the host list, and nothing acknowledged is
+    lost."""
+    if not can_run_private_postgres():
+        pytest.skip("needs root and PostgreSQL")
+    primary = PostgresServer()
+    primary.start()
+    standby: Standby | None = None
+    prefix = f"pgfailover-{os.getpid()}-{time.monotonic_ns()}:"
+    procs: Processes | None = None
+    app: Conveyor | None = None
+    try:
+        standby = Standby(primary)
+        standby.start()
+        with psycopg.connect(primary.url, autocommit=True) as conn:
+            conn.execute(b"ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute(b"SELECT pg_reload_conf()")
+            await wait_until(
+                lambda: (
+                    conn.execute(
+                        b"SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
+                    ).fetchone()
+                    == (1,)
+                ),
+                message="a synchronous standby",
+            )
+        url = (
+            f"postgresql://postgres@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/postgres"
+            "?target_session_attrs=read-write"
+        )
+        settings = make_settings(url, "conveyor", prefix, **{"database.connect_timeout": 1})
+        migrate(url, "conveyor")
+        create_recording_tables(settings)
+        app = Conveyor(settings)
+        app.tasks.update(recording.app.tasks)
+        procs = Processes(settings, tmp_path)
+        ids = app.enqueue_many("job", [{"sleep": 0.01} for _ in range(2000)])
+        queuer = procs.queuer()
+        worker = procs.worker(processes=2, concurrency=8)
+
+        def check() -> psycopg.Connection[Any]:
+            return psycopg.connect(url, options="-c search_path=conveyor", autocommit=True)
+
+        with check() as conn:
+            await wait_until(lambda: done(conn, 300), timeout=60, message="progress")
+        primary.stop()
+        with pytest.raises(DatabaseUnavailable):
+            app.enqueue("job", {})
+        standby.promote()
+        ids += app.enqueue_many("job", [{"n": 1}] * 10)  # through the host list, to the standby
+        with check() as conn:
+            await wait_until(lambda: done(conn, len(ids)), timeout=180, message="every job")
+            assert queue_check(conn, ids) == {"completed": len(ids)}
+            before = terminal_snapshot(conn)
+            await asyncio.sleep(1.0)
+            assert terminal_snapshot(conn) == before, "a terminal row changed after the fact"
+            server = conn.execute(b"SELECT inet_server_port()").fetchone()
+            assert server == (standby.port,)
+        assert queuer.poll() is None and worker.poll() is None, "no process crashed"
+    finally:
+        if procs is not None:
+            procs.stop_all()
+        if app is not None:
+            app.close()
+        if standby is not None:
+            standby.remove()
+        primary.remove()
+        import redis as redis_module
+
+        client = redis_module.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=f"{prefix}*"))
         if keys:
             client.delete(*keys)
