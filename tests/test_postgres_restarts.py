@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.skipif(not can_run_private_postgres(), reason="needs root and PostgreSQL"),
 ]
 
-ROUNDS = 12
+ROUNDS = 15
 JOBS_PER_ROUND = 150
 # Each burner is a busy loop with its own end, so none outlives the test by much even if
 # the test process itself is killed.
