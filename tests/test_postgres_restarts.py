@@ -1,6 +1,7 @@
 """Stress: a private PostgreSQL stopped and started again and again (immediate shutdown),
-and its backends terminated in bursts, under CPU load, with a queuer (uvloop) and a
-supervised worker attached. No process may die, and every job must complete.
+its backends terminated in bursts, and turned read-only for spells, under CPU load, with a
+queuer (uvloop) and a supervised worker attached. No process may die, and every job must
+complete.
 
 A queuer once died here of SIGABRT with no Python traceback (issue 10, item 6): every
 conveyor process now enables faulthandler, so a fatal signal leaves its stack in the log,
@@ -35,13 +36,16 @@ from tests.processes import (
     queue_check,
     terminal_snapshot,
 )
+from tests.test_pg_failover import set_read_only
 
 pytestmark = [
     pytest.mark.fault,
     pytest.mark.skipif(not can_run_private_postgres(), reason="needs root and PostgreSQL"),
 ]
 
-ROUNDS = 15
+ROUNDS = 20
+# 12 immediate shutdowns, 4 bursts of terminated backends, 4 spells of a read-only server.
+FAULTS = ("restart", "restart", "terminate", "restart", "read_only")
 JOBS_PER_ROUND = 150
 # Each burner is a busy loop with its own end, so none outlives the test by much even if
 # the test process itself is killed.
@@ -74,7 +78,10 @@ def enqueue_retrying(app: Conveyor, count: int) -> list[Any]:
     """The enqueue either commits or raises; right after a restart it may raise once."""
     for _ in range(50):
         try:
-            return app.enqueue_many("job", [{"sleep": 0.002} for _ in range(count)])
+            # Many attempts: the recording handler itself writes to PostgreSQL, so each
+            # outage may fail an attempt; the test is about processes, not retry budgets.
+            payloads = [{"sleep": 0.002} for _ in range(count)]
+            return app.enqueue_many("job", payloads, max_attempts=25)
         except DatabaseUnavailable:
             time.sleep(0.2)
     raise AssertionError("enqueue kept failing with PostgreSQL up")
@@ -112,14 +119,21 @@ async def test_postgres_restarts_under_load_kill_no_process(tmp_path: Path) -> N
             for round_number in range(ROUNDS):
                 ids += enqueue_retrying(app, JOBS_PER_ROUND)
                 await asyncio.sleep(rng.uniform(0.2, 1.5))
-                if round_number % 3 == 2:
+                fault = FAULTS[round_number % len(FAULTS)]
+                if fault == "restart":
+                    server.stop()  # SIGQUIT: immediate shutdown, every connection cut
+                    await asyncio.sleep(rng.uniform(0.1, 2.0))
+                    server.start()
+                elif fault == "terminate":
                     for _ in range(rng.randint(2, 5)):  # backends die, the server stays
                         terminate_conveyor_backends(server.url)
                         await asyncio.sleep(rng.uniform(0.0, 0.3))
                 else:
-                    server.stop()  # SIGQUIT: immediate shutdown, every connection cut
-                    await asyncio.sleep(rng.uniform(0.1, 2.0))
-                    server.start()
+                    # Statements fail while every session stays open (the LISTEN one too):
+                    # the queuer then closes a session whose task is still waiting on it.
+                    set_read_only(server.url, True)
+                    await asyncio.sleep(rng.uniform(0.5, 2.0))
+                    set_read_only(server.url, False)
                 dead = {name: p.returncode for name, p in watched.items() if p.poll() is not None}
                 assert not dead, f"round {round_number}: {dead}\n{procs.logs()[-6000:]}"
             await wait_until(
