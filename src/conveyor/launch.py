@@ -21,7 +21,14 @@ from conveyor.config import Settings
 from conveyor.lanes import check_scratch_prefix, wipe_scratch_keys
 from conveyor.store.scratch import drop_scratch_schema, reset_scratch_schema
 
-ESSENTIAL = ("database.url", "database.schema", "redis.url", "redis.key_prefix")
+ESSENTIAL = (
+    "database.url",
+    "database.schema",
+    "database.pooler_mode",
+    "database.direct_url",
+    "redis.url",
+    "redis.key_prefix",
+)
 
 
 def env_name(dotted: str) -> str:

@@ -22,6 +22,7 @@ from conveyor.maintenance import Pruner, QueueGauges, Reconciler, Rescuer, Sched
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
 from conveyor.store import Store
+from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
 
 log = logging.getLogger("conveyor.queuer")
@@ -56,9 +57,17 @@ class Queuer:
         self._wake = asyncio.Event()
         lanes.on_switch(self._wake.set)  # rebuild the new Redis now, not after the backoff
         self._eviction_checked = False
+        self._jit_checked = False
         self._owns_parts = False
         self._led = False
-        self.listener = Listener(settings, self._wake.set, lead=maintenance)
+        self.listener: Election
+        db = settings.database
+        if db.pooler_mode == "transaction" and db.direct_url is None:
+            # No session to LISTEN on or to hold a lock: poll (queuer.poll_interval) and
+            # elect the maintenance leader with a lease row.
+            self.listener = LeaseElection(store, lead=maintenance)
+        else:
+            self.listener = Listener(settings, self._wake.set, lead=maintenance)
         self.rescuer = Rescuer(store, settings)
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)
@@ -241,7 +250,20 @@ class Queuer:
                 policy,
             )
 
+    async def _warn_about_jit(self) -> None:
+        transaction_pooler = self.settings.database.pooler_mode == "transaction"
+        jit = transaction_pooler and await self.store.jit_enabled()
+        self._jit_checked = True
+        if jit:
+            log.warning(
+                "JIT is on for Conveyor's connections (a transaction-mode pooler drops the"
+                " jit=off Conveyor asks for): dispatch over a large backlog may take hundreds"
+                " of ms per pass. Set it for Conveyor's role: ALTER ROLE <role> SET jit = off"
+            )
+
     async def _iteration(self) -> float:
+        if not self._jit_checked:
+            await self._warn_about_jit()
         # PostgreSQL first: the LISTEN session also holds the leader lock, and rescue must
         # run even when Redis is unreachable from the start.
         await self.listener.ensure_open()

@@ -21,6 +21,12 @@ from conveyor import Conveyor, JobContext, RetryPolicy
 app = Conveyor()
 _schema = app.settings.database.schema_name
 _pool: psycopg_pool.ConnectionPool | None = None
+_RECORD_EXECUTION = (
+    f'INSERT INTO "{_schema}".executions (job_id, attempt, pid) VALUES (%s, %s, %s)'.encode()
+)
+_RECORD_EFFECT = (
+    f'INSERT INTO "{_schema}".effects (job_id) VALUES (%s) ON CONFLICT DO NOTHING'.encode()
+)
 
 
 def pool() -> psycopg_pool.ConnectionPool:
@@ -30,7 +36,9 @@ def pool() -> psycopg_pool.ConnectionPool:
             app.settings.database.url,
             min_size=1,
             max_size=8,
-            kwargs={"autocommit": True, "options": f"-c search_path={_schema}"},
+            # Names are schema-qualified and nothing is prepared, so the recording works
+            # through a transaction-mode PgBouncer too (which drops `options`).
+            kwargs={"autocommit": True, "prepare_threshold": None},
         )
         atexit.register(_pool.close)
     return _pool
@@ -39,7 +47,7 @@ def pool() -> psycopg_pool.ConnectionPool:
 def record(ctx: JobContext) -> None:
     with pool().connection() as conn:
         conn.execute(
-            b"INSERT INTO executions (job_id, attempt, pid) VALUES (%s, %s, %s)",
+            _RECORD_EXECUTION,
             (ctx.job_id, ctx.attempt, os.getpid()),
         )
 
@@ -50,7 +58,8 @@ def behave(payload: dict[str, Any], ctx: JobContext) -> None:
         # The idempotency key makes the side effect happen once, however often we run.
         with pool().connection() as conn:
             conn.execute(
-                b"INSERT INTO effects (job_id) VALUES (%s) ON CONFLICT DO NOTHING", (ctx.job_id,)
+                _RECORD_EFFECT,
+                (ctx.job_id,),
             )
     if payload.get("kill_on_attempts") and ctx.attempt in payload["kill_on_attempts"]:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -93,8 +93,10 @@ async def run_bench(
     refused (ScratchRefused) for the schema and prefix of `configured`, the operator's own
     settings without the benchmark's overrides, and for a schema bench or demo did not make."""
     db, rd = settings.database, settings.redis
-    reset_namespace(db.url, db.schema_name, rd.url, rd.key_prefix, configured)
-    migrate(settings.database.url, settings.database.schema_name)
+    # Behind a transaction-mode pooler, the migration lock needs the direct session.
+    session_url = db.direct_url or db.url
+    reset_namespace(session_url, db.schema_name, rd.url, rd.key_prefix, configured)
+    migrate(session_url, db.schema_name)
     app = Conveyor(settings)
     app.task(name=TASK, queue=QUEUE, max_attempts=1)(_noop)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as logs:

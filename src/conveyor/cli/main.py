@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import faulthandler
+import io
 import os
 import signal
 import sys
@@ -49,6 +52,13 @@ pass_state = click.make_pass_decorator(State)
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """Conveyor: a durable job queue on PostgreSQL and Redis."""
+    # A fatal signal (SIGABRT from a native library, SIGSEGV) must leave a Python stack in
+    # the log, not just a return code. Spawned worker processes inherit the variable, so
+    # their interpreters enable it before any of our code runs. A stderr that is not a
+    # file (click's test runner) has nowhere to write it.
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
+        faulthandler.enable()
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")
     ctx.obj = State(config)
 
 

@@ -56,6 +56,7 @@ _ENV_ALIASES: dict[str, tuple[str, ...]] = {
 }
 _SECRET = {
     ("database", "url"),
+    ("database", "direct_url"),
     ("redis", "url"),
     ("redis", "failover_urls"),
     ("web", "session_secret"),

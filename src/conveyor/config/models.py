@@ -91,10 +91,18 @@ class DatabaseSettings(_Section):
     )
     pool_size: PosInt = 10
     connect_timeout: Interval = 5.0
+    # transaction: behind PgBouncer's pool_mode=transaction (no prepared statements, no
+    # startup options); LISTEN and the leader lock then need `direct_url`, or poll and lease.
+    pooler_mode: Annotated[Literal["session", "transaction"], BeforeValidator(lowercase)] = (
+        "session"
+    )
+    direct_url: OptStr = None
 
-    @field_validator("url")
+    @field_validator("url", "direct_url")
     @classmethod
-    def _check_url(cls, url: str) -> str:
+    def _check_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         if not url.strip():
             raise ValueError("must not be empty")
         if "://" in url and urlsplit(url).scheme not in ("postgresql", "postgres"):

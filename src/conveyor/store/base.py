@@ -40,6 +40,9 @@ _NOT_MIGRATED = (
     psycopg.errors.UndefinedColumn,
     psycopg.errors.InvalidSchemaName,
 )
+# A primary demoted by a failover (or set default_transaction_read_only) still answers, so
+# the pool's check passes its connections: they are drained, and the next checkout
+# reconnects, which target_session_attrs=read-write steers to the new primary.
 _UNAVAILABLE = (
     psycopg.OperationalError,
     # A primary demoted by a failover answers, but cannot write: an outage for us.
@@ -109,7 +112,7 @@ class StoreBase:
         """A store with its own pool (`database.pool_size` connections unless `size`);
         the pool connects lazily, so opening never fails on an outage."""
         db = settings.database
-        pool = async_pool(db.url, role, size or db.pool_size, db.connect_timeout)
+        pool = async_pool(db.url, role, size or db.pool_size, db.connect_timeout, db.pooler_mode)
         await pool.open(wait=False)
         store = cls(pool, db.schema_name)
         store._owns_pool = True
@@ -124,7 +127,7 @@ class StoreBase:
         nothing between checks and must report why a connection failed (a pool would only
         say that it timed out waiting)."""
         db = settings.database
-        options = connect_kwargs(role, connect_timeout)
+        options = connect_kwargs(role, connect_timeout, db.pooler_mode)
         with database_errors():
             conn = await psycopg.AsyncConnection.connect(db.url, **options)
         try:
@@ -149,7 +152,11 @@ class StoreBase:
             if self._pool is None:
                 raise RuntimeError("this store has neither a pool nor a connection")
             async with self._pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    await self._pool.drain()
+                    raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Self]:

@@ -16,41 +16,56 @@ set_json_dumps(lambda value: orjson.dumps(value).decode())
 APPLICATION_NAME = "conveyor"
 
 
-def connect_kwargs(role: str, connect_timeout: float) -> dict[str, Any]:
-    return {
+def connect_kwargs(
+    role: str, connect_timeout: float, pooler_mode: str = "session"
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
         "application_name": f"{APPLICATION_NAME}-{role}",
         "connect_timeout": max(1, int(connect_timeout)),
         "autocommit": True,
+    }
+    if pooler_mode == "transaction":
+        # Consecutive statements of one client run on different server connections behind
+        # a transaction-mode pooler: psycopg's prepared statements (_pg3_0, ...) would
+        # collide there or be missing, and PgBouncer 1.18 drops the `options` parameter.
+        kwargs["prepare_threshold"] = None
+    else:
         # Every Conveyor statement is short; JIT compilation costs them hundreds of ms
         # whenever the planner's estimate for a big table crosses jit_above_cost.
-        "options": "-c jit=off",
-    }
+        kwargs["options"] = "-c jit=off"
+    return kwargs
 
 
-def _pool_options(role: str, size: int, connect_timeout: float) -> dict[str, Any]:
+def _pool_options(role: str, size: int, connect_timeout: float, pooler_mode: str) -> dict[str, Any]:
     return {
         "min_size": 1,
         "max_size": size,
-        "kwargs": connect_kwargs(role, connect_timeout),
+        "kwargs": connect_kwargs(role, connect_timeout, pooler_mode),
         "timeout": connect_timeout,
         "open": False,
         "name": f"conveyor-{role}",
     }
 
 
-def sync_pool(url: str, role: str, size: int, connect_timeout: float) -> ConnectionPool:
+def sync_pool(
+    url: str, role: str, size: int, connect_timeout: float, pooler_mode: str = "session"
+) -> ConnectionPool:
     return ConnectionPool(
-        url, check=ConnectionPool.check_connection, **_pool_options(role, size, connect_timeout)
+        url,
+        check=ConnectionPool.check_connection,
+        **_pool_options(role, size, connect_timeout, pooler_mode),
     )
 
 
-def async_pool(url: str, role: str, size: int, connect_timeout: float) -> AsyncConnectionPool:
+def async_pool(
+    url: str, role: str, size: int, connect_timeout: float, pooler_mode: str = "session"
+) -> AsyncConnectionPool:
     # check_connection replaces connections PostgreSQL ended (restart, terminated backend)
     # before handing them out, instead of failing the caller's first statement.
     return AsyncConnectionPool(
         url,
         check=AsyncConnectionPool.check_connection,
-        **_pool_options(role, size, connect_timeout),
+        **_pool_options(role, size, connect_timeout, pooler_mode),
     )
 
 

@@ -45,3 +45,20 @@ class DispatchStatements(StoreBase):
         """True when an active queue has ready jobs the buffer had no room for."""
         rows = await self._dicts("has_backlog", {})
         return bool(rows and rows[0]["backlog"])
+
+    async def jit_enabled(self) -> bool:
+        rows = await self._dicts("jit_enabled", {})
+        return bool(rows and rows[0]["enabled"])
+
+    async def take_leader_lease(self, name: str, holder: str, lease: float) -> bool:
+        """Take or renew the lease `name` for `lease` seconds; True when `holder` has it."""
+        params = {"name": name, "holder": holder, "lease": lease}
+        return await self._row("take_leader_lease", params, _Holder) is not None
+
+    async def release_leader_lease(self, name: str, holder: str) -> None:
+        await self._execute("release_leader_lease", {"name": name, "holder": holder})
+
+
+@dataclass(frozen=True)
+class _Holder:
+    holder: str

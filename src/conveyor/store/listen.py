@@ -79,8 +79,9 @@ class Listener:
         await self.close()
         db = self.settings.database
         with database_errors():
+            # Behind a transaction-mode pooler, only direct_url gives a session of our own.
             conn = await psycopg.AsyncConnection.connect(
-                db.url, **connect_kwargs(self.role, db.connect_timeout)
+                db.direct_url or db.url, **connect_kwargs(self.role, db.connect_timeout)
             )
             try:
                 channel = sql.Identifier(self.channel).as_bytes(conn)

@@ -1,8 +1,10 @@
 """Numbered migrations, applied in order under an advisory lock.
 
 Two processes migrating at once serialise on the lock; the second finds every version
-recorded and applies nothing. Each migration runs in its own transaction together with
-the row that records it, so a failed migration leaves no trace.
+recorded and applies nothing. One run is one transaction, holding a transaction-level
+lock (which, unlike a session lock, works through a transaction-mode pooler): the pending
+migrations and the rows that record them commit together, so a failed migration leaves
+no trace.
 """
 
 from __future__ import annotations
@@ -58,25 +60,21 @@ def migrate(url: str, schema: str, connect_timeout: float = 5.0) -> list[Migrati
     queries = load_queries(check_schema_name(schema))
     lock = {"lock": _lock_id(schema)}
     applied: list[Migration] = []
-    with _connect(url, connect_timeout) as conn:
+    with _connect(url, connect_timeout) as conn, conn.transaction():
         conn.execute(queries["migrate_lock"], lock)
-        try:
-            conn.execute(queries["migrate_create_schema"])
-            conn.execute(queries["migrate_create_ledger"])
-            rows = conn.execute(queries["migrate_applied_versions"]).fetchall()
-            done = {row["version"] for row in rows}
-            for migration in available_migrations():
-                if migration.version in done:
-                    continue
-                with conn.transaction():
-                    conn.execute(render(migration.sql, schema).encode())
-                    conn.execute(
-                        queries["migrate_record"],
-                        {"version": migration.version, "name": migration.name},
-                    )
-                applied.append(migration)
-        finally:
-            conn.execute(queries["migrate_unlock"], lock)
+        conn.execute(queries["migrate_create_schema"])
+        conn.execute(queries["migrate_create_ledger"])
+        rows = conn.execute(queries["migrate_applied_versions"]).fetchall()
+        done = {row["version"] for row in rows}
+        for migration in available_migrations():
+            if migration.version in done:
+                continue
+            conn.execute(render(migration.sql, schema).encode())
+            conn.execute(
+                queries["migrate_record"],
+                {"version": migration.version, "name": migration.name},
+            )
+            applied.append(migration)
     return applied
 
 
@@ -97,7 +95,13 @@ def _connect(url: str, connect_timeout: float) -> Iterator[psycopg.Connection[Di
     with (
         database_errors(),
         psycopg.connect(
-            url, autocommit=True, connect_timeout=int(connect_timeout), row_factory=dict_row
+            url,
+            autocommit=True,
+            connect_timeout=int(connect_timeout),
+            row_factory=dict_row,
+            # A statement run more than five times would be prepared, which a
+            # transaction-mode pooler breaks; a migration gains nothing from it.
+            prepare_threshold=None,
         ) as conn,
     ):
         yield conn
@@ -106,5 +110,6 @@ def _connect(url: str, connect_timeout: float) -> Iterator[psycopg.Connection[Di
 def apply_migrations(settings: Settings) -> list[str]:
     """Apply pending migrations of the configured schema; return `NNN_name` of each."""
     db = settings.database
-    applied = migrate(db.url, db.schema_name, db.connect_timeout)
+    # Behind a transaction-mode pooler, migrations go over the direct connection.
+    applied = migrate(db.direct_url or db.url, db.schema_name, db.connect_timeout)
     return [f"{migration.version:03d}_{migration.name}" for migration in applied]

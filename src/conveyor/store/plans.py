@@ -128,10 +128,14 @@ class AsyncPlans(StoreBase):
             if self._pool is None:
                 raise RuntimeError("this store has neither a pool nor a connection")
             async with self._pool.connection() as conn:
-                if not atomic:
-                    return await _drive_async(conn, self.queries, plan)
-                async with conn.transaction():
-                    return await _drive_async(conn, self.queries, plan)
+                try:
+                    if not atomic:
+                        return await _drive_async(conn, self.queries, plan)
+                    async with conn.transaction():
+                        return await _drive_async(conn, self.queries, plan)
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    await self._pool.drain()  # see store.base: a demoted primary
+                    raise
 
 
 class SyncStatements:
@@ -148,10 +152,17 @@ class SyncStatements:
         self._owns_connection = False
 
     @classmethod
-    def connect(cls, url: str, schema: str, role: str, connect_timeout: float = 5.0) -> Self:
+    def connect(
+        cls,
+        url: str,
+        schema: str,
+        role: str,
+        connect_timeout: float = 5.0,
+        pooler_mode: str = "session",
+    ) -> Self:
         """Statements on one connection of their own, closed by `close()`."""
         with database_errors():
-            conn = psycopg.connect(url, **connect_kwargs(role, connect_timeout))
+            conn = psycopg.connect(url, **connect_kwargs(role, connect_timeout, pooler_mode))
         statements = cls(None, schema, connection=conn)
         statements._owns_connection = True
         return statements
@@ -160,7 +171,7 @@ class SyncStatements:
     def open(cls, settings: Settings, role: str, size: int | None = None) -> Self:
         """Statements on a pool of their own that connects lazily (opening never fails)."""
         db = settings.database
-        pool = sync_pool(db.url, role, size or db.pool_size, db.connect_timeout)
+        pool = sync_pool(db.url, role, size or db.pool_size, db.connect_timeout, db.pooler_mode)
         pool.open(wait=False)
         return cls(pool, db.schema_name)
 
@@ -189,7 +200,11 @@ class SyncStatements:
             if self._pool is None:
                 raise RuntimeError("these statements have neither a pool nor a connection")
             with self._pool.connection() as conn:
-                if not atomic:
-                    return _drive_sync(conn, self.queries, plan)
-                with conn.transaction():
-                    return _drive_sync(conn, self.queries, plan)
+                try:
+                    if not atomic:
+                        return _drive_sync(conn, self.queries, plan)
+                    with conn.transaction():
+                        return _drive_sync(conn, self.queries, plan)
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    self._pool.drain()  # see store.base: a demoted primary
+                    raise

@@ -1,9 +1,8 @@
 -- name: migrate_lock
--- Held for the whole run: a second `conveyor migrate` waits here, then finds nothing to do.
-SELECT pg_advisory_lock(%(lock)s);
-
--- name: migrate_unlock
-SELECT pg_advisory_unlock(%(lock)s);
+-- Held for the whole run, which is one transaction: a second `conveyor migrate` waits here,
+-- then finds nothing to do. A transaction lock, unlike a session lock, also works through a
+-- transaction-mode pooler, which may run each statement on another server connection.
+SELECT pg_advisory_xact_lock(%(lock)s);
 
 -- name: migrate_create_schema
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -19,7 +18,7 @@ CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
 SELECT version FROM {schema}.schema_migrations;
 
 -- name: migrate_record
--- In the migration's own transaction: a migration that fails leaves no row.
+-- In the run's transaction: a migration that fails leaves no row.
 INSERT INTO {schema}.schema_migrations (version, name) VALUES (%(version)s, %(name)s);
 
 -- name: migrate_ledger_exists

@@ -61,3 +61,21 @@ LISTEN {channel};
 -- A session lock: it lasts as long as the LISTEN connection, so a queuer that dies or
 -- loses that connection hands maintenance to another at once.
 SELECT pg_try_advisory_lock(%(lock)s) AS locked;
+
+-- name: take_leader_lease
+-- Takes the lease when it is free or expired, renews it when we hold it; one statement,
+-- so two queuers racing for an expired lease cannot both win. A row comes back only to
+-- the holder.
+INSERT INTO {schema}.leader AS l (name, holder, expires_at)
+VALUES (%(name)s, %(holder)s, now() + make_interval(secs => %(lease)s))
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE l.expires_at < now() OR l.holder = excluded.holder
+RETURNING l.holder AS holder;
+
+-- name: release_leader_lease
+-- On shutdown: the next queuer takes over at its next try instead of after the lease.
+DELETE FROM {schema}.leader WHERE name = %(name)s AND holder = %(holder)s;
+
+-- name: jit_enabled
+-- Behind a transaction-mode pooler the connection's `-c jit=off` cannot be sent: is JIT on?
+SELECT current_setting('jit') = 'on' AND pg_jit_available() AS enabled;
