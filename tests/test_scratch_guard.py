@@ -19,7 +19,7 @@ import redis
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.errors import ScratchRefused
-from conveyor.lanes import check_scratch_prefix, wipe_scratch_keys
+from conveyor.lanes_sync import check_scratch_prefix, wipe_scratch_keys
 from conveyor.store.migrate import migrate
 from conveyor.store.scratch import reset_scratch_schema
 from tests.conftest import ADMIN_URL, REDIS_URL, database_url, drop_namespace, make_settings

@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from conveyor.lanes import redis_problem
+from conveyor.lanes_sync import redis_problem
 from conveyor.store.connect import postgres_problem
 
 log = logging.getLogger("conveyor.embedded")

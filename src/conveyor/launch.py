@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.config import Settings
-from conveyor.lanes import check_scratch_prefix, wipe_scratch_keys
+from conveyor.lanes_sync import check_scratch_prefix, wipe_scratch_keys
 from conveyor.store.scratch import drop_scratch_schema, reset_scratch_schema
 
 ESSENTIAL = (

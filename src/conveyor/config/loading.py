@@ -16,25 +16,24 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ValidationError,
 )
 
+from conveyor.config.base import Loc, _FieldProblem, dotted
 from conveyor.config.models import (
     _DEFAULT_QUEUES,
     _SECTIONS,
     ApiToken,
     ConfigError,
     ConfigIssue,
-    Loc,
     QueueSettings,
     SentinelSettings,
     Settings,
     WebUser,
-    _FieldProblem,
 )
+from conveyor.config.yaml_file import read_file
 
 
 def _file_keys(model: type[BaseModel]) -> dict[str, str]:
@@ -100,13 +99,6 @@ _URL_PARTS = {
 }
 
 
-def _dotted(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 def _record(sources: dict[Loc, str], loc: Loc, label: str) -> None:
     # A later layer replaces everything beneath the path, origins included.
     for old in [old for old in sources if old[: len(loc)] == loc]:
@@ -168,12 +160,14 @@ def load_settings(
     if path is None and env.get("CONVEYOR_CONFIG"):
         path = env["CONVEYOR_CONFIG"]
     if path is not None:
-        raw = _read_file(Path(path), sources, issues)
+        raw = read_file(Path(path), sources, issues)
+        if isinstance(raw.get("queues"), dict):
+            raw["queues"] = _merge_queues(raw["queues"])
     _apply_env(env, raw, sources, issues)
-    for dotted, value in (overrides or {}).items():
-        loc = _override_loc(dotted)
+    for key, value in (overrides or {}).items():
+        loc = _override_loc(key)
         if isinstance(loc, str):
-            issues.append(ConfigIssue(dotted, "argument", loc))
+            issues.append(ConfigIssue(key, "argument", loc))
         else:
             if loc[0] == "queues" and len(loc) > 1 and "queues" not in raw:
                 raw["queues"] = _merge_queues({})  # one entry changes; the rest stay built in
@@ -187,94 +181,6 @@ def load_settings(
     if issues:
         raise ConfigError(issues)
     return settings
-
-
-def _read_file(path: Path, sources: dict[Loc, str], issues: list[ConfigIssue]) -> dict[str, Any]:
-    label = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        issues.append(ConfigIssue("", label, f"configuration file not found ({path.absolute()})"))
-        return {}
-    except UnicodeDecodeError as exc:
-        issues.append(ConfigIssue("", label, f"not UTF-8 text ({exc.reason})"))
-        return {}
-    except OSError as exc:
-        issues.append(ConfigIssue("", label, f"cannot read configuration file: {exc.strerror}"))
-        return {}
-    loader = yaml.SafeLoader(text)
-    lines: dict[Loc, int] = {}
-    try:
-        root = loader.get_single_node()
-        data = None if root is None else _construct(loader, root, (), lines, issues, label)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{label} line {mark.line + 1}" if mark else label
-        issues.append(ConfigIssue("", where, f"invalid YAML: {exc.problem or exc.context}"))
-        return {}
-    except yaml.YAMLError as exc:
-        issues.append(ConfigIssue("", label, f"invalid YAML: {exc}"))
-        return {}
-    finally:
-        loader.dispose()
-    if data is None:  # an empty file, or only comments
-        return {}
-    if not isinstance(data, dict):
-        found = "a list" if isinstance(data, list) else f"the value {data!r}"
-        message = f"must be a mapping of sections such as 'worker:', found {found}"
-        issues.append(ConfigIssue("", f"{label} line 1", message))
-        return {}
-    for loc, line in lines.items():
-        sources[loc] = f"{label} line {line}"
-    # A section whose keys are all commented out reads as null: treat it as "all defaults".
-    data = {section: value for section, value in data.items() if value is not None}
-    if isinstance(data.get("queues"), dict):
-        data["queues"] = _merge_queues(data["queues"])
-    return data
-
-
-_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
-
-
-def _construct(
-    loader: yaml.SafeLoader,
-    node: yaml.Node,
-    loc: Loc,
-    lines: dict[Loc, int],
-    issues: list[ConfigIssue],
-    label: str,
-) -> Any:
-    """Like SafeLoader's constructor, but remembering each key's line and refusing duplicates."""
-    if len(loc) > 32:  # a self-referencing alias would otherwise recurse forever
-        raise yaml.YAMLError(f"{_dotted(loc)} is nested too deeply")
-    if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_TAGS:
-        # Walking collections by hand bypasses the constructor's tag checks, so refuse here.
-        raise yaml.constructor.ConstructorError(
-            None, None, f"unsupported tag {node.tag!r}", node.start_mark
-        )
-    if isinstance(node, yaml.MappingNode):
-        mapping: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode):
-                where = f"{label} line {line}"
-                issues.append(ConfigIssue(_dotted(loc), where, "keys must be plain names"))
-                continue
-            child = (*loc, str(key_node.value))
-            if child[-1] in mapping:
-                message = f"set twice in this file (also on line {lines[child]})"
-                issues.append(ConfigIssue(_dotted(child), f"{label} line {line}", message))
-                continue
-            lines[child] = line
-            mapping[str(child[-1])] = _construct(loader, value_node, child, lines, issues, label)
-        return mapping
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for index, item in enumerate(node.value):
-            lines[(*loc, index)] = item.start_mark.line + 1
-            items.append(_construct(loader, item, (*loc, index), lines, issues, label))
-        return items
-    return loader.construct_object(node)
 
 
 def _env_target(bare: str, prefix: str) -> tuple[str, tuple[str, ...] | None, str | None] | None:
@@ -442,5 +348,5 @@ def _translate(exc: ValidationError, sources: Mapping[Loc, str]) -> list[ConfigI
                 "; this looks like a Kubernetes service link: set the CONVEYOR_-prefixed variable"
                 " (which wins) or enableServiceLinks: false"
             )
-        issues.append(ConfigIssue(_dotted(loc), source, message))
+        issues.append(ConfigIssue(dotted(loc), source, message))
     return issues

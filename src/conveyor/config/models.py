@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit, urlunsplit
 
-from annotated_types import Ge, Le
+from annotated_types import Le
 from cryptography.fernet import Fernet
 from pydantic import (
     AfterValidator,
@@ -20,7 +16,16 @@ from pydantic import (
     model_validator,
 )
 
-from conveyor.config.secrets import check_password_hash, check_session_secret
+from conveyor.config.base import (
+    ConfigError,
+    ConfigIssue,
+    Loc,
+    Role,
+    _FieldProblem,
+    _Section,
+)
+from conveyor.config.connections import DatabaseSettings, RedisSettings, SentinelSettings
+from conveyor.config.web import ApiToken, WebSettings, WebUser
 from conveyor.durations import (
     ByteSize,
     CommaList,
@@ -29,7 +34,6 @@ from conveyor.durations import (
     NonNegDuration,
     NonNegInt,
     OptInterval,
-    OptStr,
     Port,
     PosInt,
     format_duration,
@@ -37,180 +41,19 @@ from conveyor.durations import (
 )
 from conveyor.vocabulary import MAX_PRIORITY, MIN_PRIORITY
 
-Loc = tuple[str | int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfigIssue:
-    key: str  # dotted, e.g. "worker.count"; empty when the problem is the file itself
-    source: str  # "conveyor.yaml line 12", "environment variable WORKER_COUNT", "default", ...
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.key} ({self.source})" if self.key else self.source
-        return f"{where}: {self.message}"
-
-
-class ConfigError(ValueError):
-    """Every problem found in one pass, so an operator fixes them all in one restart."""
-
-    def __init__(self, errors: Iterable[ConfigIssue]) -> None:
-        self.errors = list(errors)
-        count = len(self.errors)
-        head = f"invalid configuration ({count} problem{'' if count == 1 else 's'}):"
-        super().__init__("\n  ".join([head, *map(str, self.errors)]))
-
-
-class _FieldProblem(ValueError):
-    """A cross-field check; ``paths`` (relative to the model) name the keys that may be to blame.
-
-    The first path with a known origin gets the report, so the operator is pointed at the value
-    they actually wrote rather than at a default it conflicts with.
-    """
-
-    def __init__(self, message: str, *paths: str | Loc) -> None:
-        super().__init__(message)
-        self.paths = [(p,) if isinstance(p, str) else p for p in paths]
-
-
-Role = Annotated[Literal["viewer", "operator", "admin"], BeforeValidator(lowercase)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-_SQL_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-class DatabaseSettings(_Section):
-    url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    # `schema` would shadow a BaseModel method, hence the alias for the file/env spelling.
-    schema_name: str = Field(
-        default="conveyor", validation_alias="schema", serialization_alias="schema"
-    )
-    pool_size: PosInt = 10
-    connect_timeout: Interval = 5.0
-    # transaction: behind PgBouncer's pool_mode=transaction (no prepared statements, no
-    # startup options); LISTEN and the leader lock then need `direct_url`, or poll and lease.
-    pooler_mode: Annotated[Literal["session", "transaction"], BeforeValidator(lowercase)] = (
-        "session"
-    )
-    direct_url: OptStr = None
-
-    @field_validator("url", "direct_url")
-    @classmethod
-    def _check_url(cls, url: str | None) -> str | None:
-        if url is None:
-            return None
-        if not url.strip():
-            raise ValueError("must not be empty")
-        if "://" in url and urlsplit(url).scheme not in ("postgresql", "postgres"):
-            raise ValueError("must be a postgresql:// URL (or a libpq key=value string)")
-        return url
-
-    @field_validator("schema_name")
-    @classmethod
-    def _check_schema(cls, name: str) -> str:
-        if not _SQL_IDENTIFIER.fullmatch(name):
-            raise ValueError(
-                f"{name!r} is not a plain SQL identifier: use a-z, 0-9 and _, "
-                "not starting with a digit, at most 63 characters"
-            )
-        return name
-
-
-def _check_redis_url(url: str) -> str:
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("must start with redis://, rediss:// or unix://")
-    return url
-
-
-def _check_node(node: str) -> str:
-    host, sep, port = node.rpartition(":")
-    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"each node must be host:port, e.g. 10.0.0.7:26379 (got {node!r})")
-    return node
-
-
-class SentinelSettings(_Section):
-    """Redis Sentinel: the primary's address comes from the sentinels watching `service`."""
-
-    service: str = Field(default="mymaster", min_length=1)
-    nodes: CommaList
-
-    @field_validator("nodes")
-    @classmethod
-    def _check_nodes(cls, nodes: list[str]) -> list[str]:
-        if not nodes:
-            raise ValueError("list at least one sentinel as host:port")
-        return [_check_node(node) for node in nodes]
-
-
-class RedisSettings(_Section):
-    url: str = "redis://127.0.0.1:6379/0"
-    addr: OptStr = None
-    key_prefix: str = ""
-    socket_timeout: Interval = 5.0
-    pool_size: PosInt = 50
-    failover_urls: CommaList = Field(default_factory=list, repr=False)
-    failover_after: Interval = 5.0
-    failback_after: Interval = 30.0
-    sentinel: SentinelSettings | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_addr(cls, data: Any) -> Any:
-        # Folded into `url` here so every consumer can simply connect to `redis.url`.
-        if not isinstance(data, dict):
-            return data
-        addr, url = data.get("addr"), data.get("url", cls.model_fields["url"].default)
-        if isinstance(addr, str) and addr.strip() and isinstance(url, str):
-            data = {**data, "url": _replace_host_port(url, addr.strip())}
-        return data
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        return _check_redis_url(url)
-
-    @field_validator("failover_urls")
-    @classmethod
-    def _check_failover_urls(cls, urls: list[str]) -> list[str]:
-        for number, url in enumerate(urls, start=1):
-            if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-                # The URL itself is not echoed: it may hold a password.
-                raise ValueError(f"entry {number} must start with redis://, rediss:// or unix://")
-        return urls
-
-    @model_validator(mode="after")
-    def _check_failover(self) -> Self:
-        if self.sentinel is not None and self.failover_urls:
-            # Two mechanisms choosing the primary would disagree; Sentinel already fails over.
-            raise _FieldProblem(
-                "redis.failover_urls and redis.sentinel cannot both be set: Sentinel already "
-                "moves Conveyor to a promoted replica, and two mechanisms would disagree",
-                "failover_urls",
-                "sentinel",
-            )
-        if self.url in self.failover_urls:
-            raise _FieldProblem("must not repeat redis.url", "failover_urls")
-        if len(set(self.failover_urls)) != len(self.failover_urls):
-            raise _FieldProblem("lists the same URL twice", "failover_urls")
-        return self
-
-
-def _replace_host_port(url: str, addr: str) -> str:
-    host, sep, port = addr.rpartition(":")
-    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
-        raise _FieldProblem(f"must be host:port, e.g. 10.0.0.5:6379 (got {addr!r})", "addr")
-    if ":" in host and not host.startswith("["):
-        raise _FieldProblem("write IPv6 addresses in brackets, e.g. [::1]:6379", "addr")
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        raise _FieldProblem("cannot be combined with a unix:// redis.url", "addr")
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{addr}" if at else addr))
+__all__ = [
+    "ApiToken",
+    "ConfigError",
+    "ConfigIssue",
+    "DatabaseSettings",
+    "Loc",
+    "RedisSettings",
+    "Role",
+    "SentinelSettings",
+    "Settings",
+    "WebSettings",
+    "WebUser",
+]
 
 
 class QueuerSettings(_Section):
@@ -297,62 +140,6 @@ class MaintenanceSettings(_Section):
 class HealthSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 0
-
-
-class ApiToken(_Section):
-    name: str = Field(min_length=1)
-    token: str = Field(min_length=16, repr=False)
-    role: Role
-
-
-class WebUser(_Section):
-    username: str = Field(min_length=1)
-    password_hash: Annotated[str, AfterValidator(check_password_hash)] = Field(repr=False)
-    role: Role
-
-
-def _parse_tokens(value: object) -> object:
-    # The one nested setting an environment variable may carry: "name:role:token,...".
-    if not isinstance(value, str):
-        return value
-    entries = [part.strip() for part in value.split(",") if part.strip()]
-    parsed = []
-    for number, entry in enumerate(entries, start=1):
-        name, role, token = [*entry.split(":", 2), "", ""][:3]
-        if not (name and role and token):
-            # The entry itself is never echoed: it holds a secret.
-            raise ValueError(f"entry {number} is not name:role:token")
-        parsed.append({"name": name, "role": role, "token": token})
-    return parsed
-
-
-class WebSettings(_Section):
-    host: str = "127.0.0.1"
-    port: Annotated[Port, Ge(1)] = 8080
-    session_secret: Annotated[OptStr, AfterValidator(check_session_secret)] = Field(
-        default=None, repr=False
-    )
-    tokens: Annotated[list[ApiToken], BeforeValidator(_parse_tokens)] = Field(
-        default_factory=list, repr=False
-    )
-    users: list[WebUser] = Field(default_factory=list)
-    secure_cookies: Annotated[Literal["auto", "always", "never"], BeforeValidator(lowercase)] = (
-        "auto"
-    )
-    refresh_interval: Interval = 5.0
-    allowed_hosts: CommaList = Field(default_factory=list)  # beside loopback and `host`
-
-    @model_validator(mode="after")
-    def _check_unique(self) -> Self:
-        for label, values in (
-            ("token name", [t.name for t in self.tokens]),
-            ("token value", [t.token for t in self.tokens]),
-            ("username", [u.username for u in self.users]),
-        ):
-            if len(set(values)) != len(values):
-                where = "users" if label == "username" else "tokens"
-                raise _FieldProblem(f"each {label} must be unique", where)
-        return self
 
 
 class ThresholdsSettings(_Section):
