@@ -104,7 +104,7 @@ class JobsMixin(AdminBase):
         low, high = PRIORITY_RANGE[lane_name]
         async with self.session() as store:
             await self.require_queue(store, queue)
-            rows = await store.peek_jobs(queue, ids, n, low, high)
+            rows = await store.peek_jobs(queue, ids, n, low, high, self.scope)
         return [JobSummary.from_row(row) for row in rows]
 
     async def _lane_heads(self, queue: str, n: int, lane: LaneName | None) -> list[UUID]:
@@ -166,6 +166,7 @@ class JobsMixin(AdminBase):
                 max_priority=high,
                 text=like_pattern(search) if search else None,
                 limit=limit + 1,  # one more than asked: is there a next page?
+                scope=self.scope,
             )
         items = [JobSummary.from_row(row) for row in rows]
         more = len(items) > limit
@@ -177,7 +178,9 @@ class JobsMixin(AdminBase):
         """The job with its payload, every attempt from job_logs, and why it is waiting."""
         identifier = check_job_id(job_id)
         async with self.session() as store:
-            row = await store.job_detail(identifier, AHEAD_CAP, self.settings.worker.dead_after)
+            row = await store.job_detail(
+                identifier, AHEAD_CAP, self.settings.worker.dead_after, self.scope
+            )
             if row is None:
                 raise AdminNotFound(f"no job with id {identifier}")
             logs = await store.job_attempts(identifier)
@@ -234,7 +237,8 @@ class JobsMixin(AdminBase):
         return (False, None) if ahead is None else (True, ahead)
 
     async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
-        """The newest operator actions first."""
+        """The newest operator actions first (to a scoped caller, only those about its
+        tenants and queues: see admin_audit_log)."""
         limit = check_count(limit, "limit")
-        rows = await self.read(self.store.audit_log(limit))
+        rows = await self.read(self.store.audit_log(limit, self.scope))
         return [AuditEntry(**vars(row)) for row in rows]  # the row has the model's fields

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from conveyor.admin import Admin
 from conveyor.config import Settings
-from conveyor.web.auth import Authenticator, Principal, csrf_token
+from conveyor.web.auth import Authenticator, Principal, csrf_token, scoped_admin
 from conveyor.web.pages.format import FILTERS, sparkline
 from conveyor.web.pages.history import ThroughputHistory
 
@@ -51,7 +51,8 @@ SECURITY_HEADERS = {
 
 
 def admin_of(request: Request) -> Admin:
-    return cast(Admin, request.app.state.admin)
+    """The admin layer limited to the logged-in caller's scope (tenants, queues)."""
+    return scoped_admin(request)
 
 
 def settings_of(request: Request) -> Settings:
