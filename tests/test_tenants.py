@@ -122,6 +122,15 @@ def test_the_tenant_listing_index_is_partial(db: Db) -> None:
     assert "WHERE ((tenant IS NOT NULL)" in row[0]
 
 
+@pytest.mark.parametrize("names", [[], ["a b"], ["x" * 101]])
+def test_a_scope_must_name_something_valid(
+    settings_factory: Callable[..., Settings], names: list[str]
+) -> None:
+    token = {"name": "t", "token": TOKENS["all"], "role": "viewer", "tenants": names}
+    with pytest.raises(ValueError, match="tenants"):
+        settings_factory(**{"web.tokens": [token]})
+
+
 # -- the API matrix: every route x {own tenant, other tenant, unscoped} ------------------------
 
 
@@ -380,5 +389,6 @@ async def test_dashboard_pages_show_nothing_of_another_tenant(
             for secret in (str(theirs), "their-q", "their-worker"):
                 assert secret not in reply.text, (page, secret)
         assert str(mine) in (await http.get("/dead")).text
+        assert f"<code>{OWN}</code>" in (await http.get(f"/jobs/{mine}")).text
         for page in (f"/jobs/{theirs}", "/queues/their-q", "/queues/their-q/rows"):
             assert (await http.get(page)).status_code == 404, page
