@@ -19,6 +19,27 @@ CREATE INDEX IF NOT EXISTS jobs_tenant_list_idx
     ON {schema}.jobs (tenant, queue_name, status, created, id)
     WHERE tenant IS NOT NULL AND status IN ('queued', 'completed', 'dead', 'cancelled');
 
+-- The queues a tenant has jobs at rest in, with a skip scan of jobs_tenant_list_idx (one
+-- probe per queue, not a read of every job of the tenant): the queue list a tenant-scoped
+-- caller's stats start from, as queue_names_with_jobs() is for everyone else's.
+CREATE OR REPLACE FUNCTION {schema}.queue_names_of_tenant(tenant_name text) RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE seen(name) AS (
+        (SELECT j.queue_name FROM {schema}.jobs j
+         WHERE j.tenant = tenant_name
+           AND j.status IN ('queued', 'completed', 'dead', 'cancelled')
+         ORDER BY j.queue_name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.queue_name FROM {schema}.jobs j
+                WHERE j.tenant = tenant_name
+                  AND j.status IN ('queued', 'completed', 'dead', 'cancelled')
+                  AND j.queue_name > seen.name
+                ORDER BY j.queue_name LIMIT 1)
+        FROM seen WHERE seen.name IS NOT NULL
+    )
+    SELECT name FROM seen WHERE name IS NOT NULL
+$$;
+
 -- What each action touched: the distinct tenants of its jobs (a NULL element for a job
 -- without tenant) and the queues of its jobs or the queue it named. NULL: not recorded
 -- (rows written before this migration, or a queue-wide action for `tenants`). A scoped

@@ -6,13 +6,17 @@
 -- index ranges. Without a queue, the queues are found with a skip scan of the same index.
 -- The caller's scope (`tenants`, `queues`; NULL: unrestricted) filters every branch; a
 -- tenant-scoped page reads jobs_tenant_list_idx, one range per (tenant, queue, status).
+-- Statements here run unprepared: `%(tenants)s IS NULL` folds away with the actual value.
 WITH queues AS (
     SELECT name FROM {schema}.queue_names_with_jobs() AS name
     WHERE (%(queue)s::text IS NULL OR name = %(queue)s)
       AND (%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[]))
 ), ranges AS (
-    SELECT q.name, s.status
+    -- Scoped by tenant, one range per tenant too, so that each is an equality prefix of
+    -- jobs_tenant_list_idx and stops after `limit` rows (`tenant = ANY` would sort them all).
+    SELECT q.name, s.status, t.tenant
     FROM queues q CROSS JOIN unnest(%(rest_statuses)s::text[]) AS s(status)
+    LEFT JOIN unnest(%(tenants)s::text[]) AS t(tenant) ON true
 ), at_rest AS (
     SELECT page.*
     FROM ranges r CROSS JOIN LATERAL (
@@ -23,7 +27,7 @@ WITH queues AS (
         FROM {schema}.jobs j
         WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
           AND j.queue_name = r.name AND j.status = r.status
-          AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
+          AND (%(tenants)s::text[] IS NULL OR j.tenant = r.tenant)
           AND (j.created, j.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid)
           AND j.created <= coalesce(now() - %(min_age)s::float8 * interval '1 second', 'infinity')
           AND j.created >= coalesce(now() - %(max_age)s::float8 * interval '1 second', '-infinity')

@@ -4,16 +4,14 @@
 -- jobs_admin_list_idx (dead, and the skip scan that finds queues without a job_queues
 -- row), job_logs_finished_idx (the last hour).
 -- Scoped (`tenants`, `queues`; NULL: unrestricted): only the queues in scope, and for a
--- tenant-scoped caller only the queues its tenants have jobs in (found in
--- jobs_tenant_list_idx), every figure counting only its tenants' jobs.
+-- tenant-scoped caller only the queues its tenants have jobs in (a skip scan of
+-- jobs_tenant_list_idx per tenant), every figure counting only its tenants' jobs.
 WITH queues AS (
     SELECT name FROM (
         SELECT name FROM {schema}.job_queues WHERE %(tenants)s::text[] IS NULL
         UNION SELECT name FROM {schema}.queue_names_with_jobs() AS name
               WHERE %(tenants)s::text[] IS NULL
-        UNION SELECT queue_name FROM {schema}.jobs
-              WHERE tenant = ANY(%(tenants)s::text[])
-                AND status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
+        UNION SELECT {schema}.queue_names_of_tenant(t) FROM unnest(%(tenants)s::text[]) AS t
         -- One branch per status, so each reads its own partial index.
         UNION SELECT queue_name FROM {schema}.jobs WHERE status = {DISPATCHED} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
         UNION SELECT queue_name FROM {schema}.jobs WHERE status = {RUNNING} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
