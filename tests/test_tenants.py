@@ -263,6 +263,27 @@ async def test_stats_and_listings_count_only_the_callers_tenant(settings: Settin
         ).fetchone() == (4,)
 
 
+async def test_the_tenant_filter_never_widens_a_scope(client: httpx.AsyncClient, db: Db) -> None:
+    mine = add_job(db, "shared", tenant=OWN)
+    theirs = add_job(db, "shared", tenant=OTHER)
+    add_job(db, "shared")
+
+    async def listed(who: str, query: str) -> list[str]:
+        headers = {"Authorization": f"Bearer {TOKENS[who]}"}
+        reply = await client.get(f"/api/jobs?{query}", headers=headers)
+        assert reply.status_code == 200, reply.text
+        return [item["id"] for item in reply.json()["items"]]
+
+    assert await listed("all", f"tenant={OTHER}") == [str(theirs)]
+    assert len(await listed("all", "queue=shared")) == 3
+    assert await listed("acme", f"tenant={OWN}") == [str(mine)]
+    assert await listed("acme", f"tenant={OTHER}") == []
+    bad = await client.get(
+        "/api/jobs?tenant=a%20b", headers={"Authorization": f"Bearer {TOKENS['all']}"}
+    )
+    assert bad.status_code == 400
+
+
 async def test_bulk_actions_touch_only_the_scope(settings: Settings, db: Db) -> None:
     mine = add_job(db, "shared", status="dead", tenant=OWN)
     theirs = add_job(db, "shared", status="dead", tenant=OTHER)

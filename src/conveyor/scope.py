@@ -32,6 +32,12 @@ class Scope:
     def allows_queue(self, queue: str) -> bool:
         return self.queues is None or queue in self.queues
 
+    def narrowed_to(self, tenant: str) -> Scope:
+        """This scope limited to one tenant (a listing filter): nothing at all when the
+        tenant is outside it, so a filter never widens what a caller sees."""
+        inside = self.tenants is None or tenant in self.tenants
+        return Scope(frozenset({tenant}) if inside else frozenset(), self.queues)
+
     @property
     def params(self) -> dict[str, Any]:
         """The statement parameters `%(tenants)s` and `%(queues)s` (sorted: stable plans)."""

@@ -13,9 +13,11 @@ from typing import Self, TypeVar
 from uuid import UUID
 
 from conveyor.admin.errors import AdminError, AdminForbidden, AdminNotFound, AdminUnavailable
+from conveyor.client import check_tenant_name
 from conveyor.config import Settings
 from conveyor.errors import (
     DatabaseUnavailable,
+    EnqueueError,
     RedisUnavailable,
     StatementTimeout,
     reason,
@@ -205,6 +207,13 @@ def check_queue(value: object) -> str:
     try:
         return check_queue_name(value)
     except ValueError as error:
+        raise AdminError(str(error)) from None
+
+
+def check_tenant(value: object) -> str:
+    try:
+        return check_tenant_name(value)
+    except EnqueueError as error:
         raise AdminError(str(error)) from None
 
 

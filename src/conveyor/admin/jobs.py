@@ -17,6 +17,7 @@ from conveyor.admin.base import (
     check_optional_queue,
     check_queue,
     check_seconds,
+    check_tenant,
     check_text,
 )
 from conveyor.admin.errors import AdminError, AdminNotFound
@@ -132,11 +133,14 @@ class JobsMixin(AdminBase):
         text: str | None = None,
         after: str | None = None,
         limit: int = 50,
+        tenant: str | None = None,
     ) -> Page[JobSummary]:
         """Jobs newest first, one keyset page at a time (pass `next_cursor` as `after`).
         `status` takes the stored statuses and retry_scheduled; `queued` means queued
-        jobs without failed attempts. `text` searches inside the payload."""
+        jobs without failed attempts. `text` searches inside the payload; `tenant` keeps
+        one tenant's jobs (within the caller's scope: another tenant gives an empty page)."""
         queue = check_optional_queue(queue)
+        scope = self.scope if tenant is None else self.scope.narrowed_to(check_tenant(tenant))
         rest, live, retry = _status_filter(status)
         lane_name = check_lane(lane)
         min_age = check_seconds(min_age_seconds, "min_age_seconds")
@@ -166,7 +170,7 @@ class JobsMixin(AdminBase):
                 max_priority=high,
                 text=like_pattern(search) if search else None,
                 limit=limit + 1,  # one more than asked: is there a next page?
-                scope=self.scope,
+                scope=scope,
             )
         items = [JobSummary.from_row(row) for row in rows]
         more = len(items) > limit
