@@ -411,5 +411,7 @@ async def test_dashboard_pages_show_nothing_of_another_tenant(
                 assert secret not in reply.text, (page, secret)
         assert str(mine) in (await http.get("/dead")).text
         assert f"<code>{OWN}</code>" in (await http.get(f"/jobs/{mine}")).text
+        for page in ("/", "/queues/mine-q/summary"):  # no button that would only be refused
+            assert "/pause" not in (await http.get(page)).text
         for page in (f"/jobs/{theirs}", "/queues/their-q", "/queues/their-q/rows"):
             assert (await http.get(page)).status_code == 404, page

@@ -114,6 +114,8 @@ def render(
         "principal": who,
         "can_operate": who is not None and who.can("operator"),
         "can_admin": who is not None and who.can("admin"),
+        # Only a button hint: the admin layer refuses a tenant-scoped pause whatever is drawn.
+        "can_pause": who is not None and who.can("operator") and who.scope.tenants is None,
         "csrf": csrf_token(request) if "session" in request.scope else "",
         "refresh_seconds": settings.web.refresh_interval,
         "flash": None,
