@@ -415,3 +415,17 @@ async def test_dashboard_pages_show_nothing_of_another_tenant(
             assert "/pause" not in (await http.get(page)).text
         for page in (f"/jobs/{theirs}", "/queues/their-q", "/queues/their-q/rows"):
             assert (await http.get(page)).status_code == 404, page
+
+
+async def test_each_scope_keeps_its_own_throughput_history(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = web_settings(settings_factory, **{"web.tokens": scoped_tokens()})
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app):
+        for who in ("all", "acme", "all"):
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                assert (await log_in(http, token=TOKENS[who])).status_code == 303
+                assert (await http.get("/")).status_code == 200
+    assert set(app.state.dashboard_history) == {Scope(), Scope.of([OWN])}

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from conveyor.admin import Admin
 from conveyor.config import Settings
+from conveyor.scope import UNRESTRICTED
 from conveyor.web.auth import Authenticator, Principal, csrf_token, scoped_admin
 from conveyor.web.pages.format import FILTERS, sparkline
 from conveyor.web.pages.history import ThroughputHistory
@@ -60,11 +61,18 @@ def settings_of(request: Request) -> Settings:
 
 
 def history_of(request: Request) -> ThroughputHistory:
+    """The throughput sparklines of the caller's scope: one history per scope, so a
+    tenant-scoped page never draws figures an unscoped one recorded (or the reverse)."""
     state = request.app.state
-    history = getattr(state, "dashboard_history", None)
+    histories = getattr(state, "dashboard_history", None)
+    if not isinstance(histories, dict):
+        histories = {}
+        state.dashboard_history = histories
+    principal = getattr(request.state, "principal", None)
+    scope = principal.scope if isinstance(principal, Principal) else UNRESTRICTED
+    history = histories.get(scope)
     if not isinstance(history, ThroughputHistory):
-        history = ThroughputHistory()
-        state.dashboard_history = history
+        history = histories[scope] = ThroughputHistory()
     return history
 
 
