@@ -429,3 +429,15 @@ async def test_each_scope_keeps_its_own_throughput_history(
                 assert (await log_in(http, token=TOKENS[who])).status_code == 303
                 assert (await http.get("/")).status_code == 200
     assert set(app.state.dashboard_history) == {Scope(), Scope.of([OWN])}
+
+
+async def test_why_waiting_counts_only_the_callers_tenant(settings: Settings, db: Db) -> None:
+    for _ in range(3):
+        add_job(db, "shared", priority=1, tenant=OTHER)
+    add_job(db, "shared", priority=1, tenant=OWN)
+    mine = add_job(db, "shared", priority=50, tenant=OWN)
+    async with Admin(settings) as admin:
+        everyone = (await admin.job_detail(mine)).why_waiting
+        scoped = (await scoped_admin(admin, [OWN]).job_detail(mine)).why_waiting
+    assert everyone is not None and "behind 4 jobs" in everyone
+    assert scoped is not None and "behind 1 job " in scoped and "only your tenants" in scoped

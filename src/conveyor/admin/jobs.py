@@ -189,8 +189,11 @@ class JobsMixin(AdminBase):
                 raise AdminNotFound(f"no job with id {identifier}")
             logs = await store.job_attempts(identifier)
         in_redis, redis_ahead = None, None
+        own_only = self.scope.tenants is not None
         if row["status"] == DISPATCHED:
             in_redis, redis_ahead = await self._redis_place(row)
+            if own_only:  # a position in the lanes counts every tenant's jobs
+                redis_ahead = None
         facts = WaitFacts(
             status=row["status"],
             queue=row["queue_name"],
@@ -208,6 +211,7 @@ class JobsMixin(AdminBase):
             live_workers=row["live_workers"],
             redis_ahead=redis_ahead,
             in_redis=in_redis,
+            own_only=own_only,
         )
         return JobDetail(
             **JobSummary.fields_from_row(row),

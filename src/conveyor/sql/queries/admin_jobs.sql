@@ -105,8 +105,8 @@ LIMIT %(n)s;
 -- The job, its queue's state and the facts `why_waiting` is built from. The count of
 -- jobs ahead reads jobs_ready_idx and stops at a cap, so a huge backlog stays cheap.
 -- A job outside the caller's scope is not found (the admin layer answers 404, never 403:
--- that would say the id exists). The counts ahead are of the whole queue: they explain
--- the wait and name no other job.
+-- that would say the id exists). For a tenant-scoped caller the counts ahead are of its
+-- tenants' jobs only: other tenants' figures are not its business, even as a count.
 SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
        j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
        j.last_error, j.cancel_requested, j.created, j.updated, j.payload, j.idempotency_key,
@@ -119,11 +119,14 @@ SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attemp
                  AND a.run_at <= now()
                  AND (a.priority < j.priority
                       OR (a.priority = j.priority AND a.run_at < j.run_at))
+                 AND (%(tenants)s::text[] IS NULL OR a.tenant = ANY(%(tenants)s::text[]))
                LIMIT %(ahead_cap)s) capped)
        END AS ready_ahead,
        (SELECT count(*) FROM {schema}.jobs d
         WHERE d.status = {DISPATCHED} AND d.queue_name = j.queue_name
-          AND d.priority <= j.priority) AS dispatched_ahead,
+          AND d.priority <= j.priority
+          AND (%(tenants)s::text[] IS NULL OR d.tenant = ANY(%(tenants)s::text[])))
+       AS dispatched_ahead,
        (SELECT count(*) FROM {schema}.workers w
         WHERE j.queue_name = ANY(w.queues) AND w.stopped IS NULL
           AND w.last_heartbeat >= now() - %(dead_after)s * interval '1 second') AS live_workers
