@@ -111,8 +111,9 @@ def build_batch(
         "idempotency_key": options.idempotency_key,
         "timeout_seconds": task.timeout,
         "lease_seconds": task.lease,
-        "tenant": tenant,
     }
+    if tenant is not None:  # a missing key reads as NULL: untenanted batches stay as small
+        common["tenant"] = tenant
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}
