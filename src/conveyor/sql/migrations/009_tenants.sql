@@ -15,6 +15,8 @@ ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_tenant_name CHECK (
 -- the queues its jobs are in) and its dead-letter replay and purge. Jobs without a tenant
 -- never enter it, so enqueues that do not use tenants pay nothing; a tenant's job enters
 -- it when enqueued and when it finishes, like jobs_admin_list_idx (rows at rest only).
+-- Built inside the migration's transaction (no CONCURRENTLY): docs/operations.md says how
+-- to build it beforehand on a large table.
 CREATE INDEX IF NOT EXISTS jobs_tenant_list_idx
     ON {schema}.jobs (tenant, queue_name, status, created, id)
     WHERE tenant IS NOT NULL AND status IN ('queued', 'completed', 'dead', 'cancelled');
