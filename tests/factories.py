@@ -93,6 +93,7 @@ _JOB_COLUMNS = frozenset(
     {
         "id",
         "queue_name",
+        "tenant",
         "task",
         "status",
         "priority",

@@ -509,6 +509,7 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
         "min_age",
         "max_age",
         "text",
+        "tenant",
         "cursor",
         "limit",
     ]

@@ -317,3 +317,12 @@ def test_finding_7_rich_markup_in_stored_text_is_shown_as_is(
     detail = cli("job", str(job_id))
     assert detail.exit_code == 0, detail.output
     assert "[red]not red[/red]" in detail.stdout
+
+
+def test_jobs_of_one_tenant(cli: Invoke, db: psycopg.Connection[Any]) -> None:
+    acme = add_job(db, "shared", tenant="acme")
+    add_job(db, "shared", tenant="globex")
+    add_job(db, "shared")
+    listed = parsed(cli("jobs", "--tenant", "acme", "--json"))
+    assert [(job["id"], job["tenant"]) for job in listed["items"]] == [(str(acme), "acme")]
+    assert "tenant" in one_line_error(cli("jobs", "--tenant", "not a tenant"))

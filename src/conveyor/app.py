@@ -148,13 +148,16 @@ class Conveyor:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         queue: str | None = None,
+        tenant: str | None = None,
         connection: SyncConn | None = None,
     ) -> UUID:
         """Enqueue one job; return its id once it is committed (or once written into
         `connection`'s open transaction). An `idempotency_key` held by a job whose row still
-        exists (retention has not pruned it) returns that job's id and adds nothing."""
+        exists (retention has not pruned it) returns that job's id and adds nothing.
+        `tenant` names who the job belongs to: scoped API tokens and dashboard users see
+        only their tenants' jobs."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue
+            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
         )
         return self._write(self._batch(task, [payload], options), connection)[0]
 
@@ -168,10 +171,11 @@ class Conveyor:
         delay: float | timedelta | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
+        tenant: str | None = None,
         connection: SyncConn | None = None,
     ) -> list[UUID]:
         """Enqueue many jobs of one task in a single statement; all or none are written."""
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue)
+        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
         batch = self._batch(task, payloads, options)
         return self._write(batch, connection) if batch.ids else []
 
@@ -186,10 +190,11 @@ class Conveyor:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         queue: str | None = None,
+        tenant: str | None = None,
         connection: AsyncConn | None = None,
     ) -> UUID:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue
+            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
         )
         return (await self._awrite(self._batch(task, [payload], options), connection))[0]
 
@@ -203,9 +208,10 @@ class Conveyor:
         delay: float | timedelta | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
+        tenant: str | None = None,
         connection: AsyncConn | None = None,
     ) -> list[UUID]:
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue)
+        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
         batch = self._batch(task, payloads, options)
         return await self._awrite(batch, connection) if batch.ids else []
 

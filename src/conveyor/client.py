@@ -19,7 +19,7 @@ from conveyor import metrics
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import EnqueueError, UnknownTaskError
 from conveyor.ids import uuid7
-from conveyor.tasks import Task, check_priority, check_queue_name
+from conveyor.tasks import QUEUE_NAME, Task, check_priority, check_queue_name
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,18 @@ class EnqueueOptions:
     max_attempts: int | None = None
     idempotency_key: str | None = None
     queue: str | None = None
+    tenant: str | None = None
+
+
+def check_tenant_name(tenant: object) -> str:
+    """A tenant is named like a queue: 1-100 letters, digits, '_', '.', '-', in parts
+    separated by single ':' (the jobs_tenant_name CHECK says the same)."""
+    if not isinstance(tenant, str) or not QUEUE_NAME.match(tenant) or len(tenant) > 100:
+        raise EnqueueError(
+            f"tenant {tenant!r} must be 1-100 letters, digits, '_', '.', '-', "
+            "in parts separated by single ':'"
+        )
+    return tenant
 
 
 @dataclass
@@ -69,6 +81,7 @@ def build_batch(
 ) -> InsertBatch:
     """Validate every payload and option first, so a bad one means no row at all."""
     queue = check_queue_name(options.queue) if options.queue is not None else task.queue
+    tenant = check_tenant_name(options.tenant) if options.tenant is not None else None
     priority = check_priority(options.priority if options.priority is not None else task.priority)
     max_attempts = options.max_attempts if options.max_attempts is not None else task.max_attempts
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
@@ -99,6 +112,8 @@ def build_batch(
         "timeout_seconds": task.timeout,
         "lease_seconds": task.lease,
     }
+    if tenant is not None:  # a missing key reads as NULL: untenanted batches stay as small
+        common["tenant"] = tenant
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}

@@ -54,6 +54,7 @@ class Job:
     cancel_requested: bool
     created: datetime
     updated: datetime
+    tenant: str | None = None  # who the job belongs to (scoped admin access)
 
     @property
     def display_status(self) -> str:

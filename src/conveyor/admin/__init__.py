@@ -35,8 +35,10 @@ from conveyor.admin.models import (
     WorkerInfo,
     WorkersSummary,
 )
+from conveyor.scope import UNRESTRICTED, Scope
 
 __all__ = [
+    "UNRESTRICTED",
     "Admin",
     "AdminConflict",
     "AdminError",
@@ -60,6 +62,7 @@ __all__ = [
     "QueueStats",
     "QueuesHealth",
     "RedisHealth",
+    "Scope",
     "Stats",
     "SystemHealth",
     "WorkerInfo",

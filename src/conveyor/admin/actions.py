@@ -46,7 +46,7 @@ def _shown(job: LockedJob) -> str:
 
 class JobActionsMixin(AdminBase):
     async def _locked_job(self, tx: Store, job_id: UUID) -> LockedJob:
-        job = await tx.lock_job(job_id)
+        job = await tx.lock_job(job_id, self.scope)
         if job is None:
             raise AdminNotFound(f"no job with id {job_id}")
         return job
@@ -70,7 +70,7 @@ class JobActionsMixin(AdminBase):
                 )
             if previous == QUEUED:
                 raise AdminConflict(f"job {identifier} is already queued and waiting to run")
-            await tx.retry_jobs([identifier], f"retried by {actor}")
+            await tx.retry_jobs([identifier], f"retried by {actor}", self.scope)
             return await self._done(
                 tx, actor, "retry", job, QUEUED, f"job {identifier} ({previous}) queued to run "
                 "again now",
@@ -79,7 +79,8 @@ class JobActionsMixin(AdminBase):
     async def retry_jobs(self, ids: Sequence[UUID | str], actor: str) -> BulkResult:
         """`retry` for many jobs in one statement; ids that do not qualify are `skipped`."""
         return await self._bulk(
-            "retry_jobs", ids, actor, "retried", lambda tx, batch, why: tx.retry_jobs(batch, why),
+            "retry_jobs", ids, actor, "retried",
+            lambda tx, batch, why: tx.retry_jobs(batch, why, self.scope),
             "queued {done} job(s) to run again; skipped {skipped} (missing, waiting or running)",
         )  # fmt: skip
 
@@ -108,11 +109,16 @@ class JobActionsMixin(AdminBase):
                 await self.require_queue(tx, queue)
             if dry_run:
                 found = await tx.preview_dead(
-                    queue=queue, task=task, ids=identifiers, sample=SAMPLE
+                    queue=queue, task=task, ids=identifiers, sample=SAMPLE, scope=self.scope
                 )
             else:
                 found = await tx.retry_dead(
-                    queue=queue, task=task, ids=identifiers, sample=SAMPLE, message=message
+                    queue=queue,
+                    task=task,
+                    ids=identifiers,
+                    sample=SAMPLE,
+                    message=message,
+                    scope=self.scope,
                 )
                 await tx.record_audit(
                     actor,
@@ -120,6 +126,7 @@ class JobActionsMixin(AdminBase):
                     f"queue:{queue}" if queue else "dead",
                     {**scope, "count": found.count},
                     "ok" if found.count else "noop",
+                    **self.audit_scope(found.tenants, found.queues or ([queue] if queue else [])),
                 )
         verb = "would replay" if dry_run else "replayed"
         return BulkResult(
@@ -148,7 +155,7 @@ class JobActionsMixin(AdminBase):
                 )
             if job.status == DEAD and not purge_dead:
                 raise AdminForbidden(f"job {identifier} is dead: {PURGE_NEEDS_ADMIN}")
-            await tx.delete_jobs([identifier], include_dead=purge_dead)
+            await tx.delete_jobs([identifier], include_dead=purge_dead, scope=self.scope)
             return await self._done(
                 tx, actor, "delete", job, "deleted", f"job {identifier} ({previous}) deleted"
             )
@@ -163,7 +170,7 @@ class JobActionsMixin(AdminBase):
         )
         return await self._bulk(
             "delete_jobs", ids, actor, "deleted",
-            lambda tx, batch, _: tx.delete_jobs(batch, include_dead=purge_dead),
+            lambda tx, batch, _: tx.delete_jobs(batch, include_dead=purge_dead, scope=self.scope),
             "deleted {done} job(s); skipped {skipped} (" + why + ")",
         )  # fmt: skip
 
@@ -175,6 +182,7 @@ class JobActionsMixin(AdminBase):
         await tx.record_audit(
             actor, action, f"job:{job.id}",
             {"previous_status": previous, "queue": job.queue_name}, "ok",
+            **self.audit_scope([job.tenant], [job.queue_name]),
         )  # fmt: skip
         return JobActionResult(
             action=action, job_id=job.id, changed=True, previous_status=previous,
@@ -200,7 +208,12 @@ class JobActionsMixin(AdminBase):
                 "jobs": [{"id": str(job.id), "previous_status": job.previous} for job in changed],
             }
             result = "ok" if done else "noop"
-            await tx.record_audit(actor, action, f"jobs:{len(identifiers)}", detail, result)
+            touched = self.audit_scope(
+                [job.tenant for job in changed], [job.queue_name for job in changed]
+            )
+            await tx.record_audit(
+                actor, action, f"jobs:{len(identifiers)}", detail, result, **touched
+            )
         return BulkResult(
             action=action,
             dry_run=False,
@@ -229,6 +242,7 @@ class JobActionsMixin(AdminBase):
                     f"job:{identifier}",
                     {"previous_status": previous},
                     "noop",
+                    **self.audit_scope([job.tenant], [job.queue_name]),
                 )
                 return JobActionResult(
                     action="cancel",
@@ -245,6 +259,7 @@ class JobActionsMixin(AdminBase):
                 f"job:{identifier}",
                 {"previous_status": previous, "queue": job.queue_name},
                 "ok",
+                **self.audit_scope([job.tenant], [job.queue_name]),
             )
         if job.status == RUNNING:
             return JobActionResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import getpass
 import math
 import os
@@ -11,17 +12,21 @@ from types import TracebackType
 from typing import Self, TypeVar
 from uuid import UUID
 
-from conveyor.admin.errors import AdminError, AdminNotFound, AdminUnavailable
+from conveyor.admin.errors import AdminError, AdminForbidden, AdminNotFound, AdminUnavailable
+from conveyor.client import check_tenant_name
 from conveyor.config import Settings
 from conveyor.errors import (
     DatabaseUnavailable,
+    EnqueueError,
     RedisUnavailable,
     StatementTimeout,
     reason,
 )
 from conveyor.ids import parse_job_id
 from conveyor.lanes import Lanes
+from conveyor.scope import UNRESTRICTED, Scope
 from conveyor.store import Store
+from conveyor.store.admin_writes import AuditScope
 from conveyor.tasks import check_queue_name
 from conveyor.vocabulary import LANES, LaneName
 
@@ -71,6 +76,36 @@ class AdminBase:
         self._owns_lanes = lanes is None
         # `database.pool_size` unless the caller knows better (a one-shot CLI command).
         self._pool_size = pool_size
+        # What this admin may see and touch; every statement about jobs, queues, workers
+        # or the audit log is filtered by it in SQL. See `scoped`.
+        self.scope: Scope = UNRESTRICTED
+
+    def scoped(self, scope: Scope) -> Self:
+        """This admin limited to `scope` (a scoped API token or dashboard user), sharing
+        the store and the lanes; closing it closes neither."""
+        view = copy.copy(self)
+        view.scope = scope
+        view._owns_store = view._owns_lanes = False
+        return view
+
+    def audit_scope(self, tenants: list[str | None], queues: list[str]) -> AuditScope:
+        """The `tenants` and `queues` an audit row records: those of the jobs the action
+        touched; when it touched none, the caller's own scope (so a scoped caller still
+        sees its no-op rows, and nobody else's show up)."""
+        scope = self.scope.params
+        return AuditScope(
+            tenants=sorted(set(tenants), key=str) if tenants else scope["tenants"],
+            queues=sorted(set(queues)) if queues else scope["queues"],
+        )
+
+    def refuse_tenant_scoped(self, what: str) -> None:
+        """Queue-wide actions change every tenant's jobs: not for a tenant-scoped caller
+        (checked before the queue is looked up, so the refusal says nothing about it)."""
+        if self.scope.tenants is not None:
+            raise AdminForbidden(
+                f"{what} acts on every tenant's jobs in the queue; a tenant-scoped "
+                "credential may not do it"
+            )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -136,10 +171,13 @@ class AdminBase:
                 yield tx
 
     async def require_queue(self, store: Store, queue: str) -> None:
-        """AdminNotFound unless the queue has a row, a job, or an entry in the settings."""
-        if queue in self.settings.queues:
+        """AdminNotFound unless the queue has a row, a job, or an entry in the settings,
+        and is in scope (to a tenant-scoped caller: one of its tenants has a job in it)."""
+        if not self.scope.allows_queue(queue):
+            raise AdminNotFound(f"unknown queue {queue!r}")
+        if self.scope.tenants is None and queue in self.settings.queues:
             return
-        if not await store.queue_exists(queue):
+        if not await store.queue_exists(queue, self.scope):
             raise AdminNotFound(f"unknown queue {queue!r}")
 
 
@@ -169,6 +207,13 @@ def check_queue(value: object) -> str:
     try:
         return check_queue_name(value)
     except ValueError as error:
+        raise AdminError(str(error)) from None
+
+
+def check_tenant(value: object) -> str:
+    try:
+        return check_tenant_name(value)
+    except EnqueueError as error:
         raise AdminError(str(error)) from None
 
 

@@ -31,6 +31,9 @@ class WaitFacts:
     live_workers: int
     redis_ahead: int | None = None  # ids ahead of it in the lanes; None: not looked up
     in_redis: bool | None = None  # None: Redis not asked (or unreachable)
+    # A tenant-scoped reader: the counts ahead are of its tenants' jobs only (the rest of
+    # the queue is not its business), so the sentence must say so.
+    own_only: bool = False
 
 
 def _when(moment: datetime, now: datetime) -> str:
@@ -106,4 +109,5 @@ def _ready(facts: WaitFacts) -> str:
         )
     count = f"at least {ahead}" if ready >= facts.ahead_cap else str(ahead)
     noun = "job" if ahead == 1 else "jobs"
-    return f"Waiting behind {count} {noun} of higher or equal priority in queue {facts.queue!r}."
+    text = f"Waiting behind {count} {noun} of higher or equal priority in queue {facts.queue!r}"
+    return text + (" (only your tenants' jobs are counted)." if facts.own_only else ".")

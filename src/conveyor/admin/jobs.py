@@ -17,6 +17,7 @@ from conveyor.admin.base import (
     check_optional_queue,
     check_queue,
     check_seconds,
+    check_tenant,
     check_text,
 )
 from conveyor.admin.errors import AdminError, AdminNotFound
@@ -104,7 +105,7 @@ class JobsMixin(AdminBase):
         low, high = PRIORITY_RANGE[lane_name]
         async with self.session() as store:
             await self.require_queue(store, queue)
-            rows = await store.peek_jobs(queue, ids, n, low, high)
+            rows = await store.peek_jobs(queue, ids, n, low, high, self.scope)
         return [JobSummary.from_row(row) for row in rows]
 
     async def _lane_heads(self, queue: str, n: int, lane: LaneName | None) -> list[UUID]:
@@ -132,11 +133,14 @@ class JobsMixin(AdminBase):
         text: str | None = None,
         after: str | None = None,
         limit: int = 50,
+        tenant: str | None = None,
     ) -> Page[JobSummary]:
         """Jobs newest first, one keyset page at a time (pass `next_cursor` as `after`).
         `status` takes the stored statuses and retry_scheduled; `queued` means queued
-        jobs without failed attempts. `text` searches inside the payload."""
+        jobs without failed attempts. `text` searches inside the payload; `tenant` keeps
+        one tenant's jobs (within the caller's scope: another tenant gives an empty page)."""
         queue = check_optional_queue(queue)
+        scope = self.scope if tenant is None else self.scope.narrowed_to(check_tenant(tenant))
         rest, live, retry = _status_filter(status)
         lane_name = check_lane(lane)
         min_age = check_seconds(min_age_seconds, "min_age_seconds")
@@ -166,6 +170,7 @@ class JobsMixin(AdminBase):
                 max_priority=high,
                 text=like_pattern(search) if search else None,
                 limit=limit + 1,  # one more than asked: is there a next page?
+                scope=scope,
             )
         items = [JobSummary.from_row(row) for row in rows]
         more = len(items) > limit
@@ -177,13 +182,18 @@ class JobsMixin(AdminBase):
         """The job with its payload, every attempt from job_logs, and why it is waiting."""
         identifier = check_job_id(job_id)
         async with self.session() as store:
-            row = await store.job_detail(identifier, AHEAD_CAP, self.settings.worker.dead_after)
+            row = await store.job_detail(
+                identifier, AHEAD_CAP, self.settings.worker.dead_after, self.scope
+            )
             if row is None:
                 raise AdminNotFound(f"no job with id {identifier}")
             logs = await store.job_attempts(identifier)
         in_redis, redis_ahead = None, None
+        own_only = self.scope.tenants is not None
         if row["status"] == DISPATCHED:
             in_redis, redis_ahead = await self._redis_place(row)
+            if own_only:  # a position in the lanes counts every tenant's jobs
+                redis_ahead = None
         facts = WaitFacts(
             status=row["status"],
             queue=row["queue_name"],
@@ -201,6 +211,7 @@ class JobsMixin(AdminBase):
             live_workers=row["live_workers"],
             redis_ahead=redis_ahead,
             in_redis=in_redis,
+            own_only=own_only,
         )
         return JobDetail(
             **JobSummary.fields_from_row(row),
@@ -234,7 +245,8 @@ class JobsMixin(AdminBase):
         return (False, None) if ahead is None else (True, ahead)
 
     async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
-        """The newest operator actions first."""
+        """The newest operator actions first (to a scoped caller, only those about its
+        tenants and queues: see admin_audit_log)."""
         limit = check_count(limit, "limit")
-        rows = await self.read(self.store.audit_log(limit))
+        rows = await self.read(self.store.audit_log(limit, self.scope))
         return [AuditEntry(**vars(row)) for row in rows]  # the row has the model's fields

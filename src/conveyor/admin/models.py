@@ -114,6 +114,7 @@ class JobSummary(Model):
     worker_id: str | None
     last_error: str | None
     cancel_requested: bool
+    tenant: str | None
 
     @staticmethod
     def fields_from_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +140,7 @@ class JobSummary(Model):
             "worker_id": row["worker_id"],
             "last_error": row["last_error"],
             "cancel_requested": row["cancel_requested"],
+            "tenant": row["tenant"],
         }
 
     @classmethod

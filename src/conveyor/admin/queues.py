@@ -26,6 +26,7 @@ class QueueActionsMixin(AdminBase):
         (workers skip the queue; its lanes are emptied)."""
         queue = check_queue(queue)
         actor = check_actor(actor)
+        self.refuse_tenant_scoped("pausing a queue")
         async with self.transaction() as tx:
             await self.require_queue(tx, queue)
             row = await tx.lock_queue(queue)
@@ -37,6 +38,8 @@ class QueueActionsMixin(AdminBase):
                 f"queue:{queue}",
                 {"requeued": requeued},
                 "noop" if was_paused else "ok",
+                tenants=None,  # the whole queue: no one tenant's business
+                queues=[queue],
             )
         synced, warning = await self._sync_redis(queue, pause=True)
         state = "was already paused" if was_paused else "paused"
@@ -54,14 +57,16 @@ class QueueActionsMixin(AdminBase):
         """Let a paused queue run again, and wake the queuer at once."""
         queue = check_queue(queue)
         actor = check_actor(actor)
+        self.refuse_tenant_scoped("resuming a queue")
         async with self.transaction() as tx:
             await self.require_queue(tx, queue)
             row = await tx.lock_queue(queue)
             was_paused = row is not None and not row.is_active
             await tx.resume_queue(queue, self.channel)
             await tx.record_audit(
-                actor, "resume", f"queue:{queue}", {}, "ok" if was_paused else "noop"
-            )
+                actor, "resume", f"queue:{queue}", {}, "ok" if was_paused else "noop",
+                tenants=None, queues=[queue],
+            )  # fmt: skip
         synced, warning = await self._sync_redis(queue, pause=False)
         state = "resumed" if was_paused else "was not paused"
         return QueueActionResult(
@@ -111,15 +116,18 @@ class QueueActionsMixin(AdminBase):
             if queue is not None:
                 await self.require_queue(tx, queue)
             if dry_run:
-                found = await tx.preview_dead(queue=queue, task=None, ids=None, sample=SAMPLE)
+                found = await tx.preview_dead(
+                    queue=queue, task=None, ids=None, sample=SAMPLE, scope=self.scope
+                )
             else:
-                found = await tx.purge_dead(queue=queue, sample=SAMPLE)
+                found = await tx.purge_dead(queue=queue, sample=SAMPLE, scope=self.scope)
                 await tx.record_audit(
                     actor,
                     action,
                     f"queue:{queue}" if queue else "dead",
                     {"queue": queue, "count": found.count},
                     "ok" if found.count else "noop",
+                    **self.audit_scope(found.tenants, found.queues or ([queue] if queue else [])),
                 )
         verb = "would delete" if dry_run else "deleted"
         where = f" of queue {queue!r}" if queue else ""
@@ -138,6 +146,7 @@ class QueueActionsMixin(AdminBase):
         """Count the jobs the pruner would delete now with these retentions (by default the
         configured ones). Changes nothing: run it before shortening a retention, since the
         elected queuer deletes everything past the new one at its next prune pass."""
+        self.refuse_tenant_scoped("a prune preview")
         maintenance = self.settings.maintenance
         finished_after = check_seconds(retention, "retention")
         dead_after = check_seconds(dead_retention, "dead_retention")

@@ -94,7 +94,7 @@ class StatsMixin(AdminBase):
     async def stats(self) -> Stats:
         """Per queue: paused, waiting by lane, scheduled, running, last-hour completions and
         failures, dead, oldest wait, throughput and a colour; plus the workers."""
-        found = await self.read(self.store.queue_stats(self.settings.worker.dead_after))
+        found = await self.read(self.store.queue_stats(self.settings.worker.dead_after, self.scope))
         head = found.summary
         return Stats(
             timestamp=head.now,
@@ -110,8 +110,9 @@ class StatsMixin(AdminBase):
 
     async def workers(self) -> list[WorkerInfo]:
         """Every registered worker, live ones first. `alive`: heartbeat within
-        worker.dead_after and not stopped."""
-        rows = await self.read(self.store.workers(self.settings.worker.dead_after))
+        worker.dead_after and not stopped. Workers serve queues, not tenants: a
+        tenant-scoped caller sees none, a queue-scoped one those of its queues."""
+        rows = await self.read(self.store.workers(self.settings.worker.dead_after, self.scope))
         return [
             # The row has the model's fields; only the age is rounded for display.
             WorkerInfo(

@@ -157,6 +157,7 @@ def peek(state: State, as_json: bool, queue: str, count: int, lane: str | None) 
 @click.option("--older-than", default=None, help="Created at least this long ago (5m, 2h).")
 @click.option("--newer-than", default=None, help="Created at most this long ago (1h, 1d).")
 @click.option("--text", default=None, help="Find this text inside the payload.")
+@click.option("--tenant", default=None, help="Only this tenant's jobs.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Jobs per page (1-1000).")
 @click.option("--cursor", default=None, help="The next-page cursor a previous call printed.")
 def jobs(
@@ -168,6 +169,7 @@ def jobs(
     older_than: str | None,
     newer_than: str | None,
     text: str | None,
+    tenant: str | None,
     limit: int,
     cursor: str | None,
 ) -> None:
@@ -185,6 +187,7 @@ def jobs(
             text=text,
             after=cursor,
             limit=limit,
+            tenant=tenant,
         ),
     )
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Self
 
 from annotated_types import Ge
@@ -22,17 +23,42 @@ from conveyor.durations import (
     lowercase,
 )
 
+SCOPE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(?::[A-Za-z0-9_.\-]+)*$")
+
+
+def _check_scope_names(names: list[str] | None) -> list[str] | None:
+    # An empty list would be a credential that sees nothing: almost surely a mistake.
+    if names is None:
+        return None
+    if not names:
+        raise ValueError("must list at least one name (leave it out for no restriction)")
+    for name in names:
+        if not SCOPE_NAME.match(name) or len(name) > 100:
+            raise ValueError(
+                f"{name!r} is not a tenant or queue name (1-100 letters, digits, '_', '.', "
+                "'-', in parts separated by single ':')"
+            )
+    return names
+
+
+ScopeNames = Annotated[list[str] | None, AfterValidator(_check_scope_names)]
+
 
 class ApiToken(_Section):
     name: str = Field(min_length=1)
     token: str = Field(min_length=16, repr=False)
     role: Role
+    # When given, the token sees and acts on only these tenants' jobs / these queues.
+    tenants: ScopeNames = None
+    queues: ScopeNames = None
 
 
 class WebUser(_Section):
     username: str = Field(min_length=1)
     password_hash: Annotated[str, AfterValidator(check_password_hash)] = Field(repr=False)
     role: Role
+    tenants: ScopeNames = None
+    queues: ScopeNames = None
 
 
 def _parse_tokens(value: object) -> object:

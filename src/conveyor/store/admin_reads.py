@@ -16,6 +16,7 @@ from uuid import UUID
 
 from psycopg.rows import class_row, dict_row
 
+from conveyor.scope import Scope
 from conveyor.store.base import StoreBase
 
 Report = dict[str, Any]
@@ -91,9 +92,9 @@ class AdminReads(StoreBase):
         """One trivial statement: PostgreSQL answers (readiness, health)."""
         await self._execute("admin_ping", {})
 
-    async def queue_stats(self, dead_after: float) -> StatsRows:
+    async def queue_stats(self, dead_after: float, scope: Scope) -> StatsRows:
         """Every queue's figures and the worker summary, pipelined: one round trip."""
-        params = {"dead_after": dead_after}
+        params = {"dead_after": dead_after, **scope.params}
         async with self.connection() as conn:
             async with conn.pipeline():
                 per_queue = conn.cursor(row_factory=dict_row)
@@ -106,15 +107,15 @@ class AdminReads(StoreBase):
             raise RuntimeError("admin_stats_summary returned no row")
         return StatsRows(queues=rows, summary=head)
 
-    async def workers(self, dead_after: float) -> list[WorkerRow]:
-        """Every registered worker, live ones first."""
-        return await self._rows(
-            "admin_workers", {"dead_after": dead_after}, WorkerRow, prepare=False
-        )
+    async def workers(self, dead_after: float, scope: Scope) -> list[WorkerRow]:
+        """Every registered worker the scope shows, live ones first."""
+        params = {"dead_after": dead_after, **scope.params}
+        return await self._rows("admin_workers", params, WorkerRow, prepare=False)
 
-    async def queue_exists(self, queue: str) -> bool:
-        """True when the queue has a job_queues row or any job."""
-        row = await self._row("admin_queue_exists", {"queue": queue}, _Known, prepare=False)
+    async def queue_exists(self, queue: str, scope: Scope) -> bool:
+        """True when the queue has a job_queues row or any job (of the scope's tenants)."""
+        params = {"queue": queue, **scope.params}
+        row = await self._row("admin_queue_exists", params, _Known, prepare=False)
         return row is not None and row.known
 
     async def prune_preview(self, retention: float, dead_retention: float) -> PrunePreview:
@@ -125,7 +126,13 @@ class AdminReads(StoreBase):
         return row
 
     async def peek_jobs(
-        self, queue: str, ids: list[UUID], count: int, min_priority: int, max_priority: int
+        self,
+        queue: str,
+        ids: list[UUID],
+        count: int,
+        min_priority: int,
+        max_priority: int,
+        scope: Scope,
     ) -> list[Report]:
         """Job rows (admin_peek) in run order: `ids` (Redis's pop order) first."""
         params = {
@@ -134,6 +141,7 @@ class AdminReads(StoreBase):
             "n": count,
             "min_priority": min_priority,
             "max_priority": max_priority,
+            **scope.params,
         }
         return await self._dicts("admin_peek", params, prepare=False)
 
@@ -157,6 +165,7 @@ class AdminReads(StoreBase):
         max_priority: int,
         text: str | None,
         limit: int,
+        scope: Scope,
     ) -> list[Report]:
         """One keyset page of job rows (admin_list_jobs), newest first."""
         params = {
@@ -172,12 +181,16 @@ class AdminReads(StoreBase):
             "max_priority": max_priority,
             "text": text,
             "limit": limit,
+            **scope.params,
         }
         return await self._dicts("admin_list_jobs", params, prepare=False)
 
-    async def job_detail(self, job_id: UUID, ahead_cap: int, dead_after: float) -> Report | None:
-        """The job with its queue's state and the facts `why_waiting` needs."""
-        params = {"id": job_id, "ahead_cap": ahead_cap, "dead_after": dead_after}
+    async def job_detail(
+        self, job_id: UUID, ahead_cap: int, dead_after: float, scope: Scope
+    ) -> Report | None:
+        """The job with its queue's state and the facts `why_waiting` needs (None: no
+        such job in the scope)."""
+        params = {"id": job_id, "ahead_cap": ahead_cap, "dead_after": dead_after, **scope.params}
         rows = await self._dicts("admin_job_detail", params, prepare=False)
         return rows[0] if rows else None
 
@@ -185,6 +198,7 @@ class AdminReads(StoreBase):
         """Every job_logs row of the job, oldest first."""
         return await self._rows("admin_job_attempts", {"id": job_id}, AttemptRow, prepare=False)
 
-    async def audit_log(self, limit: int) -> list[AuditRow]:
-        """The newest audit_log rows first."""
-        return await self._rows("admin_audit_log", {"limit": limit}, AuditRow, prepare=False)
+    async def audit_log(self, limit: int, scope: Scope) -> list[AuditRow]:
+        """The newest audit_log rows about the scope first."""
+        params = {"limit": limit, **scope.params}
+        return await self._rows("admin_audit_log", params, AuditRow, prepare=False)

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from conveyor.scope import Scope
 from conveyor.store.base import StoreBase
+
+
+class AuditScope(TypedDict):
+    """What an audit row is about (admin_audit_log shows it to scopes that cover it)."""
+
+    tenants: list[str | None] | None
+    queues: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,7 @@ class LockedJob:
     max_attempts: int
     run_at: datetime
     cancel_requested: bool
+    tenant: str | None
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class DeadJobs:
 
     count: int
     sample: list[UUID]
+    tenants: list[str | None]  # of the jobs touched (None: a job without tenant)
+    queues: list[str]
 
 
 @dataclass(frozen=True)
@@ -51,28 +62,32 @@ class ChangedJob:
 
     id: UUID
     queue_name: str
+    tenant: str | None
     previous: str
 
 
 class AdminWrites(StoreBase):
-    async def lock_job(self, job_id: UUID) -> LockedJob | None:
-        """The job's row, locked until the transaction ends (None: no such job)."""
-        return await self._row("admin_lock_job", {"id": job_id}, LockedJob, prepare=False)
+    async def lock_job(self, job_id: UUID, scope: Scope) -> LockedJob | None:
+        """The job's row, locked until the transaction ends (None: no such job in scope)."""
+        params = {"id": job_id, **scope.params}
+        return await self._row("admin_lock_job", params, LockedJob, prepare=False)
 
     async def lock_queue(self, queue: str) -> LockedQueue | None:
         """The queue's job_queues row, locked (None: the queue has no row yet)."""
         return await self._row("admin_lock_queue", {"queue": queue}, LockedQueue, prepare=False)
 
-    async def retry_jobs(self, ids: list[UUID], message: str) -> list[ChangedJob]:
+    async def retry_jobs(self, ids: list[UUID], message: str, scope: Scope) -> list[ChangedJob]:
         """Queue these jobs to run again now, attempts reset; return those that qualified
-        (dead, cancelled, completed, or waiting out a retry backoff)."""
-        params = {"ids": ids, "message": message}
+        (dead, cancelled, completed, or waiting out a retry backoff; in scope)."""
+        params = {"ids": ids, "message": message, **scope.params}
         return await self._rows("admin_retry_jobs", params, ChangedJob, prepare=False)
 
-    async def delete_jobs(self, ids: list[UUID], *, include_dead: bool) -> list[ChangedJob]:
-        """Delete these jobs unless running (or dead, without `include_dead`); return
-        those deleted."""
-        params = {"ids": ids, "include_dead": include_dead}
+    async def delete_jobs(
+        self, ids: list[UUID], *, include_dead: bool, scope: Scope
+    ) -> list[ChangedJob]:
+        """Delete these jobs unless running (or dead, without `include_dead`) or out of
+        scope; return those deleted."""
+        params = {"ids": ids, "include_dead": include_dead, **scope.params}
         return await self._rows("admin_delete_jobs", params, ChangedJob, prepare=False)
 
     async def _dead_jobs(self, name: str, params: dict[str, Any]) -> DeadJobs:
@@ -82,10 +97,16 @@ class AdminWrites(StoreBase):
         return row
 
     async def preview_dead(
-        self, *, queue: str | None, task: str | None, ids: list[UUID] | None, sample: int
+        self,
+        *,
+        queue: str | None,
+        task: str | None,
+        ids: list[UUID] | None,
+        sample: int,
+        scope: Scope,
     ) -> DeadJobs:
         """The dead jobs a replay or purge with these filters would touch (changes nothing)."""
-        params = {"queue": queue, "task": task, "ids": ids, "sample": sample}
+        params = {"queue": queue, "task": task, "ids": ids, "sample": sample, **scope.params}
         return await self._dead_jobs("admin_dead_preview", params)
 
     async def retry_dead(
@@ -96,14 +117,23 @@ class AdminWrites(StoreBase):
         ids: list[UUID] | None,
         sample: int,
         message: str,
+        scope: Scope,
     ) -> DeadJobs:
         """Replay the matching dead jobs as new attempts (each exactly once under races)."""
-        params = {"queue": queue, "task": task, "ids": ids, "sample": sample, "message": message}
+        params = {
+            "queue": queue,
+            "task": task,
+            "ids": ids,
+            "sample": sample,
+            "message": message,
+            **scope.params,
+        }
         return await self._dead_jobs("admin_retry_dead", params)
 
-    async def purge_dead(self, *, queue: str | None, sample: int) -> DeadJobs:
-        """Delete the dead jobs of `queue` (or of every queue)."""
-        return await self._dead_jobs("admin_purge_dead", {"queue": queue, "sample": sample})
+    async def purge_dead(self, *, queue: str | None, sample: int, scope: Scope) -> DeadJobs:
+        """Delete the dead jobs of `queue` (or of every queue) in scope."""
+        params = {"queue": queue, "sample": sample, **scope.params}
+        return await self._dead_jobs("admin_purge_dead", params)
 
     async def cancel_for_operator(self, job_id: UUID, reason: str) -> None:
         """The client's `cancel_job` statement, run in the action's transaction (the caller
@@ -120,9 +150,18 @@ class AdminWrites(StoreBase):
         await self._execute("admin_resume_queue", {"queue": queue, "channel": channel})
 
     async def record_audit(
-        self, actor: str, action: str, target: str | None, detail: dict[str, Any], result: str
+        self,
+        actor: str,
+        action: str,
+        target: str | None,
+        detail: dict[str, Any],
+        result: str,
+        *,
+        tenants: list[str | None] | None,
+        queues: list[str] | None,
     ) -> None:
-        """One audit_log row (in the caller's transaction, beside the change it records)."""
+        """One audit_log row (in the caller's transaction, beside the change it records),
+        with the tenants and queues it touched (see admin_audit_log)."""
         await self._execute(
             "admin_insert_audit",
             {
@@ -131,5 +170,7 @@ class AdminWrites(StoreBase):
                 "target": target,
                 "detail": Jsonb(detail),
                 "result": result,
+                "tenants": tenants,
+                "queues": queues,
             },
         )

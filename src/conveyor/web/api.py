@@ -44,7 +44,7 @@ from conveyor.web.api_io import (
     parse_query,
 )
 from conveyor.web.api_openapi import Call, Operation, build_document
-from conveyor.web.auth import Principal, guarded
+from conveyor.web.auth import Principal, guarded, scoped_admin
 
 OPENAPI_PATH = "/openapi.json"
 
@@ -282,7 +282,7 @@ def endpoint(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
         if operation.body is not None:
             args.update(await parse_body(request, operation.body))
         call = Call(
-            admin=request.app.state.admin,
+            admin=scoped_admin(request),
             actor=principal.actor,
             args=args,
             may_purge=principal.can("admin"),

@@ -89,6 +89,7 @@ class JobsQuery(Query):
         None, alias="max_age", description="Created at most this many seconds ago."
     )
     text: Text | None = Field(None, description="Find this text inside the payload.")
+    tenant: QueueName | None = Field(None, description="Only this tenant's jobs.")
     after: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)] | None = Field(
         None, alias="cursor", description="The next_cursor of the previous page."
     )

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
@@ -26,7 +26,11 @@ from starlette.responses import Response
 
 from conveyor.config import Settings
 from conveyor.config.secrets import SCRYPT_N, SCRYPT_P, SCRYPT_R
+from conveyor.scope import UNRESTRICTED, Scope
 from conveyor.web.sessions import SCOPE_KEY, UNAVAILABLE
+
+if TYPE_CHECKING:
+    from conveyor.admin import Admin
 
 Role = Literal["viewer", "operator", "admin"]
 RANKS: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
@@ -41,6 +45,9 @@ class Principal:
     role: Role
     kind: Literal["token", "user"]
     via_session: bool = False
+    # The tenants and queues it is limited to, from the configuration of its token or
+    # user as it is now (a session picks up a changed scope at once).
+    scope: Scope = UNRESTRICTED
 
     def can(self, role: Role) -> bool:
         return RANKS[self.role] >= RANKS[role]
@@ -90,6 +97,10 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.tokens = [(t.token.encode(), t.name, t.role) for t in settings.web.tokens]
         self.users = {u.username: u for u in settings.web.users}
+        self.scopes = {
+            **{f"token:{t.name}": Scope.of(t.tenants, t.queues) for t in settings.web.tokens},
+            **{f"user:{u.username}": Scope.of(u.tenants, u.queues) for u in settings.web.users},
+        }
         # What a session is bound to: a new password hash or token value ends it.
         self.credentials = {
             **{f"token:{t.name}": _fingerprint(t.token) for t in settings.web.tokens},
@@ -105,7 +116,7 @@ class Authenticator:
         for secret, name, role in self.tokens:
             # Compare against every token so timing says nothing about which one matched.
             if hmac.compare_digest(offered, secret):
-                found = Principal(name, role, "token")
+                found = Principal(name, role, "token", scope=self.scopes[f"token:{name}"])
         return found
 
     def from_password(self, username: str, password: str) -> Principal | None:
@@ -115,7 +126,7 @@ class Authenticator:
             return None
         if not verify_password(password, user.password_hash):
             return None
-        return Principal(user.username, user.role, "user")
+        return Principal(user.username, user.role, "user", scope=self.scopes[f"user:{username}"])
 
     def from_request(self, request: Request) -> Principal | None:
         header = request.headers.get("authorization", "")
@@ -135,6 +146,9 @@ class Authenticator:
         principal = Principal(name, found.role, kind, via_session=True)
         if not self._still_valid(principal):
             return None
+        principal = Principal(
+            name, found.role, kind, via_session=True, scope=self.scopes[principal.actor]
+        )
         if self.credentials.get(principal.actor) != found.credential:
             return None  # the password or token changed since login
         return principal
@@ -210,8 +224,20 @@ def guarded(
                 await check_csrf(request)
             if not principal.can(role):
                 raise HTTPException(403, f"this needs the {role} role; you are {principal.role}")
+            # For `scoped_admin`: the admin layer the endpoint uses is limited to the scope.
+            request.state.principal = principal
             return await endpoint(request, principal)
 
         return handler
 
     return wrap
+
+
+def scoped_admin(request: Request) -> Admin:
+    """The admin layer limited to the caller's tenants and queues. Only `guarded`
+    endpoints have a caller: anything else gets a 401 rather than an unscoped admin."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise NotAuthenticated()
+    admin: Admin = request.app.state.admin
+    return admin.scoped(principal.scope)

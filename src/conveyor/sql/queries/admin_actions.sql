@@ -1,11 +1,15 @@
 -- Operator actions. Each runs in one transaction together with its audit_log row, and
 -- each change is a single guarded statement: the WHERE clause restates the states the
 -- action applies to, so a concurrent worker, queuer or second operator changes the
--- outcome only by making the guard fail (nothing happens twice).
+-- outcome only by making the guard fail (nothing happens twice). Every statement that
+-- picks jobs also takes the caller's scope (`tenants`, `queues`; NULL: unrestricted):
+-- a job outside it is neither changed nor reported as existing.
 
 -- name: admin_lock_job
-SELECT id, queue_name, task, status, attempt, max_attempts, run_at, cancel_requested
-FROM {schema}.jobs WHERE id = %(id)s
+SELECT id, queue_name, task, status, attempt, max_attempts, run_at, cancel_requested, tenant
+FROM {schema}.jobs
+WHERE id = %(id)s AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+  AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
 FOR UPDATE;
 
 -- name: admin_retry_jobs
@@ -17,6 +21,8 @@ WITH target AS (
     SELECT id, status, attempt FROM {schema}.jobs
     WHERE id = ANY(%(ids)s::uuid[])
       AND (status IN ({DEAD}, {CANCELLED}, {COMPLETED}) OR (status = {QUEUED} AND attempt > 0))
+      AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+      AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
     FOR UPDATE
 ), retried AS (
     UPDATE {schema}.jobs j
@@ -26,12 +32,13 @@ WITH target AS (
     FROM target t
     WHERE j.id = t.id
       AND (j.status IN ({DEAD}, {CANCELLED}, {COMPLETED}) OR (j.status = {QUEUED} AND j.attempt > 0))
-    RETURNING j.id, j.queue_name, j.task, t.status AS previous, t.attempt AS previous_attempt
+    RETURNING j.id, j.queue_name, j.task, j.tenant, t.status AS previous,
+              t.attempt AS previous_attempt
 ), logged AS (
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
     SELECT id, queue_name, task, {LOG_RETRIED}, previous_attempt, %(message)s FROM retried
 )
-SELECT id, queue_name, previous FROM retried;
+SELECT id, queue_name, tenant, previous FROM retried;
 
 -- name: admin_retry_dead
 -- Replay the dead-letter queue (optionally one queue, one task, or given ids). Exactly
@@ -43,6 +50,8 @@ WITH target AS (
       AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
       AND (%(task)s::text IS NULL OR task = %(task)s)
       AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+      AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+      AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
     FOR UPDATE
 ), retried AS (
     UPDATE {schema}.jobs j
@@ -51,34 +60,44 @@ WITH target AS (
         updated = now()
     FROM target t
     WHERE j.id = t.id AND j.status = {DEAD}
-    RETURNING j.id, j.queue_name, j.task, j.attempt AS previous_attempt
+    RETURNING j.id, j.queue_name, j.task, j.tenant, j.attempt AS previous_attempt
 ), logged AS (
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
     SELECT id, queue_name, task, {LOG_RETRIED}, previous_attempt, %(message)s FROM retried
 )
 SELECT count(*) AS count,
-       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
+       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample,
+       coalesce(array_agg(DISTINCT tenant), '{}') AS tenants,
+       coalesce(array_agg(DISTINCT queue_name), '{}') AS queues
 FROM retried;
 
 -- name: admin_dead_preview
 -- What a replay or purge of dead jobs would touch (dry runs); changes nothing.
 SELECT count(*) AS count,
-       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
+       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample,
+       coalesce(array_agg(DISTINCT tenant), '{}') AS tenants,
+       coalesce(array_agg(DISTINCT queue_name), '{}') AS queues
 FROM {schema}.jobs
 WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
   AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
-  AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]));
+  AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+  AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+  AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]));
 
 -- name: admin_purge_dead
 WITH gone AS (
     DELETE FROM {schema}.jobs
     WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
       AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
-    RETURNING id
+      AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+      AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
+    RETURNING id, tenant, queue_name
 )
 SELECT count(*) AS count,
-       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample
+       coalesce((array_agg(id ORDER BY id))[1:%(sample)s], '{}') AS sample,
+       coalesce(array_agg(DISTINCT tenant), '{}') AS tenants,
+       coalesce(array_agg(DISTINCT queue_name), '{}') AS queues
 FROM gone;
 
 -- name: admin_prune_preview
@@ -98,7 +117,9 @@ WHERE (status IN ({COMPLETED}, {CANCELLED}) AND updated < now() - %(retention)s 
 DELETE FROM {schema}.jobs
 WHERE id = ANY(%(ids)s::uuid[]) AND status <> {RUNNING}
   AND (%(include_dead)s OR status <> {DEAD})
-RETURNING id, queue_name, status AS previous;
+  AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+  AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
+RETURNING id, queue_name, tenant, status AS previous;
 
 -- name: admin_lock_queue
 SELECT name, is_active, paused_at FROM {schema}.job_queues WHERE name = %(queue)s
@@ -128,6 +149,7 @@ WITH resumed AS (
 SELECT (SELECT count(*) FROM resumed) AS resumed, pg_notify(%(channel)s, '') IS NULL AS notified;
 
 -- name: admin_insert_audit
-INSERT INTO {schema}.audit_log (actor, action, target, detail, result)
-VALUES (%(actor)s, %(action)s, %(target)s, %(detail)s, %(result)s)
+INSERT INTO {schema}.audit_log (actor, action, target, detail, result, tenants, queues)
+VALUES (%(actor)s, %(action)s, %(target)s, %(detail)s, %(result)s, %(tenants)s::text[],
+        %(queues)s::text[])
 RETURNING id;

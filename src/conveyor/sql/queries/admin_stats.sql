@@ -3,23 +3,31 @@
 -- reads a partial index: jobs_ready_idx (queued), jobs_dispatched_idx, jobs_running_idx,
 -- jobs_admin_list_idx (dead, and the skip scan that finds queues without a job_queues
 -- row), job_logs_finished_idx (the last hour).
+-- Scoped (`tenants`, `queues`; NULL: unrestricted): only the queues in scope, and for a
+-- tenant-scoped caller only the queues its tenants have jobs in (a skip scan of
+-- jobs_tenant_list_idx per tenant), every figure counting only its tenants' jobs.
 WITH queues AS (
-    SELECT name FROM {schema}.job_queues
-    UNION SELECT name FROM {schema}.queue_names_with_jobs() AS name
-    -- One branch per status, so each reads its own partial index.
-    UNION SELECT queue_name FROM {schema}.jobs WHERE status = {DISPATCHED}
-    UNION SELECT queue_name FROM {schema}.jobs WHERE status = {RUNNING}
+    SELECT name FROM (
+        SELECT name FROM {schema}.job_queues WHERE %(tenants)s::text[] IS NULL
+        UNION SELECT name FROM {schema}.queue_names_with_jobs() AS name
+              WHERE %(tenants)s::text[] IS NULL
+        UNION SELECT {schema}.queue_names_of_tenant(t) FROM unnest(%(tenants)s::text[]) AS t
+        -- One branch per status, so each reads its own partial index.
+        UNION SELECT queue_name FROM {schema}.jobs WHERE status = {DISPATCHED} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+        UNION SELECT queue_name FROM {schema}.jobs WHERE status = {RUNNING} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+    ) known (name)
+    WHERE %(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[])
 ), ready AS (
     -- Grouped in the index's own order (queue_name, priority, run_at), so the scan feeds
     -- the aggregate without sorting or hashing, and stays index-only. min(run_at) is the
     -- oldest ready job whenever there is one: ready jobs sort before scheduled ones.
     SELECT queue_name, priority, count(*) AS total,
            count(*) FILTER (WHERE run_at <= now()) AS ready, min(run_at) AS since
-    FROM {schema}.jobs WHERE status = {QUEUED}
+    FROM {schema}.jobs WHERE status = {QUEUED} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
     GROUP BY queue_name, priority
 ), sent AS (
     SELECT queue_name, priority, count(*) AS total, count(*) AS ready, min(run_at) AS since
-    FROM {schema}.jobs WHERE status = {DISPATCHED}
+    FROM {schema}.jobs WHERE status = {DISPATCHED} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
     GROUP BY queue_name, priority
 ), waiting AS (
     -- Ready (queued, due) and dispatched jobs are both waiting for a worker.
@@ -40,7 +48,7 @@ WITH queues AS (
     GROUP BY queue_name
 ), running AS (
     SELECT queue_name, count(*) AS running
-    FROM {schema}.jobs WHERE status = {RUNNING}
+    FROM {schema}.jobs WHERE status = {RUNNING} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
     GROUP BY queue_name
 ), recent AS (
     SELECT queue_name,
@@ -48,8 +56,12 @@ WITH queues AS (
            count(*) FILTER (WHERE status IN ({LOG_FAILED}, {LOG_DEAD}, {LOG_LOST})) AS failed_last_hour,
            count(*) FILTER (WHERE status = {LOG_COMPLETED}
                                   AND finished > now() - interval '5 minutes') AS completed_5m
-    FROM {schema}.job_logs
+    FROM {schema}.job_logs l
     WHERE finished > now() - interval '1 hour'
+      -- job_logs has no tenant: a tenant-scoped caller's rows are found through the job.
+      AND (%(tenants)s::text[] IS NULL
+           OR EXISTS (SELECT 1 FROM {schema}.jobs j
+                      WHERE j.id = l.job_id AND j.tenant = ANY(%(tenants)s::text[])))
     GROUP BY queue_name
 ), live AS (
     SELECT q AS queue_name, count(*) AS live_workers
@@ -85,11 +97,13 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS dead FROM {schema}.jobs j
     WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
       AND j.queue_name = q.name AND j.status = {DEAD}
+      AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
 ) d
 ORDER BY q.name;
 
 -- name: admin_stats_summary
 -- The figures that are not per queue; sent in the same pipeline as admin_queue_stats.
+-- Workers as admin_workers shows them to the caller; p95 over the caller's jobs.
 SELECT now() AS now,
        count(*) AS workers_total,
        count(*) FILTER (WHERE alive) AS workers_alive,
@@ -98,32 +112,52 @@ SELECT now() AS now,
        (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM l.duration))
         FROM {schema}.job_logs l
         WHERE l.finished > now() - interval '5 minutes' AND l.status = {LOG_COMPLETED}
-          AND l.duration IS NOT NULL)::float8 AS p95_duration
+          AND l.duration IS NOT NULL
+          AND (%(queues)s::text[] IS NULL OR l.queue_name = ANY(%(queues)s::text[]))
+          AND (%(tenants)s::text[] IS NULL
+               OR EXISTS (SELECT 1 FROM {schema}.jobs j
+                          WHERE j.id = l.job_id AND j.tenant = ANY(%(tenants)s::text[]))))::float8
+       AS p95_duration
 FROM (
     SELECT concurrency, jobs_in_flight,
            stopped IS NULL
            AND last_heartbeat >= now() - %(dead_after)s * interval '1 second' AS alive
     FROM {schema}.workers
+    -- Workers serve queues, not tenants: a tenant-scoped caller sees none; a queue-scoped
+    -- one sees those serving a queue in its scope.
+    WHERE %(tenants)s::text[] IS NULL
+      AND (%(queues)s::text[] IS NULL OR queues && %(queues)s::text[])
 ) w;
 
 -- name: admin_workers
-SELECT id, host, pid, queues, concurrency, started, last_heartbeat, stopped, jobs_in_flight,
+-- For a queue-scoped caller, each worker's queue list is cut to the queues in scope.
+SELECT id, host, pid,
+       CASE WHEN %(queues)s::text[] IS NULL THEN queues
+            ELSE ARRAY(SELECT q FROM unnest(queues) AS q WHERE q = ANY(%(queues)s::text[]))
+       END AS queues,
+       concurrency, started, last_heartbeat, stopped, jobs_in_flight,
        extract(epoch FROM now() - last_heartbeat)::float8 AS heartbeat_age_seconds,
        (stopped IS NULL AND last_heartbeat >= now() - %(dead_after)s * interval '1 second')
            AS alive
 FROM {schema}.workers
+WHERE %(tenants)s::text[] IS NULL
+  AND (%(queues)s::text[] IS NULL OR queues && %(queues)s::text[])
 ORDER BY alive DESC, started DESC, id;
 
 -- name: admin_queue_exists
--- A queue is known when it has a job_queues row or any job (probes, not scans).
-SELECT EXISTS (SELECT 1 FROM {schema}.job_queues WHERE name = %(queue)s)
+-- A queue is known when it has a job_queues row or any job (probes, not scans); to a
+-- tenant-scoped caller, only when one of its tenants has a job in it.
+SELECT CASE WHEN %(tenants)s::text[] IS NOT NULL THEN
+    EXISTS (SELECT 1 FROM {schema}.jobs
+            WHERE tenant = ANY(%(tenants)s::text[]) AND queue_name = %(queue)s)
+ELSE EXISTS (SELECT 1 FROM {schema}.job_queues WHERE name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
                WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
                  AND queue_name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
                WHERE status = {DISPATCHED} AND queue_name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
-               WHERE status = {RUNNING} AND queue_name = %(queue)s) AS known;
+               WHERE status = {RUNNING} AND queue_name = %(queue)s) END AS known;
 
 -- name: admin_ping
 SELECT 1;

@@ -15,7 +15,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from conveyor.admin import Admin
 from conveyor.config import Settings
-from conveyor.web.auth import Authenticator, Principal, csrf_token
+from conveyor.scope import UNRESTRICTED
+from conveyor.web.auth import Authenticator, Principal, csrf_token, scoped_admin
 from conveyor.web.pages.format import FILTERS, sparkline
 from conveyor.web.pages.history import ThroughputHistory
 
@@ -51,7 +52,8 @@ SECURITY_HEADERS = {
 
 
 def admin_of(request: Request) -> Admin:
-    return cast(Admin, request.app.state.admin)
+    """The admin layer limited to the logged-in caller's scope (tenants, queues)."""
+    return scoped_admin(request)
 
 
 def settings_of(request: Request) -> Settings:
@@ -59,11 +61,18 @@ def settings_of(request: Request) -> Settings:
 
 
 def history_of(request: Request) -> ThroughputHistory:
+    """The throughput sparklines of the caller's scope: one history per scope, so a
+    tenant-scoped page never draws figures an unscoped one recorded (or the reverse)."""
     state = request.app.state
-    history = getattr(state, "dashboard_history", None)
+    histories = getattr(state, "dashboard_history", None)
+    if not isinstance(histories, dict):
+        histories = {}
+        state.dashboard_history = histories
+    principal = getattr(request.state, "principal", None)
+    scope = principal.scope if isinstance(principal, Principal) else UNRESTRICTED
+    history = histories.get(scope)
     if not isinstance(history, ThroughputHistory):
-        history = ThroughputHistory()
-        state.dashboard_history = history
+        history = histories[scope] = ThroughputHistory()
     return history
 
 
@@ -113,6 +122,8 @@ def render(
         "principal": who,
         "can_operate": who is not None and who.can("operator"),
         "can_admin": who is not None and who.can("admin"),
+        # Only a button hint: the admin layer refuses a tenant-scoped pause whatever is drawn.
+        "can_pause": who is not None and who.can("operator") and who.scope.tenants is None,
         "csrf": csrf_token(request) if "session" in request.scope else "",
         "refresh_seconds": settings.web.refresh_interval,
         "flash": None,
