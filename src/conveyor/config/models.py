@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from conveyor.config.liveness import LivenessSettings
 from conveyor.durations import (
     ByteSize,
     CommaList,
@@ -382,6 +383,7 @@ class Settings(BaseModel):
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    liveness: LivenessSettings = Field(default_factory=LivenessSettings)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -431,4 +433,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "circuit_breaker": CircuitBreakerSettings,
     "encryption": EncryptionSettings,
     "log": LogSettings,
+    "liveness": LivenessSettings,
 }
