@@ -24,6 +24,7 @@ from conveyor.errors import ConveyorError, reason
 from conveyor.lanes import Lanes
 from conveyor.metrics import exposition
 from conveyor.store import Store
+from conveyor.watchdog_http import stuck_response
 
 # A readiness probe must answer well within the orchestrator's own timeout.
 PROBE_SECONDS = 2.0
@@ -62,7 +63,7 @@ def health_routes(
     settings: Settings, component: Component | Callable[[], str | None]
 ) -> list[Route]:
     async def healthz(_: Request) -> Response:
-        return PlainTextResponse("ok\n")
+        return stuck_response() or PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
         checks = await asyncio.gather(check_postgres(settings), check_redis(settings))

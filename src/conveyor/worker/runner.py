@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from conveyor import metrics
+from conveyor import metrics, watchdog
 from conveyor.config import Settings
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
@@ -134,6 +134,7 @@ class Worker:
         await fetch
         await self.drain(self.settings.worker.shutdown_grace if grace is None else grace)
         beat.cancel()
+        watchdog.done("worker.heartbeat")
         await self.close()
 
     def request_stop_now(self) -> None:
@@ -179,10 +180,12 @@ class Worker:
         backoff = Backoff(initial=0.1, cap=5.0)
         registered = False
         while not self._stopping.is_set():
+            watchdog.beat("worker.fetch")
             free = self.options.concurrency - len(self.in_flight)
             if free <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                with watchdog.waiting("worker.fetch"):
+                    await self._slot_freed.wait()
                 continue
             try:
                 if not registered:
@@ -211,6 +214,7 @@ class Worker:
                 log.exception("unexpected error while fetching jobs; retrying in %.1f s", delay)
                 self.counts["errors"] += 1
                 await asyncio.sleep(delay)
+        watchdog.done("worker.fetch")
 
     async def _lane_keys(self) -> list[str]:
         now = time.monotonic()
@@ -316,6 +320,7 @@ class Worker:
         interval = self.settings.worker.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
+            watchdog.beat("worker.heartbeat")
             try:
                 await self.heartbeat()
                 metrics.WORKER_ACTIVE.set(len(self.in_flight))
