@@ -16,8 +16,11 @@ from typing import Literal, ParamSpec, TypeVar, cast
 import redis
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from conveyor.config import Settings
+from conveyor.deadlines import longest_block, redis_options
 from conveyor.errors import RedisUnavailable, ScratchRefused
 from conveyor.vocabulary import (
     HIGH_PRIORITY_MAX,
@@ -64,7 +67,8 @@ def redis_client(settings: Settings, timeout: float | None = None) -> aioredis.R
         socket_timeout=seconds,
         socket_connect_timeout=seconds,
         max_connections=settings.redis.pool_size,
-        health_check_interval=30,
+        **redis_options(settings),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), settings.liveness.redis_retries),
     )
 
 
@@ -178,6 +182,9 @@ class Lanes:
         """Block until one lane has ids, then take up to `count` from the first non-empty."""
         if not lane_keys or count <= 0:
             return []
+        block = longest_block(
+            self.client.connection_pool.connection_kwargs["socket_timeout"], block
+        )
         result = await self.client.blmpop(
             block, len(lane_keys), *lane_keys, direction="RIGHT", count=count
         )

@@ -9,6 +9,8 @@ import psycopg
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from conveyor.deadlines import TCP_OPTIONS, pool_check
+
 # PostgreSQL returns jsonb as text; orjson parses it several times faster than json.
 set_json_loads(orjson.loads)
 set_json_dumps(lambda value: orjson.dumps(value).decode())
@@ -21,6 +23,7 @@ def connect_kwargs(role: str, connect_timeout: float) -> dict[str, Any]:
         "application_name": f"{APPLICATION_NAME}-{role}",
         "connect_timeout": max(1, int(connect_timeout)),
         "autocommit": True,
+        **TCP_OPTIONS,
         # Every Conveyor statement is short; JIT compilation costs them hundreds of ms
         # whenever the planner's estimate for a big table crosses jit_above_cost.
         "options": "-c jit=off",
@@ -49,7 +52,7 @@ def async_pool(url: str, role: str, size: int, connect_timeout: float) -> AsyncC
     # before handing them out, instead of failing the caller's first statement.
     return AsyncConnectionPool(
         url,
-        check=AsyncConnectionPool.check_connection,
+        check=pool_check(connect_timeout),
         **_pool_options(role, size, connect_timeout),
     )
 
