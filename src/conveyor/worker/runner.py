@@ -27,6 +27,7 @@ from conveyor.tasks import JobContext, TaskRegistry
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
+from conveyor.worker.leases import LeaseTrust
 from conveyor.worker.outcome import COMPLETED, DEAD, HANDED_BACK, RETRY, Outcome
 
 log = logging.getLogger("conveyor.worker")
@@ -98,6 +99,7 @@ class Worker:
         self._owns_store = store is None
         self._owns_lanes = lanes is None
         self.completer: Completer | None = None
+        self.leases = LeaseTrust(settings.worker.lease)
 
     @property
     def store(self) -> WorkStatements:
@@ -309,6 +311,10 @@ class Worker:
             flight.handing_back = True
             flight.task.cancel()
 
+    def _disown(self, flight: InFlight) -> None:
+        self.counts["lost_lease"] += 1
+        self._cancel(flight)
+
     def _cancel(self, flight: InFlight) -> None:
         flight.ctx.cancel()
         if flight.is_async:
@@ -331,13 +337,15 @@ class Worker:
                 log.exception("unexpected heartbeat error")
 
     async def heartbeat(self) -> None:
-        flights = list(self.in_flight.values())
+        flights = self.leases.trusted(list(self.in_flight.values()), self._disown)
+        started = self.leases.now()
         beat = await self.store.heartbeat(
             self.id,
             self.settings.worker.lease,
             [f.job.id for f in flights],
             [f.job.token for f in flights],
         )
+        self.leases.proven(started)
         owned, cancel_requested = set(beat.owned), set(beat.cancel_requested)
         if not beat.registered:  # our registry row was pruned or deleted: put it back
             await self._register()
