@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from conveyor.config import Settings
@@ -113,17 +113,6 @@ def postgres_deadline(connection: _HasSocket, seconds: float, what: str) -> Iter
             raise
     if deadline.expired:  # it failed nothing, but the connection is gone: say so
         raise StatementTimeout(f"PostgreSQL did not answer {what} within {seconds:g} s")
-
-
-def database_deadline(settings: Settings) -> float:
-    return settings.liveness.database_deadline
-
-
-@contextlib.asynccontextmanager
-async def guarded(connection: _HasSocket, settings: Settings, what: str) -> AsyncIterator[None]:
-    """`postgres_deadline` with the configured liveness.database_deadline."""
-    with postgres_deadline(connection, database_deadline(settings), what):
-        yield
 
 
 def pool_check(seconds: float) -> Callable[[Any], Awaitable[None]]:

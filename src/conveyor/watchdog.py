@@ -156,7 +156,9 @@ def start(settings: Settings, process: str) -> Watchdog | None:
     """Enable faulthandler and, unless liveness.watchdog is off, watch this process. Call
     it from the running event loop to have the loop itself watched too."""
     global _CURRENT, _LOOP, _TICK
-    faulthandler.enable()
+    # A fatal signal (SIGSEGV, SIGABRT from a native library) then leaves a Python stack.
+    with contextlib.suppress(OSError, ValueError):  # a stderr without a descriptor
+        faulthandler.enable()
     live = settings.liveness
     if not live.watchdog:
         return None
