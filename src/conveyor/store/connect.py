@@ -52,7 +52,7 @@ def async_pool(url: str, role: str, size: int, connect_timeout: float) -> AsyncC
     # before handing them out, instead of failing the caller's first statement.
     return AsyncConnectionPool(
         url,
-        check=pool_check(connect_timeout),
+        check=pool_check(connect_timeout / 2),
         **_pool_options(role, size, connect_timeout),
     )
 
