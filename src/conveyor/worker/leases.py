@@ -14,6 +14,7 @@ attempt reports later is fenced by its lease token.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -80,3 +81,12 @@ class LeaseTrust:
             del self._seen[job_id]
         self.disowned &= current
         return keep
+
+    async def watch(
+        self, flights: Callable[[], Iterable[F]], disown: Callable[[F], None], interval: float
+    ) -> None:
+        """Check every `interval` seconds, apart from the heartbeat itself: a heartbeat
+        stuck on a silent connection until its deadline must not delay the verdict."""
+        while True:
+            await asyncio.sleep(interval)
+            self.trusted(flights(), disown)

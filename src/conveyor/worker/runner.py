@@ -129,6 +129,7 @@ class Worker:
         if self.completer is None:
             await self.start()
         beat = asyncio.ensure_future(self._heartbeat_loop())
+        trust = asyncio.ensure_future(self._watch_leases())
         fetch = asyncio.ensure_future(self._fetch_loop())
         await stop.wait()
         self._stopping.set()
@@ -136,6 +137,7 @@ class Worker:
         await fetch
         await self.drain(self.settings.worker.shutdown_grace if grace is None else grace)
         beat.cancel()
+        trust.cancel()
         watchdog.done("worker.heartbeat")
         await self.close()
 
@@ -310,6 +312,10 @@ class Worker:
         if not flight.handing_back:
             flight.handing_back = True
             flight.task.cancel()
+
+    async def _watch_leases(self) -> None:
+        interval = self.settings.worker.heartbeat_interval
+        await self.leases.watch(lambda: list(self.in_flight.values()), self._disown, interval)
 
     def _disown(self, flight: InFlight) -> None:
         self.counts["lost_lease"] += 1
