@@ -45,6 +45,9 @@ LIVENESS = {
     "redis.socket_timeout": 2.0,
     "database.connect_timeout": 2.0,
     "worker.lease": 8.0,
+    # Silent connections keep their server backends until the proxy lets go: small pools
+    # keep this test well inside a shared server's max_connections.
+    "database.pool_size": 3,
 }
 # The longest a silent connection can hold up recovery with the settings above: a
 # statement's deadline, the leader lock freed by PostgreSQL's idle_session_timeout (3

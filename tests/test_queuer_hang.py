@@ -55,6 +55,7 @@ LIVENESS = {
     "liveness.watchdog_grace": 1.0,
     "redis.socket_timeout": 2.0,
     "worker.lease": 8.0,
+    "database.pool_size": 3,  # the server is shared: stay well inside max_connections
 }
 
 
