@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -21,21 +22,28 @@ from conveyor import Conveyor, JobContext, RetryPolicy
 app = Conveyor()
 _schema = app.settings.database.schema_name
 _pool: psycopg_pool.ConnectionPool | None = None
+_pool_lock = threading.Lock()
 
 
 def pool() -> psycopg_pool.ConnectionPool:
     global _pool
-    if _pool is None:
-        _pool = psycopg_pool.ConnectionPool(
-            # Liveness tests send Conveyor through a proxy they freeze; the record of what
-            # ran must not go silent with it.
-            os.environ.get("CONVEYOR_TEST_RECORD_URL") or app.settings.database.url,
-            min_size=1,
-            max_size=8,
-            kwargs={"autocommit": True, "options": f"-c search_path={_schema}"},
-        )
-        atexit.register(_pool.close)
+    with _pool_lock:  # handlers run in threads: one pool, not one per first caller
+        if _pool is None:
+            _pool = _new_pool()
     return _pool
+
+
+def _new_pool() -> psycopg_pool.ConnectionPool:
+    created = psycopg_pool.ConnectionPool(
+        # Liveness tests send Conveyor through a proxy they freeze; the record of what
+        # ran must not go silent with it.
+        os.environ.get("CONVEYOR_TEST_RECORD_URL") or app.settings.database.url,
+        min_size=1,
+        max_size=8,
+        kwargs={"autocommit": True, "options": f"-c search_path={_schema}"},
+    )
+    atexit.register(created.close)
+    return created
 
 
 def record(ctx: JobContext) -> None:

@@ -6,10 +6,12 @@ at least T + lease/2 (the statement renews leases past their half-life), and a c
 at C until C + lease/2 at least. Past that, with no heartbeat succeeding in between (a
 wedged connection, a silent PostgreSQL), the lease may have run out and another worker may
 be running the job: this worker then treats the attempt as lost. It asks the handler to
-stop (an async handler is cancelled, a sync one sees ctx.cancelled), and it leaves the job
-out of every later heartbeat, so that renewing leases on stale knowledge is impossible and
-the rescuer elsewhere takes over once the lease ends, as the design intends. Whatever the
-attempt reports later is fenced by its lease token.
+stop (an async handler is cancelled, a sync one sees ctx.cancelled), leaves the job out of
+every later heartbeat, so that renewing leases on stale knowledge is impossible, and drops
+whatever the attempt reports: the rescuer takes over once the lease ends, as the design
+intends, and the attempt counts ("worker lost"). Recording it instead would be wrong both
+ways: as cancelled (what ctx.cancelled means to the outcome) it would end the job, and as
+handed back it would not count an attempt that may well have run.
 """
 
 from __future__ import annotations
@@ -81,6 +83,14 @@ class LeaseTrust:
             del self._seen[job_id]
         self.disowned &= current
         return keep
+
+    def forget(self, job_id: UUID) -> bool:
+        """The attempt ended; True if it had been disowned (drop its outcome)."""
+        self._seen.pop(job_id, None)
+        if job_id in self.disowned:
+            self.disowned.discard(job_id)
+            return True
+        return False
 
     async def watch(
         self, flights: Callable[[], Iterable[F]], disown: Callable[[F], None], interval: float

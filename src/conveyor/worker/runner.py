@@ -300,6 +300,10 @@ class Worker:
                 task=job.task,
             )
         self.in_flight.pop(job.id, None)
+        if self.leases.forget(job.id):
+            # Disowned: once its lease ends the rescuer decides, and the attempt counts.
+            self._slot_freed.set()
+            return
         if outcome.log_status in (COMPLETED, RETRY, DEAD):
             self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
         self.completer.submit(outcome)
