@@ -16,6 +16,7 @@ from typing import Concatenate, Literal, ParamSpec, TypeVar, cast
 import redis.asyncio as aioredis
 
 from conveyor.config import Settings
+from conveyor.deadlines import longest_block
 from conveyor.errors import RedisUnavailable
 from conveyor.redis_endpoints import DRIVER_ERRORS, ActiveEndpoint, Endpoints, _Primary
 from conveyor.vocabulary import (
@@ -40,8 +41,6 @@ __all__ = [
 
 _DRIVER_ERRORS = DRIVER_ERRORS
 
-# The longest blocking pop, as a share of redis.socket_timeout.
-BLOCK_SHARE = 0.5
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -236,7 +235,7 @@ class Lanes:
             # redis-py reads a blocking reply under socket_timeout like any other: a block
             # as long would time out on a healthy, idle Redis and look like an outage (and,
             # with backups, start a failover). An early empty pop costs nothing.
-            block = min(block, BLOCK_SHARE * timeout)
+            block = longest_block(timeout, block)
         result = await self.client.blmpop(
             block, len(lane_keys), *lane_keys, direction="RIGHT", count=count
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
-from conveyor import metrics
+from conveyor import metrics, watchdog
 from conveyor.config import Settings
 from conveyor.lanes import Lanes
 from conveyor.store import Store
@@ -163,6 +163,8 @@ class Pruner:
         async with self.store.connection() as conn:
             store = self.store.bound_to(conn)
             for _ in range(max_batches):
+                # A long prune is progress, not a stuck maintenance loop.
+                watchdog.beat("queuer.maintenance")
                 deleted = await store.prune_finished_jobs(
                     self.retention, self.dead_retention, self.BATCH
                 )
@@ -170,6 +172,7 @@ class Pruner:
                 if deleted < self.BATCH:
                     break
             for _ in range(max_batches):
+                watchdog.beat("queuer.maintenance")
                 deleted = await store.prune_job_logs(self.retention, self.BATCH)
                 result.logs += deleted
                 if deleted < self.BATCH:

@@ -32,6 +32,7 @@ from conveyor.errors import ConveyorError, reason
 from conveyor.lanes import Lanes
 from conveyor.metrics import exposition
 from conveyor.store import Store
+from conveyor.watchdog_http import stuck_response
 
 log = logging.getLogger("conveyor.probes")
 
@@ -142,7 +143,7 @@ def health_routes(
     dependencies = _DependencyChecks(settings)
 
     async def healthz(_: Request) -> Response:
-        return PlainTextResponse("ok\n")
+        return stuck_response() or PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
         postgres, redis_problem, redis = await dependencies.current()

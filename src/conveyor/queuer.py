@@ -14,7 +14,7 @@ import logging
 from collections import Counter, defaultdict
 from uuid import UUID
 
-from conveyor import metrics
+from conveyor import metrics, watchdog
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.lanes import EpochLost, Lanes, lane_for_priority
@@ -178,6 +178,7 @@ class Queuer:
         maintenance = asyncio.ensure_future(self._maintenance_loop(stop))
         try:
             while not stop.is_set():
+                watchdog.beat("queuer.dispatch")
                 try:
                     wait = await self._iteration()
                     backoff.reset()
@@ -200,6 +201,8 @@ class Queuer:
                 waker.cancel()
         finally:
             self.postgres_only.leave("the queuer is stopping")
+            watchdog.done("queuer.dispatch")
+            watchdog.done("queuer.maintenance")
             stop_task.cancel()
             maintenance.cancel()
             await asyncio.gather(maintenance, return_exceptions=True)
@@ -210,6 +213,7 @@ class Queuer:
         delays dispatch."""
         backoff = Backoff(initial=0.5, cap=10.0)
         while not stop.is_set():
+            watchdog.beat("queuer.maintenance")
             try:
                 wait = await self._run_due_passes()
                 backoff.reset()

@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 
 from conveyor import metrics
 from conveyor.config import Settings
+from conveyor.deadlines import redis_options
 from conveyor.redis_choice import PROBE_TIMEOUT, Choice, redact
 
 log = logging.getLogger("conveyor.redis")
@@ -44,22 +45,24 @@ DRIVER_ERRORS = (
 )
 
 
-def _retry() -> Retry:
+def _retry(retries: int) -> Retry:
     # redis-py's default retries a failed command ten times, timeouts included: a dead or
-    # silent Redis would hold every caller for minutes. One immediate retry on a broken
-    # connection (an idle one the server dropped) and none on a timeout keep a call within
-    # socket_timeout (+ the block time of a blocking pop).
-    return Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+    # silent Redis would hold every caller for minutes. Immediate retries on a broken
+    # connection only (an idle one the server dropped; `liveness.redis_retries`, 1 by
+    # default) and none on a timeout keep a call within socket_timeout.
+    return Retry(NoBackoff(), retries, supported_errors=(redis.exceptions.ConnectionError,))
 
 
-def url_client(url: str, timeout: float, pool_size: int, cls: type[aioredis.Redis]) -> Any:
+def url_client(
+    url: str, timeout: float, pool_size: int, cls: type[aioredis.Redis], settings: Settings
+) -> Any:
     return cls.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         max_connections=pool_size,
-        health_check_interval=30,
-        retry=_retry(),
+        **redis_options(settings),
+        retry=_retry(settings.liveness.redis_retries),
     )
 
 
@@ -129,10 +132,10 @@ class Endpoints:
                     redact(url),
                     # Bound now: a closure over the loop variable would see the last URL.
                     make=lambda url=url, kind=kind: url_client(  # type: ignore[misc]
-                        url, seconds, conf.pool_size, kind
+                        url, seconds, conf.pool_size, kind, settings
                     ),
                     make_probe=lambda url=url: url_client(  # type: ignore[misc]
-                        url, probe_seconds, 2, aioredis.Redis
+                        url, probe_seconds, 2, aioredis.Redis, settings
                     ),
                 )
             )
@@ -161,8 +164,8 @@ class Endpoints:
                 service,
                 redis_class=_Primary,
                 max_connections=conf.pool_size,
-                health_check_interval=30,
-                retry=_retry(),
+                **redis_options(settings),
+                retry=_retry(settings.liveness.redis_retries),
             )
             return client
 

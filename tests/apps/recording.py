@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from conveyor import Conveyor, JobContext, RetryPolicy
 app = Conveyor()
 _schema = app.settings.database.schema_name
 _pool: psycopg_pool.ConnectionPool | None = None
+_pool_lock = threading.Lock()
 _RECORD_EXECUTION = (
     f'INSERT INTO "{_schema}".executions (job_id, attempt, pid) VALUES (%s, %s, %s)'.encode()
 )
@@ -31,17 +33,25 @@ _RECORD_EFFECT = (
 
 def pool() -> psycopg_pool.ConnectionPool:
     global _pool
-    if _pool is None:
-        _pool = psycopg_pool.ConnectionPool(
-            app.settings.database.url,
-            min_size=1,
-            max_size=8,
-            # Names are schema-qualified and nothing is prepared, so the recording works
-            # through a transaction-mode PgBouncer too (which drops `options`).
-            kwargs={"autocommit": True, "prepare_threshold": None},
-        )
-        atexit.register(_pool.close)
+    with _pool_lock:  # handlers run in threads: one pool, not one per first caller
+        if _pool is None:
+            _pool = _new_pool()
     return _pool
+
+
+def _new_pool() -> psycopg_pool.ConnectionPool:
+    created = psycopg_pool.ConnectionPool(
+        # Liveness tests send Conveyor through a proxy they freeze; the record of what
+        # ran must not go silent with it.
+        os.environ.get("CONVEYOR_TEST_RECORD_URL") or app.settings.database.url,
+        min_size=1,
+        max_size=8,
+        # Names are schema-qualified and nothing is prepared, so the recording works
+        # through a transaction-mode PgBouncer too (which drops `options`).
+        kwargs={"autocommit": True, "prepare_threshold": None},
+    )
+    atexit.register(created.close)
+    return created
 
 
 def record(ctx: JobContext) -> None:
@@ -89,3 +99,12 @@ async def async_job(payload: dict[str, Any], ctx: JobContext) -> None:
 def poison(payload: dict[str, Any], ctx: JobContext) -> None:
     record(ctx)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="loop_blocker", queue="work", max_attempts=3)
+async def loop_blocker(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Blocks the worker's event loop (a CPU-bound async handler, as far as the loop can
+    tell) on the attempts listed, which the watchdog must notice."""
+    await asyncio.to_thread(record, ctx)
+    if ctx.attempt in payload.get("block_on_attempts", []):
+        time.sleep(float(payload.get("sleep", 3600)))

@@ -94,6 +94,7 @@ def migrate(state: State) -> None:
 @pass_state
 def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
     """Move ready jobs from PostgreSQL into Redis (and run maintenance when elected)."""
+    from conveyor import watchdog
     from conveyor.queuer import Queuer
     from conveyor.worker.process import install_loop_policy
 
@@ -106,6 +107,7 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        watchdog.start(settings, "queuer")
         queuer = await Queuer.open(settings, maintenance=not no_maintenance)
         health = None
         if settings.health.port:

@@ -61,8 +61,10 @@ def web(
 
 
 async def _serve(settings: Settings, certfile: str | None, keyfile: str | None) -> None:
+    from conveyor import watchdog
     from conveyor.web.app import serve
 
+    watchdog.start(settings, "web")
     health = None
     if settings.health.port:
         from conveyor.probes import serve_health

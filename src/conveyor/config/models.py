@@ -25,6 +25,7 @@ from conveyor.config.base import (
     _Section,
 )
 from conveyor.config.connections import DatabaseSettings, RedisSettings, SentinelSettings
+from conveyor.config.liveness import LivenessSettings
 from conveyor.config.web import ApiToken, WebSettings, WebUser
 from conveyor.durations import (
     ByteSize,
@@ -237,6 +238,7 @@ class Settings(BaseModel):
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    liveness: LivenessSettings = Field(default_factory=LivenessSettings)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -286,4 +288,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "circuit_breaker": CircuitBreakerSettings,
     "encryption": EncryptionSettings,
     "log": LogSettings,
+    "liveness": LivenessSettings,
 }

@@ -20,6 +20,7 @@ from psycopg import AsyncCursor
 from psycopg.rows import RowMaker, dict_row
 
 from conveyor.config import Settings
+from conveyor.deadlines import DEFAULT_DEADLINE, postgres_deadline, renew
 from conveyor.errors import (
     DatabaseUnavailable,
     SchemaNotMigrated,
@@ -106,6 +107,7 @@ class StoreBase:
         self.queries: Queries = load_queries(schema)
         self._bound = connection
         self._owns_pool = False
+        self.deadline = DEFAULT_DEADLINE
 
     @classmethod
     async def open(cls, settings: Settings, role: str, size: int | None = None) -> Self:
@@ -116,6 +118,7 @@ class StoreBase:
         await pool.open(wait=False)
         store = cls(pool, db.schema_name)
         store._owns_pool = True
+        store.deadline = settings.liveness.database_deadline
         return store
 
     @classmethod
@@ -147,13 +150,15 @@ class StoreBase:
         """The bound connection, or one from the pool; driver errors are translated."""
         with database_errors():
             if self._bound is not None:
+                renew(self._bound)
                 yield self._bound
                 return
             if self._pool is None:
                 raise RuntimeError("this store has neither a pool nor a connection")
             async with self._pool.connection() as conn:
                 try:
-                    yield conn
+                    with postgres_deadline(conn, self.deadline, "a statement"):
+                        yield conn
                 except psycopg.errors.ReadOnlySqlTransaction:
                     await self._pool.drain()
                     raise

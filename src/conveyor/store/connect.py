@@ -9,6 +9,8 @@ import psycopg
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from conveyor.deadlines import TCP_OPTIONS, pool_check
+
 # PostgreSQL returns jsonb as text; orjson parses it several times faster than json.
 set_json_loads(orjson.loads)
 set_json_dumps(lambda value: orjson.dumps(value).decode())
@@ -23,6 +25,7 @@ def connect_kwargs(
         "application_name": f"{APPLICATION_NAME}-{role}",
         "connect_timeout": max(1, int(connect_timeout)),
         "autocommit": True,
+        **TCP_OPTIONS,
     }
     if pooler_mode == "transaction":
         # Consecutive statements of one client run on different server connections behind
@@ -64,7 +67,7 @@ def async_pool(
     # before handing them out, instead of failing the caller's first statement.
     return AsyncConnectionPool(
         url,
-        check=AsyncConnectionPool.check_connection,
+        check=pool_check(connect_timeout / 2),
         **_pool_options(role, size, connect_timeout, pooler_mode),
     )
 

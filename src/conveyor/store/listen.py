@@ -24,10 +24,14 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from conveyor import watchdog
 from conveyor.config import Settings
+from conveyor.deadlines import postgres_deadline
+from conveyor.errors import StatementTimeout
 from conveyor.store.base import database_errors
 from conveyor.store.connect import connect_kwargs, describe
 from conveyor.store.queries import load_queries
+from conveyor.store.session_check import LISTEN_LOOP, SessionCheck
 
 log = logging.getLogger("conveyor.queuer")
 
@@ -66,6 +70,8 @@ class Listener:
         self._queries = load_queries(schema)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.deadline = settings.liveness.database_deadline
+        self._silence = SessionCheck(settings.liveness.listen_check_interval)
 
     @property
     def alive(self) -> bool:
@@ -84,10 +90,13 @@ class Listener:
                 db.direct_url or db.url, **connect_kwargs(self.role, db.connect_timeout)
             )
             try:
-                channel = sql.Identifier(self.channel).as_bytes(conn)
-                await conn.execute(self._queries["listen_for_jobs"].replace(CHANNEL_SLOT, channel))
-                if self.lead:
-                    await self._try_lock(conn)
+                with postgres_deadline(conn, self.deadline, "LISTEN"):
+                    channel = sql.Identifier(self.channel).as_bytes(conn)
+                    listen = self._queries["listen_for_jobs"].replace(CHANNEL_SLOT, channel)
+                    await conn.execute(listen)
+                    await self._silence.prepare(conn, self._queries)
+                    if self.lead:
+                        await self._try_lock(conn)
             except BaseException:
                 await conn.close()
                 raise
@@ -119,10 +128,14 @@ class Listener:
             while True:
                 async for _ in conn.notifies(timeout=self.LOCK_RETRY):
                     self._wake()
-                if self.lead and not self.is_leader:
-                    await self._try_lock(conn)
-        except (psycopg.Error, OSError) as error:
+                watchdog.beat(LISTEN_LOOP)
+                with postgres_deadline(conn, self.deadline, "the LISTEN session"):
+                    await self._silence.check(conn, self._queries)
+                    if self.lead and not self.is_leader:
+                        await self._try_lock(conn)
+        except (psycopg.Error, OSError, StatementTimeout) as error:
             log.warning("lost the LISTEN connection (%s); will reconnect", describe(error))
         finally:
+            watchdog.done(LISTEN_LOOP)
             self.is_leader = False
             self._wake()  # the queuer's next pass reconnects

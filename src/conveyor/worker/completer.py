@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import Counter
 
-from conveyor import metrics
+from conveyor import metrics, watchdog
 from conveyor.errors import DatabaseUnavailable, StatementRejected
 from conveyor.retrying import Backoff
 from conveyor.store.work import WorkStatements
@@ -56,9 +56,11 @@ class Completer:
     async def _run(self) -> None:
         backoff = Backoff(initial=0.05, cap=5.0)
         while True:
-            await self._wake.wait()
+            with watchdog.waiting("worker.outcomes"):
+                await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                watchdog.beat("worker.outcomes")
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
                     await self._write(batch)
@@ -79,6 +81,7 @@ class Completer:
                     await self._write_each(batch)
             self._idle.set()
             if self._closing:
+                watchdog.done("worker.outcomes")
                 return
 
     async def _write_each(self, batch: list[Outcome]) -> None:

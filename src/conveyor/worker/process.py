@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 
+from conveyor import watchdog
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.tasks import TaskRegistry
@@ -115,6 +116,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, on_signal)
     loop.add_signal_handler(signal.SIGINT, on_signal)
+    watchdog.start(settings, f"worker process {options.worker_id}")
     health = None
     if health_port:
         from conveyor.probes import serve_health

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from conveyor import metrics
+from conveyor import metrics, watchdog
 from conveyor.config import Settings
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
@@ -28,6 +28,7 @@ from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
 from conveyor.worker.fetch import Fetcher
+from conveyor.worker.leases import LeaseTrust
 from conveyor.worker.outcome import COMPLETED, DEAD, HANDED_BACK, RETRY, Outcome
 
 log = logging.getLogger("conveyor.worker")
@@ -97,6 +98,7 @@ class Worker:
         self._owns_lanes = lanes is None
         self.completer: Completer | None = None
         self.fetcher: Fetcher | None = None
+        self.leases = LeaseTrust(settings.worker.lease)
 
     @property
     def store(self) -> WorkStatements:
@@ -137,6 +139,7 @@ class Worker:
         if self.completer is None:
             await self.start()
         beat = asyncio.ensure_future(self._heartbeat_loop())
+        trust = asyncio.ensure_future(self._watch_leases())
         fetch = asyncio.ensure_future(self._fetch_loop())
         await stop.wait()
         self._stopping.set()
@@ -144,6 +147,8 @@ class Worker:
         await fetch
         await self.drain(self.settings.worker.shutdown_grace if grace is None else grace)
         beat.cancel()
+        trust.cancel()
+        watchdog.done("worker.heartbeat")
         await self.close()
 
     def request_stop_now(self) -> None:
@@ -196,10 +201,12 @@ class Worker:
         backoff = Backoff(initial=0.1, cap=5.0)
         registered = False
         while not self._stopping.is_set():
+            watchdog.beat("worker.fetch")
             free = self.options.concurrency - len(self.in_flight)
             if free <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                with watchdog.waiting("worker.fetch"):
+                    await self._slot_freed.wait()
                 continue
             try:
                 if not registered:
@@ -228,6 +235,7 @@ class Worker:
                 log.exception("unexpected error while fetching jobs; retrying in %.1f s", delay)
                 self.counts["errors"] += 1
                 await asyncio.sleep(delay)
+        watchdog.done("worker.fetch")
 
     async def _fetch(self, free: int) -> None:
         assert self.fetcher is not None  # noqa: S101
@@ -279,6 +287,10 @@ class Worker:
                 task=job.task,
             )
         self.in_flight.pop(job.id, None)
+        if self.leases.forget(job.id):
+            # Disowned: once its lease ends the rescuer decides, and the attempt counts.
+            self._slot_freed.set()
+            return
         if outcome.log_status in (COMPLETED, RETRY, DEAD):
             self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
         self.completer.submit(outcome)
@@ -292,6 +304,14 @@ class Worker:
             flight.handing_back = True
             flight.task.cancel()
 
+    async def _watch_leases(self) -> None:
+        interval = self.settings.worker.heartbeat_interval
+        await self.leases.watch(lambda: list(self.in_flight.values()), self._disown, interval)
+
+    def _disown(self, flight: InFlight) -> None:
+        self.counts["lost_lease"] += 1
+        self._cancel(flight)
+
     def _cancel(self, flight: InFlight) -> None:
         flight.ctx.cancel()
         if flight.is_async:
@@ -303,6 +323,7 @@ class Worker:
         interval = self.settings.worker.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
+            watchdog.beat("worker.heartbeat")
             try:
                 await self.heartbeat()
                 metrics.WORKER_ACTIVE.set(len(self.in_flight))
@@ -313,13 +334,15 @@ class Worker:
                 log.exception("unexpected heartbeat error")
 
     async def heartbeat(self) -> None:
-        flights = list(self.in_flight.values())
+        flights = self.leases.trusted(list(self.in_flight.values()), self._disown)
+        started = self.leases.now()
         beat = await self.store.heartbeat(
             self.id,
             self.settings.worker.lease,
             [f.job.id for f in flights],
             [f.job.token for f in flights],
         )
+        self.leases.proven(started)
         owned, cancel_requested = set(beat.owned), set(beat.cancel_requested)
         if not beat.registered:  # our registry row was pruned or deleted: put it back
             await self._register()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from conveyor import metrics
+from conveyor import metrics, watchdog
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, StatementRejected
 from conveyor.maintenance import rescue
@@ -89,6 +89,7 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        watchdog.start(self.settings, "worker supervisor")
         with tempfile.TemporaryDirectory(prefix="conveyor-metrics-") as metrics_dir:
             os.environ.setdefault(metrics.MULTIPROC_ENV, metrics_dir)
             health = None
@@ -115,6 +116,7 @@ class Supervisor:
             self.children[slot] = self._spawn(slot)
         pending: dict[int, tuple[float, float]] = {}  # slot -> (restart at, delay used)
         while not self._signals:
+            watchdog.beat("supervisor")
             for slot, child in list(self.children.items()):
                 if child.process.exitcode is None:
                     continue
@@ -127,6 +129,7 @@ class Supervisor:
                     self.restarts += 1
                     del pending[slot]
             time.sleep(0.1)
+        watchdog.done("supervisor")  # shutting down: joining children may take a while
         return self._shutdown()
 
     def _after_death(self, child: Child) -> tuple[float, float]:
