@@ -168,6 +168,17 @@ class RedisServer:
         return redis.Redis(port=self.port)
 
 
+def delete_keys(redis_url: str, prefix: str) -> None:
+    """Remove a test's Redis keys (by its private prefix) from a shared Redis."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def create_recording_tables(settings: Settings) -> None:
     with psycopg.connect(settings.database.url, autocommit=True) as conn:
         schema = settings.database.schema_name

@@ -31,6 +31,7 @@ from tests.processes import (
     can_run_private_postgres,
     children_of,
     create_recording_tables,
+    delete_keys,
     free_port,
     queue_check,
     terminal_snapshot,
@@ -330,10 +331,4 @@ async def test_postgres_restart_loses_nothing_and_enqueue_fails_clearly(
         procs.stop_all()
         app.close()
         server.remove()
-        import redis as redis_module
-
-        client = redis_module.Redis.from_url(settings.redis.url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_keys(settings.redis.url, prefix)

@@ -28,6 +28,7 @@ from tests.processes import (
     Processes,
     can_run_private_postgres,
     create_recording_tables,
+    delete_keys,
     free_port,
     queue_check,
     terminal_snapshot,
@@ -171,13 +172,7 @@ async def test_a_primary_turned_read_only_is_an_outage(
     finally:
         procs.stop_all()
         app.close()
-        import redis as redis_module
-
-        client = redis_module.Redis.from_url(settings.redis.url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_keys(settings.redis.url, prefix)
 
 
 class Standby(PostgresServer):
@@ -276,10 +271,4 @@ async def test_a_multi_host_url_follows_a_promoted_standby(tmp_path: Path) -> No
         if standby is not None:
             standby.remove()
         primary.remove()
-        import redis as redis_module
-
-        client = redis_module.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_keys(REDIS_URL, prefix)

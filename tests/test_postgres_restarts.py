@@ -33,6 +33,7 @@ from tests.processes import (
     Processes,
     can_run_private_postgres,
     create_recording_tables,
+    delete_keys,
     queue_check,
     terminal_snapshot,
 )
@@ -157,10 +158,4 @@ async def test_postgres_restarts_under_load_kill_no_process(tmp_path: Path) -> N
         procs.stop_all()
         app.close()
         server.remove()
-        import redis as redis_module
-
-        client = redis_module.Redis.from_url(settings.redis.url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_keys(settings.redis.url, prefix)
