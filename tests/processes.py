@@ -209,6 +209,24 @@ def queue_check(conn: psycopg.Connection[Any], job_ids: list[Any]) -> dict[str, 
     return counts
 
 
+def ran_each_once(conn: psycopg.Connection[Any], job_ids: list[Any]) -> None:
+    """Every job completed, and each was executed exactly once (the process tests)."""
+    assert queue_check(conn, job_ids) == {"completed": len(job_ids)}
+    row = conn.execute(
+        b"SELECT count(*), count(DISTINCT job_id), max(c) FROM "
+        b"(SELECT job_id, count(*) c FROM executions GROUP BY job_id) e"
+    ).fetchone()
+    assert row == (len(job_ids), len(job_ids), 1), "every job executed exactly once"
+
+
+def finished(conn: psycopg.Connection[Any], total: int) -> bool:
+    """At least `total` jobs have ended (completed or dead)."""
+    row = conn.execute(
+        b"SELECT count(*) FROM jobs WHERE status IN ('completed', 'dead')"
+    ).fetchone()
+    return bool(row and row[0] >= total)
+
+
 def terminal_snapshot(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(
         b"SELECT id, status, attempt, lease_token, completed, failed, updated FROM jobs "

@@ -29,11 +29,12 @@ from tests.processes import (
     can_run_private_postgres,
     create_recording_tables,
     delete_keys,
+    finished,
     free_port,
     queue_check,
+    ran_each_once,
     terminal_snapshot,
 )
-from tests.test_processes import done
 
 pytestmark = pytest.mark.fault
 
@@ -72,13 +73,8 @@ async def test_a_multi_host_url_skips_a_dead_host(
         procs.queuer()
         procs.queuer()
         procs.worker(processes=3, concurrency=20)
-        await wait_until(lambda: done(db, 10_000), timeout=300, interval=0.5, message="10,000")
-        assert queue_check(db, ids) == {"completed": 10_000}
-        row = db.execute(
-            b"SELECT count(*), count(DISTINCT job_id), max(c) FROM "
-            b"(SELECT job_id, count(*) c FROM executions GROUP BY job_id) e"
-        ).fetchone()
-        assert row == (10_000, 10_000, 1), "every job executed exactly once"
+        await wait_until(lambda: finished(db, 10_000), timeout=300, interval=0.5, message="10,000")
+        ran_each_once(db, ids)
     finally:
         procs.stop_all()
         app.close()
@@ -149,7 +145,7 @@ async def test_a_primary_turned_read_only_is_an_outage(
         queuer = procs.queuer()
         worker = procs.worker(processes=2, concurrency=8)
         with check() as conn:
-            await wait_until(lambda: done(conn, 300), timeout=60, message="progress")
+            await wait_until(lambda: finished(conn, 300), timeout=60, message="progress")
         set_read_only(server.url, True)
         ids += await enqueue_until_refused(app)
         await asyncio.sleep(1.0)  # every other session has reread it by now
@@ -162,7 +158,7 @@ async def test_a_primary_turned_read_only_is_an_outage(
         set_read_only(server.url, False)
         ids += await enqueue_when_accepted(app)
         with check() as conn:
-            await wait_until(lambda: done(conn, len(ids)), timeout=120, message="every job")
+            await wait_until(lambda: finished(conn, len(ids)), timeout=120, message="every job")
             assert queue_check(conn, ids) == {"completed": len(ids)}
             before = terminal_snapshot(conn)
             await asyncio.sleep(1.0)
@@ -248,14 +244,14 @@ async def test_a_multi_host_url_follows_a_promoted_standby(tmp_path: Path) -> No
             return psycopg.connect(url, options="-c search_path=conveyor", autocommit=True)
 
         with check() as conn:
-            await wait_until(lambda: done(conn, 300), timeout=60, message="progress")
+            await wait_until(lambda: finished(conn, 300), timeout=60, message="progress")
         primary.stop()
         with pytest.raises(DatabaseUnavailable):
             app.enqueue("job", {})
         standby.promote()
         ids += app.enqueue_many("job", [{"n": 1}] * 10)  # through the host list, to the standby
         with check() as conn:
-            await wait_until(lambda: done(conn, len(ids)), timeout=180, message="every job")
+            await wait_until(lambda: finished(conn, len(ids)), timeout=180, message="every job")
             assert queue_check(conn, ids) == {"completed": len(ids)}
             before = terminal_snapshot(conn)
             await asyncio.sleep(1.0)

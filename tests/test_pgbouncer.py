@@ -22,9 +22,14 @@ from conveyor.store.migrate import available_migrations, migrate
 from tests.apps import recording
 from tests.conftest import drop_namespace, wait_until
 from tests.factories import REDIS_URL, new_namespace
-from tests.processes import Processes, create_recording_tables, queue_check
+from tests.processes import (
+    Processes,
+    create_recording_tables,
+    finished,
+    queue_check,
+    ran_each_once,
+)
 from tests.servers import PgBouncer, find_command
-from tests.test_processes import done
 
 pytestmark = [
     pytest.mark.fault,
@@ -75,12 +80,7 @@ def enqueue_10k(app: Conveyor) -> list[Any]:
 
 
 def assert_each_ran_once(db: psycopg.Connection[Any], ids: list[Any]) -> None:
-    assert queue_check(db, ids) == {"completed": len(ids)}
-    row = db.execute(
-        b"SELECT count(*), count(DISTINCT job_id), max(c) FROM "
-        b"(SELECT job_id, count(*) c FROM executions GROUP BY job_id) e"
-    ).fetchone()
-    assert row == (len(ids), len(ids), 1), "every job executed exactly once"
+    ran_each_once(db, ids)
     pids = db.execute(b"SELECT count(DISTINCT pid) FROM executions").fetchone()
     assert pids is not None and pids[0] == 3, "all three worker processes took part"
 
@@ -112,7 +112,7 @@ async def test_10k_jobs_exactly_once_through_pgbouncer_with_a_lease_leader(
     ids = enqueue_10k(app)  # the producer's sync pool, through PgBouncer
     queuers = [procs.queuer(), procs.queuer()]
     procs.worker(processes=3, concurrency=20)
-    await wait_until(lambda: done(db, 10_000), timeout=300, interval=0.5, message="10,000 jobs")
+    await wait_until(lambda: finished(db, 10_000), timeout=300, interval=0.5, message="10,000 jobs")
     assert_each_ran_once(db, ids)
     holder = lease_holder(db)
     assert holder is not None, "a queuer holds the maintenance lease"
@@ -147,7 +147,7 @@ async def test_the_lease_passes_on_and_the_new_leader_rescues(
         message="the lease passing to the other queuer",
     )
     procs.worker(processes=1, concurrency=10)
-    await wait_until(lambda: done(db, len(ids)), timeout=120, message="every job")
+    await wait_until(lambda: finished(db, len(ids)), timeout=120, message="every job")
     assert queue_check(db, ids) == {"completed": len(ids)}
     lost = db.execute(b"SELECT count(*) FROM job_logs WHERE status = 'lost'").fetchone()
     assert lost is not None and lost[0] >= 1, "the new leader rescued the dead worker's jobs"
@@ -186,7 +186,7 @@ async def test_direct_url_gives_listen_and_the_session_lock(
             message="one queuer holding the session lock on the direct connection",
         )
         ids = enqueue_10k(app)
-        await wait_until(lambda: done(db, 10_000), timeout=300, interval=0.5, message="10,000")
+        await wait_until(lambda: finished(db, 10_000), timeout=300, interval=0.5, message="10,000")
         assert_each_ran_once(db, ids)
         assert lease_holder(db) is None, "no lease when a session is at hand"
     finally:

@@ -12,14 +12,9 @@ import pytest
 from conveyor.app import Conveyor
 from tests.apps import recording
 from tests.conftest import wait_until
-from tests.processes import Processes, children_of, queue_check
+from tests.processes import Processes, children_of, finished, queue_check, ran_each_once
 
 pytestmark = pytest.mark.fault
-
-
-def done(db: psycopg.Connection[Any], total: int) -> bool:
-    row = db.execute(b"SELECT count(*) FROM jobs WHERE status IN ('completed', 'dead')").fetchone()
-    return bool(row and row[0] >= total)
 
 
 async def test_two_queuers_three_worker_processes_run_each_job_once(
@@ -32,13 +27,8 @@ async def test_two_queuers_three_worker_processes_run_each_job_once(
     procs.queuer()
     procs.queuer()
     procs.worker(processes=3, concurrency=20)
-    await wait_until(lambda: done(db, 10_000), timeout=240, interval=0.5, message="10,000 jobs")
-    assert queue_check(db, ids) == {"completed": 10_000}
-    row = db.execute(
-        b"SELECT count(*), count(DISTINCT job_id), max(c) FROM "
-        b"(SELECT job_id, count(*) c FROM executions GROUP BY job_id) e"
-    ).fetchone()
-    assert row == (10_000, 10_000, 1), "every job executed exactly once"
+    await wait_until(lambda: finished(db, 10_000), timeout=240, interval=0.5, message="10,000 jobs")
+    ran_each_once(db, ids)
     logs = db.execute(b"SELECT count(*), count(DISTINCT job_id) FROM job_logs").fetchone()
     assert logs == (10_000, 10_000)
     pids = db.execute(b"SELECT count(DISTINCT pid) FROM executions").fetchone()
@@ -97,5 +87,5 @@ async def test_supervisor_restarts_a_killed_worker_process(
     )
     procs.queuer()
     ids = app.enqueue_many("job", [{"n": 1}] * 20)
-    await wait_until(lambda: done(db, 20), message="jobs after the restart")
+    await wait_until(lambda: finished(db, 20), message="jobs after the restart")
     assert queue_check(db, ids) == {"completed": 20}
