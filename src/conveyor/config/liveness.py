@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
+from conveyor.config.base import _Section
 from conveyor.durations import Interval, NonNegDuration, NonNegInt, format_duration
 
 
-class LivenessSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class LivenessSettings(_Section):
     # Longest one PostgreSQL statement or transaction may hold its connection, checkout
     # included; past it the connection's socket is shut down (never reused) and the caller
     # gets StatementTimeout, which every loop handles as an outage.
@@ -27,8 +26,8 @@ class LivenessSettings(BaseModel):
     # The LISTEN session runs a trivial statement when it has been quiet this long, so a
     # silent socket is noticed (a wait for notifications alone cannot tell silence from calm).
     listen_check_interval: Interval = 5.0
-    # Redis: a command that timed out (redis.socket_timeout) is retried this many times on
-    # a new connection before the caller sees RedisUnavailable.
+    # Redis: a command whose connection broke is retried this many times at once on a new
+    # connection; a timeout is never retried (a silent Redis costs one socket_timeout).
     redis_retries: NonNegInt = 1
     # Redis connections idle this long are PINGed before reuse.
     redis_health_check_interval: Interval = 10.0
