@@ -1,0 +1,46 @@
+-- Observability: the leader's per-minute rollup of every queue and lane, its hourly
+-- summary, and what each worker reports about itself in its heartbeat.
+
+-- One row per minute, queue and lane, written once by the leader's rollup pass after the
+-- minute has ended (an upsert, so a pass that runs twice writes the same row). Counts are
+-- attempts that finished in the minute (job_logs.finished) and jobs created in it;
+-- waiting, running and oldest_wait are read at the minute's end; percentiles in seconds.
+CREATE TABLE IF NOT EXISTS {schema}.metrics_minutes (
+    bucket      timestamptz NOT NULL,
+    queue_name  text NOT NULL,
+    lane        text NOT NULL,
+    enqueued    integer NOT NULL DEFAULT 0,
+    completed   integer NOT NULL DEFAULT 0,
+    failed      integer NOT NULL DEFAULT 0,
+    dead        integer NOT NULL DEFAULT 0,
+    retried     integer NOT NULL DEFAULT 0,
+    rescued     integer NOT NULL DEFAULT 0,
+    waiting     integer NOT NULL DEFAULT 0,
+    running     integer NOT NULL DEFAULT 0,
+    oldest_wait double precision,
+    run_p50     double precision,
+    run_p95     double precision,
+    run_p99     double precision,
+    wait_p50    double precision,
+    wait_p95    double precision,
+    wait_p99    double precision,
+    PRIMARY KEY (bucket, queue_name, lane)
+);
+
+-- The same shape, one row per hour: counts summed, gauges as at the hour's end,
+-- percentiles recomputed from the hour's attempts while their rows still exist.
+CREATE TABLE IF NOT EXISTS {schema}.metrics_hours (
+    LIKE {schema}.metrics_minutes INCLUDING DEFAULTS,
+    PRIMARY KEY (bucket, queue_name, lane)
+);
+
+-- Worker health as the specification has it, written by the heartbeat it already sends
+-- (no extra round trip): totals since the worker started, its resident memory, and the
+-- states an alert rule needs from the worker side.
+ALTER TABLE {schema}.workers
+    ADD COLUMN IF NOT EXISTS rss_bytes bigint,
+    ADD COLUMN IF NOT EXISTS jobs_processed bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS jobs_failed bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS busy_seconds double precision NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS postgres_only boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS breakers_open text[] NOT NULL DEFAULT '{}';
