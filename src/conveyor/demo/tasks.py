@@ -108,3 +108,40 @@ def enqueue_samples(total: int) -> Expected:
     warmup.enqueue({"node": "cache-flaky", "flaky": True})
     # The flaky warm-up and every failing aggregate run more than once.
     return Expected(total=total, dead=failing, retried=failing + 1)
+
+
+# Nobody in the demo serves this queue: while the dashboard is open it backs up, so the
+# "no live worker" and backlog alerts have something to fire on.
+UNSERVED_QUEUE = "reports:backfill"
+
+
+@app.task(queue=UNSERVED_QUEUE)
+def backfill_report(payload: dict[str, Any]) -> None:
+    time.sleep(_pause())
+
+
+@app.task(queue="warmup:process", max_attempts=3, retry=FAST_RETRY)
+async def slow_warmup(payload: dict[str, Any]) -> None:
+    # Seconds, not milliseconds: the dashboard's running column and run-time chart move.
+    await asyncio.sleep(random.uniform(1.0, 4.0))  # noqa: S311 - timing only
+
+
+def enqueue_trickle(tick: int) -> int:
+    """One second of the live demo's sample traffic: mostly healthy, about one job in
+    twelve failing for good, a slow one now and then, and a queue nobody serves."""
+    emails = [
+        {"to": f"user{tick}-{n}@example.com" if (tick + n) % 12 else f"user{tick}-{n}"}
+        for n in range(6)
+    ]
+    app.enqueue_many(send_email, emails, priority=EMAIL_PRIORITIES["normal"])
+    customers = 0 if tick % 10 == 0 else random.randint(1, 500)  # noqa: S311 - sample data
+    daily_aggregate.enqueue(
+        {"account": tick, "day": time.strftime("%Y-%m-%d"), "mrr_cents": 90_000,
+         "customers": customers}
+    )  # fmt: skip
+    enqueued = len(emails) + 1
+    if tick % 3 == 0:
+        slow_warmup.enqueue({"node": f"cache-{tick}"})
+        enqueued += 1
+    backfill_report.enqueue({"report": tick})
+    return enqueued + 1
