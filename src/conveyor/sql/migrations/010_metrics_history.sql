@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS {schema}.metrics_minutes (
     waiting     integer NOT NULL DEFAULT 0,
     running     integer NOT NULL DEFAULT 0,
     oldest_wait double precision,
+    -- Total handler seconds of the minute's finished attempts: with the attempt counts it
+    -- gives the average run time that capacity planning (Little's law) needs.
+    run_seconds double precision NOT NULL DEFAULT 0,
     run_p50     double precision,
     run_p95     double precision,
     run_p99     double precision,
