@@ -574,36 +574,53 @@ async def test_pause_stops_a_running_worker(
     app: Conveyor, running: Running, db: psycopg.Connection[Any]
 ) -> None:
     ran: list[int] = []
+    beacons: list[int] = []
 
     @app.task(queue="mail")
     async def send(payload: dict[str, int]) -> None:
         ran.append(payload["n"])
 
+    # A job on another queue, enqueued after the paused ones: once it has run, the queuer
+    # has passed over the paused queue and the worker has fetched again, so "nothing
+    # happened to the paused jobs" is an observation, not the end of a sleep.
+    @app.task(queue="beacon")
+    async def beacon(payload: dict[str, int]) -> None:
+        beacons.append(payload["n"])
+
+    async def after_a_full_pass(n: int) -> None:
+        await app.aenqueue(beacon, {"n": n})
+        await wait_until(lambda: n in beacons, timeout=60, message=f"beacon {n} ran")
+
     def count(status: str) -> int:
-        row = db.execute(b"SELECT count(*) FROM jobs WHERE status = %s", (status,)).fetchone()
+        row = db.execute(
+            b"SELECT count(*) FROM jobs WHERE status = %s AND queue_name = 'mail'", (status,)
+        ).fetchone()
         return row[0] if row else 0
 
     running.queuer()
-    worker = running.worker(["mail"])
+    worker = running.worker(["mail", "beacon"])
     await app.aenqueue(send, {"n": 0})
     await wait_until(lambda: ran == [0], message="the worker runs jobs before the pause")
     async with Admin(app.settings) as admin:
         await admin.pause("mail", ACTOR)
         ids = [await app.aenqueue(send, {"n": n}) for n in range(1, 6)]
-        await asyncio.sleep(1.5)
+        await after_a_full_pass(1)
         assert ran == [0] and count("queued") == 5  # not dispatched, not run
         # Ids that reach the lanes anyway (Redis lost the pause set in between) are
         # popped by the live worker and refused at claim time.
         await admin.lanes.resume("mail")
         db.execute(
-            b"UPDATE jobs SET status = 'dispatched', dispatched_at = now() WHERE status = 'queued'"
+            b"UPDATE jobs SET status = 'dispatched', dispatched_at = now() "
+            b"WHERE status = 'queued' AND queue_name = 'mail'"
         )
         await admin.lanes.client.lpush(admin.lanes.keys.lane("mail", "normal"), *map(str, ids))
         await wait_until(lambda: worker.counts["dropped"] >= 5, message="claims refused")
-        await asyncio.sleep(1.0)
+        await after_a_full_pass(2)
         assert ran == [0] and count("queued") == 5
         await admin.resume("mail", ACTOR)
-    await wait_until(lambda: count("completed") == 6, message="jobs completed after resume")
+    await wait_until(
+        lambda: count("completed") == 6, timeout=60, message="jobs completed after resume"
+    )
     assert sorted(ran) == list(range(6))
 
 
