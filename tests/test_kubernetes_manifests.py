@@ -302,3 +302,19 @@ async def test_the_keda_query_counts_the_demand_for_workers(settings: Settings, 
         await admin.pause("warmup:process", "test")
     row = db.execute(query.encode()).fetchone()
     assert row == (5,)
+
+
+def test_postgresql_connections_fit_the_default_max_connections_at_the_largest_scale() -> None:
+    pool = configured_settings().database.pool_size
+    worker = named("Deployment", "conveyor-worker").body["spec"]["template"]["spec"]
+    processes = check_command(worker["containers"][0]["command"])["processes"]
+    largest = max(
+        [d.body["spec"]["maxReplicaCount"] for d in by_kind("ScaledObject")]
+        + [d.body["spec"]["maxReplicas"] for d in by_kind("HorizontalPodAutoscaler")]
+    )
+    others = sum(
+        named("Deployment", name).body["spec"]["replicas"]
+        for name in ("conveyor-queuer", "conveyor-web")
+    )
+    # PostgreSQL's default max_connections, less superuser_reserved_connections.
+    assert (largest * processes + others) * pool <= 100 - 3
