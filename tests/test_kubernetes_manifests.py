@@ -269,3 +269,27 @@ def test_postgresql_connections_fit_the_default_max_connections_at_the_largest_s
     )
     # PostgreSQL's default max_connections, less superuser_reserved_connections.
     assert (largest * processes + others) * pool <= 100 - 3
+
+
+def test_every_selector_selects_a_deployment_and_every_service_port_exists() -> None:
+    templates = {d.name: d.body["spec"]["template"] for d in OBJECTS if d.kind == "Deployment"}
+
+    def selected(labels: dict[str, str]) -> list[str]:
+        return [
+            name
+            for name, template in templates.items()
+            if labels.items() <= template["metadata"]["labels"].items()
+        ]
+
+    for document in by_kind("PodDisruptionBudget"):
+        assert len(selected(document.body["spec"]["selector"]["matchLabels"])) == 1, str(document)
+    for name in templates:
+        deployment = named("Deployment", name).body["spec"]
+        assert selected(deployment["selector"]["matchLabels"]) == [name]
+    (service,) = by_kind("Service")
+    (target,) = selected(service.body["spec"]["selector"])
+    (container,) = templates[target]["spec"]["containers"]
+    names = {port["name"] for port in container["ports"]}
+    assert {port["targetPort"] for port in service.body["spec"]["ports"]} <= names
+    for scaler in by_kind("ScaledObject") + by_kind("HorizontalPodAutoscaler"):
+        assert scaler.body["spec"]["scaleTargetRef"]["name"] in templates, str(scaler)
