@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import traceback
@@ -62,8 +63,27 @@ async def run_job(
 
     def failed(error: BaseException, policy: RetryPolicy, retryable: bool = True) -> Outcome:
         if retryable and job.attempt < job.max_attempts and policy.should_retry(error):
-            return done(RETRY, error, retry_in=policy.delay(job.attempt))
-        return done(DEAD, error)
+            outcome = done(RETRY, error, retry_in=policy.delay(job.attempt))
+            log.warning(
+                "job %s (%s) failed on attempt %d of %d, retrying in %.3g s: %s",
+                job.id,
+                job.task,
+                job.attempt,
+                job.max_attempts,
+                outcome.retry_in,
+                _first_line(outcome.error),
+            )
+            return outcome
+        outcome = done(DEAD, error)
+        log.error(
+            "job %s (%s) failed on attempt %d of %d and is dead: %s",
+            job.id,
+            job.task,
+            job.attempt,
+            job.max_attempts,
+            _first_line(outcome.error),
+        )
+        return outcome
 
     if task is None:
         # Perhaps a deploy in progress: a later attempt may land on a worker that has it.
@@ -126,7 +146,10 @@ async def _in_thread(
     attempt keeps its slot and its lease (the heartbeat renews it) until the handler
     returns; only then is the timeout recorded and a retry scheduled. Otherwise the retry
     could run beside the first run, which is still doing the job's work."""
-    future = asyncio.get_running_loop().run_in_executor(executor, call)
+    # A copy of this attempt's context, so the handler's own log lines carry the job's
+    # fields in the thread too (run_in_executor, unlike a task, does not copy it).
+    context = contextvars.copy_context()
+    future = asyncio.get_running_loop().run_in_executor(executor, context.run, call)
     try:
         if job.timeout is None:
             return await future
@@ -171,6 +194,12 @@ def _clean(text: str, limit: int) -> str:
     # PostgreSQL text cannot hold NUL; a huge message must not bloat every log row.
     text = text.replace("\x00", "\\0")
     return text if len(text) <= limit else text[: limit - 20] + " ... (truncated)"
+
+
+def _first_line(text: str | None, limit: int = 500) -> str:
+    """The head of an error for a log line (the attempt's row keeps all of it)."""
+    line = (text or "").strip().split("\n", 1)[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _describe(error: BaseException) -> str:
