@@ -15,6 +15,7 @@ from typing import Any
 from conveyor import metrics
 from conveyor.encryption import PayloadCipher, redact
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
+from conveyor.human import span
 from conveyor.retry import RetryPolicy
 from conveyor.store.work import ClaimedJob, UnreadablePayload
 from conveyor.tasks import JobContext, Task
@@ -65,12 +66,12 @@ async def run_job(
         if retryable and job.attempt < job.max_attempts and policy.should_retry(error):
             outcome = done(RETRY, error, retry_in=policy.delay(job.attempt))
             log.warning(
-                "job %s (%s) failed on attempt %d of %d, retrying in %.3g s: %s",
+                "job %s (%s) failed on attempt %d of %d, retrying in %s: %s",
                 job.id,
                 job.task,
                 job.attempt,
                 job.max_attempts,
-                outcome.retry_in,
+                span(outcome.retry_in or 0.0),
                 _first_line(outcome.error),
             )
             return outcome
