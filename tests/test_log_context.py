@@ -16,10 +16,14 @@ import psycopg
 import pytest
 
 from conveyor.app import Conveyor
+from conveyor.config import Settings
 from conveyor.log_context import JobContextFilter, current_job, job_context, job_fields
 from conveyor.logs import JsonFormatter, TextFormatter
+from conveyor.maintenance import Rescuer
+from conveyor.store import Store
 from tests.apps import chatty
 from tests.conftest import wait_until
+from tests.factories import add_job, add_worker
 from tests.processes import Processes, finished
 
 FIELDS = ("job_id", "queue", "task", "attempt", "worker")
@@ -155,3 +159,36 @@ async def test_worker_lines_carry_the_job_in_sync_and_async_handlers(
     assert outside, "the worker logs lines that are about no job"
     for line in outside:
         assert not any(field in line for field in FIELDS), line
+
+
+async def test_rescued_attempts_are_logged_with_their_job(
+    settings: Settings, db: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    add_worker(db, "w-gone", ["work"], silent_for=600)
+    lost = {
+        attempt: add_job(
+            db,
+            "work",
+            task="job",
+            status="running",
+            attempt=attempt,
+            max_attempts=3,
+            lease_token=attempt,
+            worker_id="w-gone",
+            lease_expires_at="2000-01-01T00:00:00Z",
+        )
+        for attempt in (1, 3)
+    }
+    store = await Store.open(settings, "test", 1)
+    try:
+        with caplog.at_level(logging.INFO, logger="conveyor.maintenance"):
+            await Rescuer(store, settings).run_once()
+    finally:
+        await store.close()
+    about = {getattr(r, "job_id", None): r for r in caplog.records}
+    for attempt, job_id in lost.items():
+        record = about[str(job_id)]
+        fields = tuple(getattr(record, name) for name in FIELDS)
+        assert fields == (str(job_id), "work", "job", attempt, "w-gone")
+    assert about[str(lost[3])].levelno == logging.WARNING, "the last attempt: the job is dead"
+    assert "queued to run again" in about[str(lost[1])].getMessage()
