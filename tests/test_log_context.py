@@ -185,10 +185,10 @@ async def test_rescued_attempts_are_logged_with_their_job(
             await Rescuer(store, settings).run_once()
     finally:
         await store.close()
-    about = {getattr(r, "job_id", None): r for r in caplog.records}
+    about = {str(getattr(r, "job_id", None)): r for r in caplog.records}
     for attempt, job_id in lost.items():
         record = about[str(job_id)]
         fields = tuple(getattr(record, name) for name in FIELDS)
-        assert fields == (str(job_id), "work", "job", attempt, "w-gone")
+        assert fields == (job_id, "work", "job", attempt, "w-gone")
     assert about[str(lost[3])].levelno == logging.WARNING, "the last attempt: the job is dead"
     assert "queued to run again" in about[str(lost[1])].getMessage()

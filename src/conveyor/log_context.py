@@ -14,8 +14,7 @@ outcome) pass the same fields with `extra=job_fields(...)`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
@@ -34,8 +33,9 @@ def job_fields(
     attempt: int | None = None,
     worker: str | None = None,
 ) -> dict[str, Any]:
-    """The fields of one job, for `extra=` or `job_context`; unknown ones are left out."""
-    fields: dict[str, Any] = {"job_id": str(job_id)}
+    """The fields of one job, for `extra=` or `job_context`; unknown ones are left out.
+    The id stays a UUID until a line is written (both formats print it as text)."""
+    fields: dict[str, Any] = {"job_id": job_id}
     for name, value in (("queue", queue), ("task", task), ("attempt", attempt)):
         if value is not None:
             fields[name] = value
@@ -44,15 +44,27 @@ def job_fields(
     return fields
 
 
-@contextmanager
-def job_context(fields: Mapping[str, Any]) -> Iterator[None]:
+class JobLogContext:
+    """Sets the job's fields for the `with` block (a class, not @contextmanager: it is
+    entered once per attempt on the worker's hot path)."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._fields)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
+
+
+def job_context(fields: Mapping[str, Any]) -> JobLogContext:
     """Every record logged in this context (this task, and the threads it runs in a copy
-    of its context) carries `fields`; the previous context comes back on exit."""
-    token = _current.set(dict(fields))
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    of its context) carries `fields` (not copied: do not change them meanwhile); the
+    previous context comes back on exit."""
+    return JobLogContext(fields)
 
 
 def current_job() -> Mapping[str, Any] | None:
