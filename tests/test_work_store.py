@@ -99,8 +99,11 @@ async def test_a_claim_is_typed_and_fenced_through_to_its_outcome(
     assert row == ("completed", 1)
 
     await store.deregister_worker("w1")
-    gone = db.execute(b"SELECT stopped IS NOT NULL FROM workers WHERE id = 'w1'").fetchone()
-    assert gone == (True,)
+    gone = db.execute(
+        b"SELECT stopped IS NOT NULL, postgres_only, breakers_open, jobs_processed"
+        b" FROM workers WHERE id = 'w1'"
+    ).fetchone()
+    assert gone == (True, False, [], 7), "no mode, no breaker, the totals kept"
     beat = await store.heartbeat("unknown", 30, [], [], WorkerVitals())
     assert not beat.registered
 

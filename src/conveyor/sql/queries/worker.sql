@@ -94,7 +94,11 @@ WITH o AS (
 SELECT id FROM done;
 
 -- name: deregister_worker
-UPDATE {schema}.workers SET stopped = now(), jobs_in_flight = 0 WHERE id = %(worker_id)s;
+-- A stopped process is in no mode and holds no breaker open (alert rules read these);
+-- its totals stay for the dashboard.
+UPDATE {schema}.workers
+SET stopped = now(), jobs_in_flight = 0, postgres_only = false, breakers_open = ARRAY[]::text[]
+WHERE id = %(worker_id)s;
 
 -- name: claim_ready_direct
 -- Postgres-only mode (no Redis answers): claim up to `limit` jobs of the worker's queues
