@@ -729,8 +729,12 @@ async def test_workers_report_their_health(admin: Admin, db: psycopg.Connection[
     add_worker(db, "w-busy", ["q"])
     set_worker_health(db, "w-busy", up_for=3720, postgres_only=True, breakers_open=("mail", "sms"))
     add_worker(db, "w-new", ["q"])
+    add_worker(db, "w-crashed", ["q"], silent_for=600)
+    set_worker_health(db, "w-crashed", up_for=3600)
     workers = {w.id: w for w in await admin.workers()}
     busy, new = workers["w-busy"], workers["w-new"]
+    # Up until its last heartbeat, ten minutes ago: not still counting.
+    assert 2999 <= workers["w-crashed"].uptime_seconds < 3100
     assert 3719 <= busy.uptime_seconds < 3800
     assert (busy.rss_bytes, busy.jobs_processed, busy.jobs_failed) == (123 << 20, 40, 4)
     assert busy.busy_seconds == 0.492

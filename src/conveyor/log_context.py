@@ -21,7 +21,7 @@ from uuid import UUID
 
 # The record attributes, in the order the text format prints them.
 FIELDS = ("job_id", "queue", "task", "attempt", "worker")
-TEXT_NAMES = {"job_id": "job", "queue": "queue", "task": "task", "attempt": "attempt"}
+TEXT_NAMES = {"job_id": "job"}  # the rest print under their own names
 
 _current: ContextVar[Mapping[str, Any] | None] = ContextVar("conveyor_job", default=None)
 

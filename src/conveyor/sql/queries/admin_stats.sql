@@ -139,8 +139,12 @@ SELECT id, host, pid,
        extract(epoch FROM now() - last_heartbeat)::float8 AS heartbeat_age_seconds,
        (stopped IS NULL AND last_heartbeat >= now() - %(dead_after)s * interval '1 second')
            AS alive,
-       -- Health from the worker's heartbeats; a stopped worker's uptime ends at its goodbye.
-       extract(epoch FROM coalesce(stopped, now()) - started)::float8 AS uptime_seconds,
+       -- Health from the worker's heartbeats. Uptime ends at a stopped worker's goodbye,
+       -- and at a silent one's last heartbeat: a crashed worker is not "up" for days.
+       extract(epoch FROM CASE WHEN stopped IS NOT NULL THEN stopped
+                               WHEN last_heartbeat >= now() - %(dead_after)s * interval '1 second'
+                               THEN now()
+                               ELSE last_heartbeat END - started)::float8 AS uptime_seconds,
        rss_bytes, jobs_processed, jobs_failed, busy_seconds,
        CASE WHEN jobs_processed > 0 THEN busy_seconds / jobs_processed END
            AS avg_processing_seconds,
