@@ -276,10 +276,10 @@ def workers(state: State, as_json: bool) -> None:
         "slots",
         "busy",
         "heartbeat",
-        "started",
         *HEALTH_COLUMNS,
         numeric=("slots", "busy", *HEALTH_NUMERIC),
     )
+    table.columns[0].no_wrap = True  # people copy worker ids, as they do job ids
     for w in items:
         alive = "[green]yes[/]" if w.alive else ("[red]stopped[/]" if w.stopped else "[red]no[/]")
         table.add_row(
@@ -289,8 +289,7 @@ def workers(state: State, as_json: bool) -> None:
             str(w.concurrency),
             str(w.jobs_in_flight),
             f"{age(w.heartbeat_age_seconds)} ago",
-            when(w.started),
-            *health_cells(w),
+            *health_cells(w),  # uptime instead of the start time: the table must fit
         )
     console().print(table if items else "no workers registered")
 
