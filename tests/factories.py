@@ -286,6 +286,37 @@ def add_worker(
     )
 
 
+def set_worker_health(
+    db: Db,
+    worker_id: str,
+    *,
+    up_for: float = 3720.0,
+    rss_bytes: int | None = 123 << 20,
+    processed: int = 40,
+    failed: int = 4,
+    busy_seconds: float = 0.492,
+    postgres_only: bool = False,
+    breakers_open: tuple[str, ...] = (),
+) -> None:
+    """What a worker's heartbeats report about it (add_worker's row; started `up_for`
+    seconds ago)."""
+    db.execute(
+        b"UPDATE workers SET started = now() - %s * interval '1 second', rss_bytes = %s,"
+        b" jobs_processed = %s, jobs_failed = %s, busy_seconds = %s, postgres_only = %s,"
+        b" breakers_open = %s WHERE id = %s",
+        (
+            up_for,
+            rss_bytes,
+            processed,
+            failed,
+            busy_seconds,
+            postgres_only,
+            list(breakers_open),
+            worker_id,
+        ),
+    )
+
+
 def fill_at_scale(
     db: Db,
     jobs: int,

@@ -33,7 +33,7 @@ from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.ids import uuid7
 from tests.conftest import Running, wait_until
-from tests.factories import add_job, add_log, add_queue, add_worker
+from tests.factories import add_job, add_log, add_queue, add_worker, set_worker_health
 
 ACTOR = "test:admin"
 
@@ -740,3 +740,24 @@ async def test_bad_input_is_a_value_error_and_changes_nothing(
         with pytest.raises(ValueError):
             await call
     assert status_of(db, job_id) == ("dead", 0, False) and audit_rows(db) == []
+
+
+async def test_workers_report_their_health(admin: Admin, db: psycopg.Connection[Any]) -> None:
+    add_worker(db, "w-busy", ["q"])
+    set_worker_health(db, "w-busy", up_for=3720, postgres_only=True, breakers_open=("mail", "sms"))
+    add_worker(db, "w-new", ["q"])
+    add_worker(db, "w-crashed", ["q"], silent_for=600)
+    set_worker_health(db, "w-crashed", up_for=3600)
+    workers = {w.id: w for w in await admin.workers()}
+    busy, new = workers["w-busy"], workers["w-new"]
+    # Up until its last heartbeat, ten minutes ago: not still counting.
+    assert 2999 <= workers["w-crashed"].uptime_seconds < 3100
+    assert 3719 <= busy.uptime_seconds < 3800
+    assert (busy.rss_bytes, busy.jobs_processed, busy.jobs_failed) == (123 << 20, 40, 4)
+    assert busy.busy_seconds == 0.492
+    assert busy.avg_processing_seconds is not None
+    assert abs(busy.avg_processing_seconds - 0.0123) < 1e-9
+    assert busy.postgres_only and busy.breakers_open == ["mail", "sms"]
+    # A worker that has not reported yet: no memory figure, no average, no flags.
+    assert (new.rss_bytes, new.jobs_processed, new.avg_processing_seconds) == (None, 0, None)
+    assert not new.postgres_only and new.breakers_open == []

@@ -23,7 +23,7 @@ from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
 from conveyor.web.auth import Authenticator, csrf_token
 from conveyor.web.sessions import start_session
-from tests.factories import add_job
+from tests.factories import add_job, add_worker, set_worker_health
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -525,3 +525,21 @@ def test_finding_5_a_missing_session_secret_is_warned_about_loudly(
     assert [r.levelname for r in caplog.records if "web.session_secret" in r.getMessage()] == [
         "WARNING"
     ]
+
+
+async def test_workers_report_their_health(client: httpx.AsyncClient, db: Db) -> None:
+    add_worker(db, "w-1", ["emails"])
+    set_worker_health(db, "w-1", breakers_open=("emails",))
+    (worker,) = (await call(client, "GET", "/api/workers", "viewer")).json()
+    assert worker["id"] == "w-1" and worker["uptime_seconds"] >= 3720
+    assert (worker["rss_bytes"], worker["jobs_processed"], worker["jobs_failed"]) == (
+        123 << 20,
+        40,
+        4,
+    )
+    assert worker["busy_seconds"] == 0.492 and abs(worker["avg_processing_seconds"] - 0.0123) < 1e-9
+    assert worker["postgres_only"] is False and worker["breakers_open"] == ["emails"]
+    document = (await client.get("/api/openapi.json")).json()
+    described = document["components"]["schemas"]["WorkerInfo"]["properties"]
+    for name in ("uptime_seconds", "rss_bytes", "avg_processing_seconds", "breakers_open"):
+        assert name in described, name

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from conveyor.cli.main import main
 from conveyor.config import Settings
 from conveyor.ids import uuid7
-from tests.factories import add_job, add_log, add_worker
+from tests.factories import add_job, add_log, add_worker, set_worker_health
 from tests.test_admin import audit_rows, status_of
 
 Invoke = Callable[..., Result]
@@ -326,3 +326,19 @@ def test_jobs_of_one_tenant(cli: Invoke, db: psycopg.Connection[Any]) -> None:
     listed = parsed(cli("jobs", "--tenant", "acme", "--json"))
     assert [(job["id"], job["tenant"]) for job in listed["items"]] == [(str(acme), "acme")]
     assert "tenant" in one_line_error(cli("jobs", "--tenant", "not a tenant"))
+
+
+def test_workers_show_their_health(cli: Invoke, db: psycopg.Connection[Any]) -> None:
+    add_worker(db, "w-1", ["q"])
+    set_worker_health(db, "w-1", up_for=3720, postgres_only=True, breakers_open=("mail",))
+    (worker,) = parsed(cli("workers", "--json"))
+    assert (worker["rss_bytes"], worker["jobs_processed"], worker["jobs_failed"]) == (
+        123 << 20,
+        40,
+        4,
+    )
+    assert worker["uptime_seconds"] >= 3720 and worker["busy_seconds"] == 0.492
+    assert worker["postgres_only"] is True and worker["breakers_open"] == ["mail"]
+    table = cli("workers").stdout
+    for shown in ("1h 2m", "123 MiB", "12.3 ms", "postgres-only", "breaker open: mail"):
+        assert shown in table, shown

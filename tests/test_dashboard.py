@@ -514,3 +514,21 @@ def test_throughput_history_keeps_one_sample_per_bucket() -> None:
     # ignored); nobody looked at 60-119 s, which repeats 3.0; 120-149 s has 5.0.
     assert history.values("q") == [2.0, 3.0, 3.0, 3.0, 5.0][-4:]
     assert history.values("other") == []
+
+
+async def test_workers_view_shows_their_health(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    factories.add_worker(db, "w-live", ["reports"])
+    factories.set_worker_health(db, "w-live", postgres_only=True, breakers_open=("reports",))
+    factories.add_worker(db, "w-quiet", ["reports"])
+    await login(client, "viewer")
+    html = (await client.get("/workers")).text
+    for shown in ("1h 2m", "123 MiB", "12.3 ms", "postgres-only", "breaker open: reports"):
+        assert shown in html, shown
+    row = re.search(r"<code>w-live</code>.*?</tr>", html, re.S)
+    assert row is not None
+    assert re.search(r'data-label="Processed">40<', row.group(0))
+    assert re.search(r'data-label="Failed">4<', row.group(0))
+    quiet = re.search(r"<code>w-quiet</code>.*?</tr>", html, re.S)
+    assert quiet is not None and 'data-label="Memory">\u2013<' in quiet.group(0)

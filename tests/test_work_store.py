@@ -16,7 +16,7 @@ from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, SchemaNotMigrated
 from conveyor.lanes import Lanes
 from conveyor.store import Store
-from conveyor.store.work import ClaimedJob, Outcome
+from conveyor.store.work import ClaimedJob, Outcome, WorkerVitals
 from conveyor.worker import Worker, WorkerOptions
 from conveyor.worker.completer import Completer
 from conveyor.worker.outcome import COMPLETED, HANDED_BACK, RETRY
@@ -71,12 +71,25 @@ async def test_a_claim_is_typed_and_fenced_through_to_its_outcome(
     )
     assert await store.claim_jobs([str(job_id)], "w1", 30) == [], "claimed once only"
 
-    beat = await store.heartbeat("w1", 30, [job_id], [job.token])
+    vitals = WorkerVitals(
+        rss_bytes=123 << 20,
+        jobs_processed=7,
+        jobs_failed=2,
+        busy_seconds=1.5,
+        postgres_only=True,
+        breakers_open=["mail"],
+    )
+    beat = await store.heartbeat("w1", 30, [job_id], [job.token], vitals)
     assert (beat.registered, beat.owned, beat.cancel_requested) == (True, [job_id], [])
+    written = db.execute(
+        b"SELECT rss_bytes, jobs_processed, jobs_failed, busy_seconds, postgres_only,"
+        b" breakers_open FROM workers WHERE id = 'w1'"
+    ).fetchone()
+    assert written == (123 << 20, 7, 2, 1.5, True, ["mail"])
     db.execute(b"UPDATE jobs SET cancel_requested = true WHERE id = %s", (job_id,))
-    beat = await store.heartbeat("w1", 30, [job_id], [job.token])
+    beat = await store.heartbeat("w1", 30, [job_id], [job.token], vitals)
     assert beat.cancel_requested == [job_id]
-    stale = await store.heartbeat("w1", 30, [job_id], [job.token + 1])
+    stale = await store.heartbeat("w1", 30, [job_id], [job.token + 1], vitals)
     assert stale.owned == []
 
     fenced = Outcome(job_id, job.token + 1, COMPLETED, 0.1)
@@ -86,9 +99,12 @@ async def test_a_claim_is_typed_and_fenced_through_to_its_outcome(
     assert row == ("completed", 1)
 
     await store.deregister_worker("w1")
-    gone = db.execute(b"SELECT stopped IS NOT NULL FROM workers WHERE id = 'w1'").fetchone()
-    assert gone == (True,)
-    beat = await store.heartbeat("unknown", 30, [], [])
+    gone = db.execute(
+        b"SELECT stopped IS NOT NULL, postgres_only, breakers_open, jobs_processed"
+        b" FROM workers WHERE id = 'w1'"
+    ).fetchone()
+    assert gone == (True, False, [], 7), "no mode, no breaker, the totals kept"
+    beat = await store.heartbeat("unknown", 30, [], [], WorkerVitals())
     assert not beat.registered
 
 

@@ -20,6 +20,7 @@ from uuid import UUID
 from conveyor import metrics, watchdog
 from conveyor.config import Settings
 from conveyor.lanes import Lanes
+from conveyor.log_context import job_fields
 from conveyor.store import Store
 from conveyor.store.upkeep import LeasedJob
 from conveyor.vocabulary import DEAD
@@ -53,6 +54,17 @@ async def rescue(
         metrics.FAILED.labels(job.queue_name, job.task).inc()
         (metrics.DEAD if dead else metrics.RETRIED).labels(job.queue_name, job.task).inc()
         metrics.RESCUED.labels(DEAD if dead else "requeued").inc()
+        # One line per job, so a search by job_id finds how its attempt ended.
+        log.log(
+            logging.WARNING if dead else logging.INFO,
+            "job %s (%s): attempt %d was lost (%s); %s",
+            job.id,
+            job.task,
+            job.attempt,
+            reason,
+            "out of attempts, the job is dead" if dead else "queued to run again",
+            extra=job_fields(job.id, job.queue_name, job.task, job.attempt, job.worker_id),
+        )
     return result
 
 

@@ -226,6 +226,15 @@ class WorkerInfo(Model):
     jobs_in_flight: int
     stopped: datetime | None
     alive: bool
+    # Health, from the worker's heartbeats: totals since the worker process started.
+    uptime_seconds: float
+    rss_bytes: int | None  # resident memory at the last heartbeat (None: not reported)
+    jobs_processed: int  # attempts that ended (completed, failed, dead or cancelled)
+    jobs_failed: int  # of those, the failed ones (retried or dead)
+    busy_seconds: float  # handler run time of those attempts
+    avg_processing_seconds: float | None  # busy_seconds / jobs_processed
+    postgres_only: bool  # claiming from PostgreSQL: no Redis answers this worker
+    breakers_open: list[str]  # queues whose circuit breaker is open in this worker
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -114,11 +114,12 @@ class StatsMixin(AdminBase):
         tenant-scoped caller sees none, a queue-scoped one those of its queues."""
         rows = await self.read(self.store.workers(self.settings.worker.dead_after, self.scope))
         return [
-            # The row has the model's fields; only the age is rounded for display.
+            # The row has the model's fields; only the ages are rounded for display.
             WorkerInfo(
                 **{
                     **vars(row),
                     "heartbeat_age_seconds": max(0.0, round(row.heartbeat_age_seconds, 3)),
+                    "uptime_seconds": max(0.0, round(row.uptime_seconds, 3)),
                 }
             )
             for row in rows

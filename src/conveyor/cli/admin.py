@@ -29,6 +29,7 @@ from conveyor.cli.admin_output import (
     when,
 )
 from conveyor.cli.main import State, main, pass_state
+from conveyor.cli.worker_health import HEALTH_COLUMNS, HEALTH_NUMERIC, health_cells
 from conveyor.vocabulary import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX
 
 
@@ -262,7 +263,8 @@ def job(state: State, as_json: bool, job_id: str) -> None:
 @json_option
 @pass_state
 def workers(state: State, as_json: bool) -> None:
-    """Registered workers: queues, heartbeat age, jobs in flight, alive or not."""
+    """Registered workers: queues, heartbeat age, jobs in flight, alive or not, and their
+    health (uptime, memory, attempts processed and failed, average run time)."""
     items = run(state, lambda a: a.workers())
     if as_json:
         return emit_json(items)
@@ -274,9 +276,10 @@ def workers(state: State, as_json: bool) -> None:
         "slots",
         "busy",
         "heartbeat",
-        "started",
-        numeric=("slots", "busy"),
+        *HEALTH_COLUMNS,
+        numeric=("slots", "busy", *HEALTH_NUMERIC),
     )
+    table.columns[0].no_wrap = True  # people copy worker ids, as they do job ids
     for w in items:
         alive = "[green]yes[/]" if w.alive else ("[red]stopped[/]" if w.stopped else "[red]no[/]")
         table.add_row(
@@ -286,7 +289,7 @@ def workers(state: State, as_json: bool) -> None:
             str(w.concurrency),
             str(w.jobs_in_flight),
             f"{age(w.heartbeat_age_seconds)} ago",
-            when(w.started),
+            *health_cells(w),  # uptime instead of the start time: the table must fit
         )
     console().print(table if items else "no workers registered")
 

@@ -57,6 +57,14 @@ class WorkerRow:
     jobs_in_flight: int
     heartbeat_age_seconds: float
     alive: bool
+    uptime_seconds: float
+    rss_bytes: int | None
+    jobs_processed: int
+    jobs_failed: int
+    busy_seconds: float
+    avg_processing_seconds: float | None
+    postgres_only: bool
+    breakers_open: list[str]
 
 
 @dataclass(frozen=True)

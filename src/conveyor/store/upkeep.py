@@ -24,6 +24,8 @@ class RescuedJob:
     queue_name: str
     task: str
     status: str  # after the rescue: queued again, or dead on its last attempt
+    attempt: int  # the attempt that was lost
+    worker_id: str | None  # the worker that lost it
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ These run on the hot path, so each keeps its one round trip and its cheap parame
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -65,6 +65,21 @@ class HeartbeatResult:
     registered: bool
     owned: list[UUID]
     cancel_requested: list[UUID]
+
+
+@dataclass(frozen=True)
+class WorkerVitals:
+    """What a worker reports about itself in each heartbeat: totals since it started
+    (attempts ended, failed ones, handler run time), its resident memory (None when the
+    platform cannot tell), whether it is in postgres-only mode, and the queues whose
+    circuit breaker is open in it now."""
+
+    rss_bytes: int | None = None
+    jobs_processed: int = 0
+    jobs_failed: int = 0
+    busy_seconds: float = 0.0
+    postgres_only: bool = False
+    breakers_open: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -156,10 +171,27 @@ class WorkStatements(StoreBase):
         return await self._rows("claim_ready_direct", params, ClaimedJob)
 
     async def heartbeat(
-        self, worker_id: str, lease: float, ids: Sequence[UUID], tokens: Sequence[int]
+        self,
+        worker_id: str,
+        lease: float,
+        ids: Sequence[UUID],
+        tokens: Sequence[int],
+        vitals: WorkerVitals,
     ) -> HeartbeatResult:
-        """Beat for the worker and renew the leases of its attempts (`ids` with `tokens`)."""
-        params = {"worker_id": worker_id, "lease": lease, "ids": list(ids), "tokens": list(tokens)}
+        """Beat for the worker, write its vitals, and renew the leases of its attempts
+        (`ids` with `tokens`)."""
+        params = {
+            "worker_id": worker_id,
+            "lease": lease,
+            "ids": list(ids),
+            "tokens": list(tokens),
+            "rss_bytes": vitals.rss_bytes,
+            "jobs_processed": vitals.jobs_processed,
+            "jobs_failed": vitals.jobs_failed,
+            "busy_seconds": vitals.busy_seconds,
+            "postgres_only": vitals.postgres_only,
+            "breakers_open": list(vitals.breakers_open),
+        }
         result = await self._row("heartbeat", params, HeartbeatResult)
         if result is None:  # the statement always returns one row
             raise RuntimeError("heartbeat returned no row")

@@ -67,6 +67,15 @@ class Breakers:
             if circuit.state != OPEN:
                 self._set(queue, circuit, OPEN)
 
+    def open_queues(self) -> list[str]:
+        """The queues whose breaker is open now (their jobs are not being taken)."""
+        now = self.clock()
+        return sorted(
+            queue
+            for queue, circuit in self._circuits.items()
+            if self.enabled and circuit.state == OPEN and now < circuit.reopen_at
+        )
+
     def state(self, queue: str) -> str:
         circuit = self._circuits.get(queue)
         return STATE_NAMES[circuit.state if circuit else CLOSED]

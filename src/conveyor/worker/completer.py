@@ -13,6 +13,7 @@ from collections import Counter
 
 from conveyor import metrics, watchdog
 from conveyor.errors import DatabaseUnavailable, StatementRejected
+from conveyor.log_context import job_fields
 from conveyor.retrying import Backoff
 from conveyor.store.work import WorkStatements
 from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
@@ -93,7 +94,12 @@ class Completer:
             except DatabaseUnavailable:
                 self._pending.append(outcome)
             except StatementRejected as error:
-                log.error("dropped the outcome of job %s: %s", outcome.job_id, error)
+                log.error(
+                    "dropped the outcome of job %s: %s",
+                    outcome.job_id,
+                    error,
+                    extra=job_fields(outcome.job_id, outcome.queue, outcome.task),
+                )
                 self.counts["refused"] += 1
 
     async def _write(self, batch: list[Outcome]) -> None:
@@ -112,6 +118,7 @@ class Completer:
                     outcome.job_id,
                     outcome.token,
                     outcome.log_status,
+                    extra=job_fields(outcome.job_id, outcome.queue, outcome.task),
                 )
         observe(landed)
 

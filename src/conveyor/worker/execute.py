@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import traceback
@@ -14,6 +15,7 @@ from typing import Any
 from conveyor import metrics
 from conveyor.encryption import PayloadCipher, redact
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
+from conveyor.human import span
 from conveyor.retry import RetryPolicy
 from conveyor.store.work import ClaimedJob, UnreadablePayload
 from conveyor.tasks import JobContext, Task
@@ -62,8 +64,27 @@ async def run_job(
 
     def failed(error: BaseException, policy: RetryPolicy, retryable: bool = True) -> Outcome:
         if retryable and job.attempt < job.max_attempts and policy.should_retry(error):
-            return done(RETRY, error, retry_in=policy.delay(job.attempt))
-        return done(DEAD, error)
+            outcome = done(RETRY, error, retry_in=policy.delay(job.attempt))
+            log.warning(
+                "job %s (%s) failed on attempt %d of %d, retrying in %s: %s",
+                job.id,
+                job.task,
+                job.attempt,
+                job.max_attempts,
+                span(outcome.retry_in or 0.0),
+                _first_line(outcome.error),
+            )
+            return outcome
+        outcome = done(DEAD, error)
+        log.error(
+            "job %s (%s) failed on attempt %d of %d and is dead: %s",
+            job.id,
+            job.task,
+            job.attempt,
+            job.max_attempts,
+            _first_line(outcome.error),
+        )
+        return outcome
 
     if task is None:
         # Perhaps a deploy in progress: a later attempt may land on a worker that has it.
@@ -126,7 +147,10 @@ async def _in_thread(
     attempt keeps its slot and its lease (the heartbeat renews it) until the handler
     returns; only then is the timeout recorded and a retry scheduled. Otherwise the retry
     could run beside the first run, which is still doing the job's work."""
-    future = asyncio.get_running_loop().run_in_executor(executor, call)
+    # A copy of this attempt's context, so the handler's own log lines carry the job's
+    # fields in the thread too (run_in_executor, unlike a task, does not copy it).
+    context = contextvars.copy_context()
+    future = asyncio.get_running_loop().run_in_executor(executor, context.run, call)
     try:
         if job.timeout is None:
             return await future
@@ -171,6 +195,12 @@ def _clean(text: str, limit: int) -> str:
     # PostgreSQL text cannot hold NUL; a huge message must not bloat every log row.
     text = text.replace("\x00", "\\0")
     return text if len(text) <= limit else text[: limit - 20] + " ... (truncated)"
+
+
+def _first_line(text: str | None, limit: int = 500) -> str:
+    """The head of an error for a log line (the attempt's row keeps all of it)."""
+    line = (text or "").strip().split("\n", 1)[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _describe(error: BaseException) -> str:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 from uuid import UUID
 
+from conveyor.log_context import job_fields
+
 log = logging.getLogger("conveyor.worker")
 
 
@@ -76,6 +78,7 @@ class LeaseTrust:
                 "treating the attempt as lost (the rescuer will run it again)",
                 job_id,
                 now - since,
+                extra=job_fields(job_id),
             )
             disown(flight)
         # Forget jobs that finished.

@@ -18,7 +18,8 @@ from conveyor.config import Settings
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.lanes import Lanes
-from conveyor.postgres_only import NORMAL, Mode
+from conveyor.log_context import job_context, job_fields
+from conveyor.postgres_only import NORMAL, POSTGRES_ONLY, Mode
 from conveyor.retry import RetryPolicy
 from conveyor.retrying import Backoff
 from conveyor.store import Store
@@ -28,6 +29,7 @@ from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
 from conveyor.worker.fetch import Fetcher
+from conveyor.worker.health import WorkerHealth
 from conveyor.worker.leases import LeaseTrust
 from conveyor.worker.outcome import COMPLETED, DEAD, HANDED_BACK, RETRY, Outcome
 
@@ -99,6 +101,7 @@ class Worker:
         self.completer: Completer | None = None
         self.fetcher: Fetcher | None = None
         self.leases = LeaseTrust(settings.worker.lease)
+        self.health = WorkerHealth()
 
     @property
     def store(self) -> WorkStatements:
@@ -249,8 +252,16 @@ class Worker:
     def _launch(self, job: ClaimedJob) -> None:
         task = self.tasks.get(job.task)
         ctx = JobContext(job.id, job.task, job.queue, job.attempt, job.max_attempts)
-        runner = asyncio.get_running_loop().create_task(self._run(job, ctx))
+        runner = asyncio.get_running_loop().create_task(self._run_logged(job, ctx))
         self.in_flight[job.id] = InFlight(job, ctx, runner, task is None or task.is_async)
+
+    def _fields(self, job: ClaimedJob) -> dict[str, object]:
+        return job_fields(job.id, job.queue, job.task, job.attempt, self.id)
+
+    async def _run_logged(self, job: ClaimedJob, ctx: JobContext) -> None:
+        # Each attempt is its own task: the context set here is this attempt's alone.
+        with job_context(self._fields(job)):
+            await self._run(job, ctx)
 
     async def _run(self, job: ClaimedJob, ctx: JobContext) -> None:
         assert self.completer is not None  # noqa: S101
@@ -293,6 +304,7 @@ class Worker:
             return
         if outcome.log_status in (COMPLETED, RETRY, DEAD):
             self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
+        self.health.record(outcome)
         self.completer.submit(outcome)
         self._slot_freed.set()
 
@@ -336,11 +348,13 @@ class Worker:
     async def heartbeat(self) -> None:
         flights = self.leases.trusted(list(self.in_flight.values()), self._disown)
         started = self.leases.now()
+        vitals = self.health.vitals(self.mode == POSTGRES_ONLY, self.breakers.open_queues())
         beat = await self.store.heartbeat(
             self.id,
             self.settings.worker.lease,
             [f.job.id for f in flights],
             [f.job.token for f in flights],
+            vitals,
         )
         self.leases.proven(started)
         owned, cancel_requested = set(beat.owned), set(beat.cancel_requested)
@@ -349,9 +363,17 @@ class Worker:
         for flight in flights:
             if flight.job.id not in owned and flight.job.id in self.in_flight:
                 self.counts["lost_lease"] += 1
-                log.warning("job %s was taken from this worker (lease lost)", flight.job.id)
+                log.warning(
+                    "job %s was taken from this worker (lease lost)",
+                    flight.job.id,
+                    extra=self._fields(flight.job),
+                )
             elif flight.job.id in cancel_requested and not flight.ctx.cancelled:
-                log.info("job %s was cancelled by an operator", flight.job.id)
+                log.info(
+                    "job %s was cancelled by an operator",
+                    flight.job.id,
+                    extra=self._fields(flight.job),
+                )
                 self._cancel(flight)
 
 

@@ -138,7 +138,17 @@ SELECT id, host, pid,
        concurrency, started, last_heartbeat, stopped, jobs_in_flight,
        extract(epoch FROM now() - last_heartbeat)::float8 AS heartbeat_age_seconds,
        (stopped IS NULL AND last_heartbeat >= now() - %(dead_after)s * interval '1 second')
-           AS alive
+           AS alive,
+       -- Health from the worker's heartbeats. Uptime ends at a stopped worker's goodbye,
+       -- and at a silent one's last heartbeat: a crashed worker is not "up" for days.
+       extract(epoch FROM CASE WHEN stopped IS NOT NULL THEN stopped
+                               WHEN last_heartbeat >= now() - %(dead_after)s * interval '1 second'
+                               THEN now()
+                               ELSE last_heartbeat END - started)::float8 AS uptime_seconds,
+       rss_bytes, jobs_processed, jobs_failed, busy_seconds,
+       CASE WHEN jobs_processed > 0 THEN busy_seconds / jobs_processed END
+           AS avg_processing_seconds,
+       postgres_only, breakers_open
 FROM {schema}.workers
 WHERE %(tenants)s::text[] IS NULL
   AND (%(queues)s::text[] IS NULL OR queues && %(queues)s::text[])

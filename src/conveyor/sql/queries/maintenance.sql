@@ -35,7 +35,7 @@ WITH lost AS (
            attempt, %(reason)s, worker_id, started, now(), now() - started
     FROM lost
 )
-SELECT id, queue_name, task, status FROM lost;
+SELECT id, queue_name, task, status, attempt, worker_id FROM lost;
 
 -- name: dispatched_before
 SELECT id, queue_name FROM {schema}.jobs

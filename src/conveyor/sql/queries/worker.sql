@@ -31,11 +31,15 @@ RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload::text AS pa
           extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
 
 -- name: heartbeat
--- One statement per worker per beat: the registry row, the leases that are past half
--- their life, and which of our jobs we still own or were asked to cancel.
+-- One statement per worker per beat: the registry row (with the worker's vitals: totals
+-- since it started, written as they are, so a lost beat loses nothing), the leases that
+-- are past half their life, and which of our jobs we still own or were asked to cancel.
 WITH me AS (
     UPDATE {schema}.workers
-    SET last_heartbeat = now(), jobs_in_flight = cardinality(%(ids)s::uuid[])
+    SET last_heartbeat = now(), jobs_in_flight = cardinality(%(ids)s::uuid[]),
+        rss_bytes = %(rss_bytes)s::bigint, jobs_processed = %(jobs_processed)s::bigint,
+        jobs_failed = %(jobs_failed)s::bigint, busy_seconds = %(busy_seconds)s::float8,
+        postgres_only = %(postgres_only)s::boolean, breakers_open = %(breakers_open)s::text[]
     WHERE id = %(worker_id)s
     RETURNING id
 ), renewed AS (
@@ -90,7 +94,11 @@ WITH o AS (
 SELECT id FROM done;
 
 -- name: deregister_worker
-UPDATE {schema}.workers SET stopped = now(), jobs_in_flight = 0 WHERE id = %(worker_id)s;
+-- A stopped process is in no mode and holds no breaker open (alert rules read these);
+-- its totals stay for the dashboard.
+UPDATE {schema}.workers
+SET stopped = now(), jobs_in_flight = 0, postgres_only = false, breakers_open = ARRAY[]::text[]
+WHERE id = %(worker_id)s;
 
 -- name: claim_ready_direct
 -- Postgres-only mode (no Redis answers): claim up to `limit` jobs of the worker's queues

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.human import byte_size, run_time, span
+
 NONE = "\u2013"  # an en dash: shown where there is no value
 
 
@@ -23,23 +25,17 @@ def count(value: int | float | None) -> str:
 
 def age(seconds: float | None) -> str:
     """A short human age: "42s", "3m 20s", "5h 2m", "3d 4h"; None -> an en dash."""
-    if seconds is None:
-        return NONE
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    # Two units at most, and no "0m" tail: "1h" reads better than "1h 0m".
-    for big, big_unit, small, small_unit in (
-        (days, "d", hours, "h"),
-        (hours, "h", minutes, "m"),
-        (minutes, "m", secs, "s"),
-    ):
-        if big:
-            return f"{big}{big_unit} {small}{small_unit}" if small else f"{big}{big_unit}"
-    return f"{secs}s"
+    return NONE if seconds is None else span(seconds)
+
+
+def memory(count: int | None) -> str:
+    """Resident memory: "123 MiB"; None (not reported) -> an en dash."""
+    return NONE if count is None else byte_size(count)
+
+
+def run_duration(seconds: float | None) -> str:
+    """An average run time to a tenth of a millisecond: "12.3 ms"; None -> an en dash."""
+    return NONE if seconds is None else run_time(seconds)
 
 
 def duration(seconds: float | None) -> str:
@@ -122,6 +118,8 @@ FILTERS = {
     "count": count,
     "age": age,
     "duration": duration,
+    "memory": memory,
+    "run_duration": run_duration,
     "when": when,
     "stamp": stamp,
     "pretty_json": pretty_json,
