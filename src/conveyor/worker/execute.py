@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import time
 import traceback
@@ -126,7 +128,10 @@ async def _in_thread(
     attempt keeps its slot and its lease (the heartbeat renews it) until the handler
     returns; only then is the timeout recorded and a retry scheduled. Otherwise the retry
     could run beside the first run, which is still doing the job's work."""
-    future = asyncio.get_running_loop().run_in_executor(executor, call)
+    # In the attempt's context (unlike run_in_executor alone): the handler's own spans and
+    # context variables then see the attempt's, as an async handler's do.
+    in_context = functools.partial(contextvars.copy_context().run, call)
+    future = asyncio.get_running_loop().run_in_executor(executor, in_context)
     try:
         if job.timeout is None:
             return await future

@@ -24,6 +24,7 @@ from conveyor.retrying import Backoff
 from conveyor.store import Store
 from conveyor.store.work import ClaimedJob, WorkStatements
 from conveyor.tasks import JobContext, TaskRegistry
+from conveyor.tracing import Tracing
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
@@ -50,7 +51,7 @@ class WorkerOptions:
 class InFlight:
     job: ClaimedJob
     ctx: JobContext
-    task: asyncio.Task[None]
+    task: asyncio.Task[Outcome | None]
     is_async: bool
     handing_back: bool = False
 
@@ -99,6 +100,7 @@ class Worker:
         self.completer: Completer | None = None
         self.fetcher: Fetcher | None = None
         self.leases = LeaseTrust(settings.worker.lease)
+        self.tracing = Tracing.from_settings(settings)
 
     @property
     def store(self) -> WorkStatements:
@@ -249,10 +251,18 @@ class Worker:
     def _launch(self, job: ClaimedJob) -> None:
         task = self.tasks.get(job.task)
         ctx = JobContext(job.id, job.task, job.queue, job.attempt, job.max_attempts)
-        runner = asyncio.get_running_loop().create_task(self._run(job, ctx))
+        run = self._run_traced if self.tracing.active else self._run
+        runner = asyncio.get_running_loop().create_task(run(job, ctx))
         self.in_flight[job.id] = InFlight(job, ctx, runner, task is None or task.is_async)
 
-    async def _run(self, job: ClaimedJob, ctx: JobContext) -> None:
+    async def _run_traced(self, job: ClaimedJob, ctx: JobContext) -> Outcome | None:
+        with self.tracing.job(job) as span:
+            outcome = await self._run(job, ctx)
+            span.finish(outcome)
+            return outcome
+
+    async def _run(self, job: ClaimedJob, ctx: JobContext) -> Outcome | None:
+        """Run one attempt and submit its outcome; None when the lease was lost."""
         assert self.completer is not None  # noqa: S101
         started = time.perf_counter()
         try:
@@ -290,11 +300,12 @@ class Worker:
         if self.leases.forget(job.id):
             # Disowned: once its lease ends the rescuer decides, and the attempt counts.
             self._slot_freed.set()
-            return
+            return None
         if outcome.log_status in (COMPLETED, RETRY, DEAD):
             self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
         self.completer.submit(outcome)
         self._slot_freed.set()
+        return outcome
 
     def _overran(self) -> None:
         self.counts["overran"] += 1
