@@ -4,6 +4,7 @@ it (in this process or another) continues the same trace with wait and run spans
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from conveyor.vocabulary import COMPLETED, LOG_COMPLETED, LOG_FAILED
 from tests.apps import traced
 from tests.apps.traced import span_record
 from tests.conftest import Running, wait_until
-from tests.processes import ROOT, Processes, env_for
+from tests.processes import ROOT, Processes, env_for, finished
 
 
 class Spans:
@@ -279,3 +280,28 @@ def test_without_opentelemetry_jobs_still_run_and_nothing_is_stored(
     assert report["worker_traced"] is False
     assert report["modules"] == {"opentelemetry": False}, "nothing of OpenTelemetry was loaded"
     assert stored_context(db, UUID(report["job_id"])) is None
+
+
+@pytest.mark.fault
+async def test_a_drained_worker_exports_its_last_spans(
+    app: Conveyor, procs: Processes, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """With a batching span processor, as in production, the spans of the jobs a worker
+    ran reach the exporter when SIGTERM drains it: the SDK flushes as the process exits."""
+    app.tasks.update(traced.app.tasks)
+    job_id = app.enqueue("greet", {})
+    worker_spans = tmp_path / "worker-spans.jsonl"
+    procs.queuer()
+    worker = procs.conveyor(
+        *("worker", "--app", "tests.apps.traced:app", "--queues", "traced"),
+        name="worker",
+        CONVEYOR_TEST_SPANS=str(worker_spans),
+        CONVEYOR_TEST_SPANS_BATCHED="1",
+    )
+    await wait_until(lambda: finished(db, 1), message="the job to end")
+    assert spans_in(worker_spans) == [], "the batch waits for its flush"
+    worker.send_signal(signal.SIGTERM)
+    await wait_until(lambda: worker.poll() is not None, message="the worker to exit")
+    assert worker.returncode == 0
+    runs = [span for span in spans_in(worker_spans) if span["name"] == "conveyor.run"]
+    assert [span["attributes"]["conveyor.job_id"] for span in runs] == [str(job_id)]

@@ -1,10 +1,12 @@
-"""A traced app for the cross-process tracing test.
+"""A traced app for the cross-process tracing tests.
 
 Worker subprocesses import it as `tests.apps.traced:app` with CONVEYOR_TEST_SPANS naming a
 file: at import it configures the global tracer provider, as an application would, with
-an exporter that appends every finished span to that file as one JSON line (an
-in-memory exporter would die with the worker process). The test process imports it only
-for its tasks, without the variable, so its own global provider stays unset.
+an exporter that appends finished spans to that file as JSON lines (an in-memory
+exporter would die with the worker process): each as it ends, or, with
+CONVEYOR_TEST_SPANS_BATCHED set, all at the provider's flush when the process exits.
+The test process imports it only for its tasks, without the variable, so its own global
+provider stays unset.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from conveyor import Conveyor, JobContext, RetryPolicy
 
@@ -57,8 +64,13 @@ class JsonLinesExporter(SpanExporter):
 
 _spans_file = os.environ.get("CONVEYOR_TEST_SPANS")
 if _spans_file:
+    exporter = JsonLinesExporter(_spans_file)
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(_spans_file)))
+    if os.environ.get("CONVEYOR_TEST_SPANS_BATCHED"):
+        # As in production: spans wait in memory, exported only at the flush on exit.
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
 
 app = Conveyor()
