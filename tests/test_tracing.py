@@ -20,12 +20,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings, load_settings
+from conveyor.store import Store
 from conveyor.tasks import JobContext
 from conveyor.tracing import Tracing
-from conveyor.vocabulary import COMPLETED, LOG_COMPLETED, LOG_FAILED
+from conveyor.vocabulary import COMPLETED, DISPATCHED, LOG_COMPLETED, LOG_FAILED
 from tests.apps import traced
 from tests.apps.traced import span_record
 from tests.conftest import Running, wait_until
+from tests.factories import add_job
 from tests.processes import ROOT, Processes, env_for, finished
 
 
@@ -130,6 +132,24 @@ def test_nothing_is_recorded_or_stored_without_a_provider_or_when_switched_off(
     assert stored_context(db, unconfigured) is None
     assert stored_context(db, switched_off[0]) is None
     assert [span["name"] for span in spans.records()] == ["caller"]
+
+
+async def test_both_claims_hand_the_stored_context_to_the_worker(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    context = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    popped = add_job(db, "lanes", status=DISPATCHED, trace_context=json.dumps(context))
+    ready = add_job(db, "direct", trace_context=json.dumps(context))
+    untraced = add_job(db, "direct")
+    store = await Store.open(settings, "test", size=1)
+    try:
+        await store.register_worker("w1", "host", 1, ["lanes", "direct"], 4)
+        (claimed,) = await store.claim_jobs([str(popped)], "w1", 30)
+        assert claimed.trace_context == context
+        direct = await store.claim_ready_direct(["direct"], 4, "w1", 30)
+        assert {job.id: job.trace_context for job in direct} == {ready: context, untraced: None}
+    finally:
+        await store.close()
 
 
 def test_the_setting_switches_tracing_off() -> None:
