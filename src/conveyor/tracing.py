@@ -19,14 +19,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from conveyor import vocabulary as v
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import ProxyTracerProvider, Span, Tracer, TracerProvider
 
     from conveyor.config import Settings
     from conveyor.store.work import ClaimedJob, Outcome
@@ -35,6 +35,8 @@ __all__ = ["EnqueueSpan", "RunSpan", "Tracing", "available"]
 
 INSTRUMENTATION_NAME = "conveyor"
 MESSAGING_SYSTEM = "conveyor"
+# While no tracer provider is configured, how often to look again for one.
+PROVIDER_LOOK_INTERVAL = 1.0
 # Outcomes that mean the attempt went wrong: the run span's status is ERROR.
 _FAILED_OUTCOMES = frozenset({v.LOG_FAILED, v.LOG_DEAD, v.LOG_LOST})
 
@@ -111,13 +113,21 @@ _NOT_RUN_TRACED: AbstractContextManager[RunSpan] = nullcontext(RunSpan(None))
 
 class Tracing:
     """Conveyor's spans in one process. `provider` defaults to the global tracer provider,
-    looked up on each call until the application has configured one (it may do so after
-    building its Conveyor), then kept."""
+    looked up at most once a second until the application has configured one (it may do so
+    after building its Conveyor), then kept."""
 
     def __init__(self, enabled: bool = True, provider: TracerProvider | None = None) -> None:
         self.enabled = enabled and available()
         self._provider = provider
         self._tracer: Tracer | None = None
+        self._global_provider: Callable[[], TracerProvider] | None = None
+        self._unset: type[ProxyTracerProvider] | None = None
+        self._next_look = 0.0
+        if self.enabled and provider is None:
+            from opentelemetry import trace
+
+            self._global_provider = trace.get_tracer_provider
+            self._unset = trace.ProxyTracerProvider
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tracing:
@@ -127,11 +137,19 @@ class Tracing:
         """The tracer, or None while there is nothing to record spans with."""
         if self._tracer is not None or not self.enabled:
             return self._tracer
-        from opentelemetry import trace
-
-        provider = self._provider or trace.get_tracer_provider()
-        if isinstance(provider, trace.ProxyTracerProvider):
-            return None  # no provider configured (yet): spans would go nowhere
+        provider = self._provider
+        if self._global_provider is not None:
+            # Asking costs microseconds (it reads the environment): while none is configured,
+            # ask once a second, not on every enqueue and every attempt.
+            now = time.monotonic()
+            if now < self._next_look:
+                return None
+            provider = self._global_provider()
+            if self._unset is not None and isinstance(provider, self._unset):
+                self._next_look = now + PROVIDER_LOOK_INTERVAL
+                return None  # no provider configured (yet): spans would go nowhere
+        if provider is None:
+            return None
         self._tracer = provider.get_tracer(INSTRUMENTATION_NAME)
         return self._tracer
 
