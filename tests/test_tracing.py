@@ -214,6 +214,28 @@ async def test_the_worker_continues_the_trace_with_wait_and_run_spans(
     assert completed["events"] == []
 
 
+async def test_an_async_handlers_spans_nest_under_its_run_span(
+    app: Conveyor, running: Running, spans: Spans
+) -> None:
+    @app.task(name="fetch", queue="traced")
+    async def fetch(payload: dict[str, Any]) -> None:
+        with spans.tracer.start_as_current_span("fetch.handler"):
+            return None
+
+    app.tracing = spans.tracing()
+    job_id = app.enqueue("fetch", {})
+    running.queuer()
+    running.worker(["traced"]).tracing = spans.tracing()
+    await wait_until(lambda: app.get_job(job_id).status == COMPLETED, message="the job to end")
+    (enqueue,) = spans.named("conveyor.enqueue")
+    (run,) = spans.named("conveyor.run")
+    (handler,) = spans.named("fetch.handler")
+    assert enqueue["parent_id"] is None, "no caller span: the enqueue starts the trace"
+    assert run["parent_id"] == enqueue["span_id"]
+    assert handler["parent_id"] == run["span_id"]
+    assert run["attributes"]["conveyor.outcome"] == LOG_COMPLETED
+
+
 def spans_in(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
