@@ -115,6 +115,7 @@ _JOB_COLUMNS = frozenset(
         "cancel_requested",
         "created",
         "updated",
+        "trace_context",
     }
 )
 

@@ -23,6 +23,7 @@ from conveyor.store.producer import (
     SyncProducer,
 )
 from conveyor.tasks import Task
+from conveyor.tracing import Tracing
 
 TaskFunction = Callable[..., Any]
 T = TypeVar("T")
@@ -63,6 +64,8 @@ class Conveyor:
         # Transitional, for callers that still run a statement by name themselves.
         self.tasks: dict[str, Task] = {}
         self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)
+        # Spans for enqueue, when OpenTelemetry is installed and configured (see tracing).
+        self.tracing = Tracing.from_settings(settings)
         self._statements: SyncProducer | None = None
         self._async_statements: ProducerStatements | None = None
 
@@ -130,12 +133,42 @@ class Conveyor:
     # -- enqueue -------------------------------------------------------------------------
 
     def _batch(
-        self, task_or_name: Task | str, payloads: Iterable[Any], options: client.EnqueueOptions
+        self,
+        task: Task,
+        payloads: Iterable[Any],
+        options: client.EnqueueOptions,
+        trace_context: dict[str, str] | None,
     ) -> client.InsertBatch:
+        limit = self.settings.jobs.max_payload_bytes
+        return client.build_batch(task, payloads, options, limit, self.cipher, trace_context)
+
+    def _enqueue(
+        self,
+        task_or_name: Task | str,
+        payloads: Iterable[Any],
+        options: client.EnqueueOptions,
+        connection: SyncConn | None,
+    ) -> list[UUID]:
         task = client.resolve_task(self.tasks, task_or_name)
-        return client.build_batch(
-            task, payloads, options, self.settings.jobs.max_payload_bytes, self.cipher
-        )
+        with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
+            batch = self._batch(task, payloads, options, span.context)
+            ids = self._write(batch, connection) if batch.ids else []
+            span.written(ids)
+            return ids
+
+    async def _aenqueue(
+        self,
+        task_or_name: Task | str,
+        payloads: Iterable[Any],
+        options: client.EnqueueOptions,
+        connection: AsyncConn | None,
+    ) -> list[UUID]:
+        task = client.resolve_task(self.tasks, task_or_name)
+        with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
+            batch = self._batch(task, payloads, options, span.context)
+            ids = await self._awrite(batch, connection) if batch.ids else []
+            span.written(ids)
+            return ids
 
     def enqueue(
         self,
@@ -159,7 +192,7 @@ class Conveyor:
         options = client.EnqueueOptions(
             priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
         )
-        return self._write(self._batch(task, [payload], options), connection)[0]
+        return self._enqueue(task, [payload], options, connection)[0]
 
     def enqueue_many(
         self,
@@ -176,8 +209,7 @@ class Conveyor:
     ) -> list[UUID]:
         """Enqueue many jobs of one task in a single statement; all or none are written."""
         options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
-        batch = self._batch(task, payloads, options)
-        return self._write(batch, connection) if batch.ids else []
+        return self._enqueue(task, payloads, options, connection)
 
     async def aenqueue(
         self,
@@ -196,7 +228,7 @@ class Conveyor:
         options = client.EnqueueOptions(
             priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
         )
-        return (await self._awrite(self._batch(task, [payload], options), connection))[0]
+        return (await self._aenqueue(task, [payload], options, connection))[0]
 
     async def aenqueue_many(
         self,
@@ -212,8 +244,7 @@ class Conveyor:
         connection: AsyncConn | None = None,
     ) -> list[UUID]:
         options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
-        batch = self._batch(task, payloads, options)
-        return await self._awrite(batch, connection) if batch.ids else []
+        return await self._aenqueue(task, payloads, options, connection)
 
     def _write(self, batch: client.InsertBatch, connection: SyncConn | None) -> list[UUID]:
         statements = self._producer(connection)

@@ -78,6 +78,7 @@ def build_batch(
     options: EnqueueOptions,
     payload_limit: int,
     cipher: PayloadCipher | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> InsertBatch:
     """Validate every payload and option first, so a bad one means no row at all."""
     queue = check_queue_name(options.queue) if options.queue is not None else task.queue
@@ -114,6 +115,8 @@ def build_batch(
     }
     if tenant is not None:  # a missing key reads as NULL: untenanted batches stay as small
         common["tenant"] = tenant
+    if trace_context is not None:  # the enqueue's span (see conveyor.tracing); same reason
+        common["trace_context"] = trace_context
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}

@@ -41,6 +41,8 @@ class ClaimedJob:
     token: int
     timeout: float | None
     waited: float
+    # W3C traceparent/tracestate of the enqueue (None unless the producer was traced).
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

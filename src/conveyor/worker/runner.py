@@ -25,6 +25,7 @@ from conveyor.retrying import Backoff
 from conveyor.store import Store
 from conveyor.store.work import ClaimedJob, WorkStatements
 from conveyor.tasks import JobContext, TaskRegistry
+from conveyor.tracing import Tracing
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
@@ -52,7 +53,7 @@ class WorkerOptions:
 class InFlight:
     job: ClaimedJob
     ctx: JobContext
-    task: asyncio.Task[None]
+    task: asyncio.Task[Outcome | None]
     is_async: bool
     handing_back: bool = False
 
@@ -102,6 +103,7 @@ class Worker:
         self.fetcher: Fetcher | None = None
         self.leases = LeaseTrust(settings.worker.lease)
         self.health = WorkerHealth()
+        self.tracing = Tracing.from_settings(settings)
 
     @property
     def store(self) -> WorkStatements:
@@ -258,12 +260,21 @@ class Worker:
     def _fields(self, job: ClaimedJob) -> dict[str, object]:
         return job_fields(job.id, job.queue, job.task, job.attempt, self.id)
 
-    async def _run_logged(self, job: ClaimedJob, ctx: JobContext) -> None:
+    async def _run_logged(self, job: ClaimedJob, ctx: JobContext) -> Outcome | None:
         # Each attempt is its own task: the context set here is this attempt's alone.
         with job_context(self._fields(job)):
-            await self._run(job, ctx)
+            if self.tracing.active:
+                return await self._run_traced(job, ctx)
+            return await self._run(job, ctx)
 
-    async def _run(self, job: ClaimedJob, ctx: JobContext) -> None:
+    async def _run_traced(self, job: ClaimedJob, ctx: JobContext) -> Outcome | None:
+        with self.tracing.job(job) as span:
+            outcome = await self._run(job, ctx)
+            span.finish(outcome)
+            return outcome
+
+    async def _run(self, job: ClaimedJob, ctx: JobContext) -> Outcome | None:
+        """Run one attempt and submit its outcome; None when the lease was lost."""
         assert self.completer is not None  # noqa: S101
         started = time.perf_counter()
         try:
@@ -301,12 +312,13 @@ class Worker:
         if self.leases.forget(job.id):
             # Disowned: once its lease ends the rescuer decides, and the attempt counts.
             self._slot_freed.set()
-            return
+            return None
         if outcome.log_status in (COMPLETED, RETRY, DEAD):
             self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
         self.health.record(outcome)
         self.completer.submit(outcome)
         self._slot_freed.set()
+        return outcome
 
     def _overran(self) -> None:
         self.counts["overran"] += 1

@@ -10,6 +10,7 @@ SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
 -- and fencing token. Ids of a paused queue go back to queued instead; ids that match
 -- nothing (duplicates, cancelled, deleted rows) are simply not returned. The payload comes
 -- back as text, parsed per job (store/work.py): one that cannot parse fails its own job.
+-- trace_context is the producer's trace (NULL unless it was traced; see conveyor/tracing.py).
 WITH paused AS (
     SELECT name FROM {schema}.job_queues WHERE NOT is_active
 ), held_back AS (
@@ -28,7 +29,8 @@ WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
   AND j.queue_name NOT IN (SELECT name FROM paused)
 RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload::text AS payload, j.attempt,
           j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
-          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
+          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
+          j.trace_context;
 
 -- name: heartbeat
 -- One statement per worker per beat: the registry row (with the worker's vitals: totals
@@ -144,4 +146,5 @@ SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status IN ({QUEUED}, {DISPATCHED})
 RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload, j.attempt,
           j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
-          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
+          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
+          j.trace_context;
