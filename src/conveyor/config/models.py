@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from conveyor.config.alerts import AlertSettings, RuleOverrides
 from conveyor.config.base import (
     ConfigError,
     ConfigIssue,
@@ -166,6 +167,7 @@ class QueueSettings(_Section):
     warning_waiting: NonNegInt | None = None
     critical_waiting: NonNegInt | None = None
     critical_failures_per_hour: NonNegInt | None = None
+    alerts: RuleOverrides | None = None
 
 
 class CircuitBreakerSettings(_Section):
@@ -239,6 +241,7 @@ class Settings(BaseModel):
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -289,4 +292,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "encryption": EncryptionSettings,
     "log": LogSettings,
     "liveness": LivenessSettings,
+    "alerts": AlertSettings,
 }

@@ -1,0 +1,75 @@
+"""`AlertEvaluator`: the leader's pass that reads the history, applies the rules and
+records the transitions (with their notifications) in one statement."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+from conveyor import metrics
+from conveyor.alerting.rules import Snapshot, evaluate, history_window
+from conveyor.config import Settings
+from conveyor.store import Store
+from conveyor.store.alerts import AppliedAlerts, Finding
+
+log = logging.getLogger("conveyor.alerts")
+
+
+class AlertEvaluator:
+    """One `run_once()` per `alerts.evaluate_interval`, on the leader only.
+
+    `leader_state` says what the leading queuer knows of its own Redis: (in postgres-only
+    mode, on a backup Redis, the Redis in use); the workers report theirs in PostgreSQL."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        leader_state: Callable[[], tuple[bool, bool, str]] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.interval = settings.alerts.evaluate_interval
+        self.leader_state = leader_state or (lambda: (False, False, ""))
+        self.counts: Counter[str] = Counter()
+        self._gauged: set[tuple[str, str, str]] = set()
+        self.firing: list[Finding] = []
+
+    async def snapshot(self) -> Snapshot:
+        async with self.store.connection() as conn:
+            store = self.store.bound_to(conn)
+            minutes = await store.alert_metrics(history_window(self.settings))
+            workers = await store.alert_live_workers(self.settings.worker.dead_after)
+        postgres_only, on_backup, redis_in_use = self.leader_state()
+        return Snapshot(minutes, workers, postgres_only, on_backup, redis_in_use)
+
+    async def run_once(self) -> AppliedAlerts:
+        findings = evaluate(self.settings, await self.snapshot())
+        alerts = self.settings.alerts
+        applied = await self.store.apply_alerts(
+            findings, alerts.receiver_names(), alerts.repeat_interval
+        )
+        self.firing = findings
+        self.counts.update(fired=applied.fired, resolved=applied.resolved)
+        self._set_gauges(findings)
+        if applied.fired or applied.resolved:
+            names = ", ".join(
+                f"{f.rule}({f.queue_name})" if f.queue_name else f.rule for f in findings
+            )
+            log.warning(
+                "alerts: %d fired, %d resolved; firing now: %s",
+                applied.fired,
+                applied.resolved,
+                names or "none",
+            )
+        return applied
+
+    def _set_gauges(self, findings: list[Finding]) -> None:
+        now = {(f.rule, f.queue_name, f.severity) for f in findings}
+        # An alert that resolved must read 0, not its last value.
+        for labels in self._gauged - now:
+            metrics.ALERTS_FIRING.labels(*labels).set(0)
+        for labels in now:
+            metrics.ALERTS_FIRING.labels(*labels).set(1)
+        self._gauged |= now
