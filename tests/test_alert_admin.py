@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,37 @@ def test_cli_alerts(settings: Settings, db: Db, tmp_path: Path) -> None:
     result = invoke("--limit", "0")
     assert result.exit_code != 0
     assert "limit" in result.stderr and "Traceback" not in result.output
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def test_dashboard_alerts_page_and_banner(settings: Settings, db: Db) -> None:
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+    ):
+        page = await http.get("/login")
+        match = CSRF_INPUT.search(page.text)
+        assert match is not None
+        data = {"token": TOKEN, "csrf_token": match.group(1), "next": "/"}
+        assert (await http.post("/login", data=data)).status_code == 303
+        # Nothing fires: the banner is an empty placeholder the page fetches once loaded.
+        home = (await http.get("/")).text
+        assert 'id="alerts-banner"' in home and 'href="/alerts"' in home
+        banner = (await http.get("/fragments/alerts-banner")).text
+        assert "firing" not in banner and "load" not in banner
+        await fabricate(settings, db)
+        banner = (await http.get("/fragments/alerts-banner")).text
+        assert "2 alerts firing" in banner and "(1 critical)" in banner
+        html = (await http.get("/alerts")).text
+        for text in ("postgres_only", "queue_backlog", "emails", "old", "resolved", "pending"):
+            assert text in html, text
+        firing = (await http.get("/alerts?state=firing")).text
+        assert "emails" in firing and ">old<" not in firing
+        rows = (await http.get("/fragments/alerts?state=resolved")).text
+        assert ">old<" in rows and "emails" not in rows
+        reply = await http.get("/alerts?state=burning")
+        assert reply.status_code == 400 and "state must be one of" in reply.text
