@@ -309,3 +309,24 @@ async def test_firing_alerts_are_a_gauge(settings: Settings, db: Db) -> None:
         assert gauge() == 0
     finally:
         await store.close()
+
+
+async def test_resolved_alerts_are_pruned_after_retention(settings: Settings, db: Db) -> None:
+    for queue, resolved_days_ago in (("recent", 1), ("old", 8)):
+        db.execute(
+            b"INSERT INTO alerts (rule, queue_name, severity, state, summary, fired_at,"
+            b" resolved_at) VALUES ('queue_backlog', %s, 'critical', 'resolved', 'x',"
+            b" now() - interval '10 days', now() - %s * interval '1 day')",
+            (queue, resolved_days_ago),
+        )
+    db.execute(
+        b"INSERT INTO alerts (rule, queue_name, severity, state, summary, fired_at)"
+        b" VALUES ('circuit_open', 'stuck', 'warning', 'firing', 'x', now() - interval '90 days')"
+    )
+    add_worker(db, "w", ["stuck"])
+    set_worker_health(db, "w", breakers_open=["stuck"])  # still firing
+    await evaluate(settings)
+    assert history(db) == [
+        ("queue_backlog", "recent", "resolved"),
+        ("circuit_open", "stuck", "firing"),
+    ]

@@ -22,6 +22,8 @@ class AlertEvaluator:
     `leader_state` says what the leading queuer knows of its own Redis: (in postgres-only
     mode, on a backup Redis, the Redis in use); the workers report theirs in PostgreSQL."""
 
+    PRUNE_LIMIT = 1000
+
     def __init__(
         self,
         store: Store,
@@ -51,6 +53,7 @@ class AlertEvaluator:
             findings, alerts.receiver_names(), alerts.repeat_interval
         )
         self.firing = findings
+        await self.store.prune_alerts(self.settings.maintenance.retention, self.PRUNE_LIMIT)
         self.counts.update(fired=applied.fired, resolved=applied.resolved)
         self._set_gauges(findings)
         if applied.fired or applied.resolved:

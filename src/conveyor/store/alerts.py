@@ -131,6 +131,9 @@ class AlertStatements(StoreBase):
         }
         return await self._execute("reschedule_alert_notification", params) == 1
 
+    async def prune_alerts(self, retention: float, limit: int) -> int:
+        return await self._execute("prune_alerts", {"retention": retention, "limit": limit})
+
     async def admin_alerts(
         self, state: str | None, limit: int, scope: Scope
     ) -> list[dict[str, Any]]:

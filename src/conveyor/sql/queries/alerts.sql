@@ -174,3 +174,14 @@ FROM {schema}.alerts a
 WHERE a.state = {ALERT_FIRING}
   AND %(tenants)s::text[] IS NULL
   AND (%(queues)s::text[] IS NULL OR a.queue_name = ANY(%(queues)s::text[]));
+
+-- name: prune_alerts
+-- Resolved alerts past retention, with their notifications (ON DELETE CASCADE); a firing
+-- one is kept however old. Bounded, as the evaluation runs it every pass.
+DELETE FROM {schema}.alerts
+WHERE id IN (
+    SELECT a.id FROM {schema}.alerts a
+    WHERE a.state = {ALERT_RESOLVED}
+      AND a.resolved_at < now() - %(retention)s * interval '1 second'
+    LIMIT %(limit)s
+);
