@@ -3,6 +3,7 @@ payload, the webhook's signature, retries after a 500, one notification per tran
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,6 +18,7 @@ import pytest
 
 from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
+from conveyor.queuer import Queuer
 from conveyor.store import Store
 from tests.conftest import wait_until
 from tests.factories import add_metrics_minute, add_worker
@@ -303,3 +305,27 @@ async def test_background_delivery_never_waits_for_a_slow_receiver(
     finally:
         await background.close()
     assert len(receiver.received) == 3
+
+
+async def test_the_leading_queuer_evaluates_and_delivers(
+    settings: Settings,
+    settings_factory: Callable[..., Settings],
+    db: Db,
+    receiver: Receiver,
+) -> None:
+    """End to end: the queuer that wins the election runs both passes, and a receiver
+    hears of the alert without anyone calling run_once()."""
+    conf = configured(settings_factory, receiver, **{"alerts.evaluate_interval": 0.2})
+    make_backlog(db)
+    queuer = await Queuer.open(conf)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(queuer.run(stop))
+    try:
+        await wait_until(lambda: len(receiver.on("/hook")) == 1, message="the fired webhook")
+        db.execute(b"DELETE FROM metrics_minutes")
+        await wait_until(lambda: len(receiver.on("/hook")) == 2, message="the resolved webhook")
+    finally:
+        stop.set()
+        await task
+    assert [r.json["event"] for r in receiver.on("/hook")] == ["fired", "resolved"]
+    assert len(receiver.on("/pd")) == len(receiver.on("/slack")) == 2
