@@ -13,7 +13,7 @@ import dataclasses
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from conveyor.config.base import _FieldProblem, _Section
 from conveyor.durations import Interval, NonNegDuration, NonNegInt, OptInterval, lowercase
@@ -130,8 +130,20 @@ class PagerDutyReceiver(_Section):
     url: Url = PAGERDUTY_EVENTS_URL
 
 
+def _receiver_type(value: object) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) else None
+
+
 Receiver = Annotated[
-    WebhookReceiver | SlackReceiver | PagerDutyReceiver, Field(discriminator="type")
+    Annotated[WebhookReceiver, Tag("webhook")]
+    | Annotated[SlackReceiver, Tag("slack")]
+    | Annotated[PagerDutyReceiver, Tag("pagerduty")],
+    Discriminator(
+        _receiver_type,
+        custom_error_type="receiver_type",
+        custom_error_message="type must be webhook, slack or pagerduty",
+    ),
 ]
 
 
