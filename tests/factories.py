@@ -372,32 +372,21 @@ def fill_at_scale(
 
 
 def add_metrics_minute(
-    db: Db,
-    queue: str,
-    *,
-    minutes_ago: int = 1,
-    lane: str = "normal",
-    waiting: int = 0,
-    completed: int = 0,
-    failed: int = 0,
-    dead: int = 0,
-    oldest_wait: float | None = None,
+    db: Db, queue: str, *, minutes_ago: int = 1, lane: str = "normal", **figures: float | None
 ) -> None:
-    """A `metrics_minutes` row for the minute that started `minutes_ago` whole minutes
-    before the current one (1: the last minute the rollup has written)."""
+    """A `metrics_minutes` row for the minute that started `minutes_ago` whole minutes before
+    the current one (1: the last one the rollup wrote); `figures` are its other columns."""
+    columns = ["bucket", "queue_name", "lane", *figures]
     db.execute(
-        b"INSERT INTO metrics_minutes (bucket, queue_name, lane, waiting, completed, failed,"
-        b" dead, oldest_wait) VALUES (date_trunc('minute', now()) - %s * interval '1 minute',"
-        b" %s, %s, %s, %s, %s, %s, %s)",
-        (minutes_ago, queue, lane, waiting, completed, failed, dead, oldest_wait),
+        f"INSERT INTO metrics_minutes ({', '.join(columns)}) VALUES (date_trunc('minute',"
+        f" now()) - %s * interval '1 minute', {', '.join(['%s'] * (len(columns) - 1))})".encode(),
+        (minutes_ago, queue, lane, *figures.values()),
     )
 
 
 def set_worker_health(
-    db: Db, worker_id: str, *, postgres_only: bool = False, breakers_open: list[str] | None = None
+    db: Db, worker_id: str, *, postgres_only: bool = False, breakers_open: tuple[str, ...] = ()
 ) -> None:
     """What a worker's heartbeat reports about its modes (migration 010's columns)."""
-    db.execute(
-        b"UPDATE workers SET postgres_only = %s, breakers_open = %s WHERE id = %s",
-        (postgres_only, breakers_open or [], worker_id),
-    )
+    query = b"UPDATE workers SET postgres_only = %s, breakers_open = %s WHERE id = %s"
+    db.execute(query, (postgres_only, list(breakers_open), worker_id))

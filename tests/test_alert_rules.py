@@ -145,8 +145,8 @@ async def test_dead_letter_growth_in_the_window(settings: Settings, db: Db) -> N
 async def test_circuit_breaker_open_in_a_live_worker(settings: Settings, db: Db) -> None:
     add_worker(db, "w1", ["payments", "emails"])
     add_worker(db, "w2", ["payments"])
-    set_worker_health(db, "w1", breakers_open=["payments"])
-    set_worker_health(db, "w2", breakers_open=["payments"])
+    set_worker_health(db, "w1", breakers_open=("payments",))
+    set_worker_health(db, "w2", breakers_open=("payments",))
     await evaluate(settings)
     assert firing(db) == {("circuit_open", "payments"): ("warning", 2, 0)}
     set_worker_health(db, "w1")
@@ -324,7 +324,7 @@ async def test_resolved_alerts_are_pruned_after_retention(settings: Settings, db
         b" VALUES ('circuit_open', 'stuck', 'warning', 'firing', 'x', now() - interval '90 days')"
     )
     add_worker(db, "w", ["stuck"])
-    set_worker_health(db, "w", breakers_open=["stuck"])  # still firing
+    set_worker_health(db, "w", breakers_open=("stuck",))  # still firing
     await evaluate(settings)
     assert history(db) == [
         ("queue_backlog", "recent", "resolved"),
