@@ -330,3 +330,19 @@ async def test_resolved_alerts_are_pruned_after_retention(settings: Settings, db
         ("queue_backlog", "recent", "resolved"),
         ("circuit_open", "stuck", "firing"),
     ]
+
+
+async def test_an_evaluator_that_stops_leading_clears_its_gauges(
+    settings: Settings, db: Db
+) -> None:
+    labels = {"rule": "no_workers", "queue": "handed-over", "severity": "critical"}
+    add_metrics_minute(db, "handed-over", waiting=1)
+    store = await Store.open(settings, "test", 2)
+    try:
+        evaluator = AlertEvaluator(store, settings)
+        await evaluator.run_once()
+        assert REGISTRY.get_sample_value("alerts_firing", labels) == 1
+        evaluator.clear_gauges()
+        assert REGISTRY.get_sample_value("alerts_firing", labels) == 0
+    finally:
+        await store.close()

@@ -241,6 +241,8 @@ class Queuer:
         await self._every_queuer_passes.run_due()
         wait = min(1.0, self._every_queuer_passes.seconds_until_due())
         if not self.is_leader:
+            if self._led:
+                self.alert_evaluator.clear_gauges()  # the new leader reports them now
             self._led = False
             return wait
         if not self._led:

@@ -68,6 +68,10 @@ class AlertEvaluator:
             )
         return applied
 
+    def clear_gauges(self) -> None:
+        """This process no longer leads: its figures would be stale, so they read 0."""
+        self._set_gauges([])
+
     def _set_gauges(self, findings: list[Finding]) -> None:
         now = {(f.rule, f.queue_name, f.severity) for f in findings}
         # An alert that resolved must read 0, not its last value.
