@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +67,7 @@ def build_request(receiver: Receiver, n: ClaimedNotification, schema: str) -> Re
         }
         body = orjson.dumps(document)
         if receiver.secret:
-            # Wire metadata for the receiver's replay check, not a scheduling decision.
-            timestamp = str(int(time.time()))
+            timestamp = str(n.claimed_epoch)
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(receiver.secret, timestamp, body)
         return Request(receiver.url, body, headers)

@@ -68,6 +68,7 @@ class ClaimedNotification:
     threshold: float | None
     fired_at: datetime
     resolved_at: datetime | None
+    claimed_epoch: int  # unix seconds, PostgreSQL's clock
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,9 @@ RETURNING n.id AS id,
           a.value AS value,
           a.threshold AS threshold,
           a.fired_at AS fired_at,
-          a.resolved_at AS resolved_at;
+          a.resolved_at AS resolved_at,
+          -- The webhook's signed timestamp: PostgreSQL's clock, like every other time.
+          floor(extract(epoch FROM now()))::bigint AS claimed_epoch;
 
 -- name: mark_alert_notification_delivered
 -- Guarded by the attempt that claimed it: a late answer to an earlier claim changes nothing.
