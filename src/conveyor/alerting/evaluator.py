@@ -14,6 +14,7 @@ from conveyor.store import Store
 from conveyor.store.alerts import AppliedAlerts, Finding
 
 log = logging.getLogger("conveyor.alerts")
+LOGGED_NAMES = 10  # a log line, not a report: the rest is one command away
 
 
 class AlertEvaluator:
@@ -57,14 +58,16 @@ class AlertEvaluator:
         self.counts.update(fired=applied.fired, resolved=applied.resolved)
         self._set_gauges(findings)
         if applied.fired or applied.resolved:
-            names = ", ".join(
-                f"{f.rule}({f.queue_name})" if f.queue_name else f.rule for f in findings
-            )
+            names = [f"{f.rule}({f.queue_name})" if f.queue_name else f.rule for f in findings]
+            shown = ", ".join(names[:LOGGED_NAMES]) or "none"
+            more = len(names) - LOGGED_NAMES
             log.warning(
-                "alerts: %d fired, %d resolved; firing now: %s",
+                "alerts: %d fired, %d resolved; %d firing now: %s%s",
                 applied.fired,
                 applied.resolved,
-                names or "none",
+                len(names),
+                shown,
+                f" and {more} more (conveyor admin alerts)" if more > 0 else "",
             )
         return applied
 
