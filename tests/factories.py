@@ -401,3 +401,24 @@ def fill_at_scale(
         {"queues": queues, **statuses},
     )
     db.execute(b"ANALYZE")
+
+
+def add_metrics_minute(
+    db: Db, queue: str, *, minutes_ago: int = 1, lane: str = "normal", **figures: float | None
+) -> None:
+    """A `metrics_minutes` row for the minute that started `minutes_ago` whole minutes before
+    the current one (1: the last one the rollup wrote); `figures` are its other columns."""
+    columns = ["bucket", "queue_name", "lane", *figures]
+    db.execute(
+        f"INSERT INTO metrics_minutes ({', '.join(columns)}) VALUES (date_trunc('minute',"
+        f" now()) - %s * interval '1 minute', {', '.join(['%s'] * (len(columns) - 1))})".encode(),
+        (minutes_ago, queue, lane, *figures.values()),
+    )
+
+
+def set_worker_health(
+    db: Db, worker_id: str, *, postgres_only: bool = False, breakers_open: tuple[str, ...] = ()
+) -> None:
+    """What a worker's heartbeat reports about its modes (migration 010's columns)."""
+    query = b"UPDATE workers SET postgres_only = %s, breakers_open = %s WHERE id = %s"
+    db.execute(query, (postgres_only, list(breakers_open), worker_id))

@@ -86,11 +86,16 @@ async def test_dashboard_pages_show_nothing_of_another_tenant(
         mine = add_job(db, "mine-q", status="dead", tenant=OWN)
         theirs = add_job(db, "their-q", status="dead", tenant=OTHER)
         add_worker(db, "their-worker", ["their-q"])
+        db.execute(
+            b"INSERT INTO alerts (rule, queue_name, severity, state, summary)"
+            b" VALUES ('no_workers', 'their-q', 'critical', 'firing', 'jobs wait in their-q')"
+        )
     async with serving(settings) as http:
         assert (await log_in(http, token=TOKENS["acme"])).status_code == 303
         for page in ("/", "/fragments/queues", "/dead", "/dead/rows", "/workers",
                      "/fragments/workers", f"/jobs/{mine}", "/queues/mine-q",
-                     "/queues/mine-q/rows", "/queues/mine-q/summary"):  # fmt: skip
+                     "/queues/mine-q/rows", "/queues/mine-q/summary", "/alerts",
+                     "/fragments/alerts", "/fragments/alerts-banner"):  # fmt: skip
             reply = await http.get(page)
             assert reply.status_code == 200, (page, reply.text)
             for secret in (str(theirs), "their-q", "their-worker"):

@@ -137,3 +137,18 @@ def exposition() -> bytes:
 def mark_process_dead(pid: int) -> None:
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+# Alerts: set by the leader's evaluation (1 firing, 0 resolved), so the most recent
+# writer, the leader, is the one that counts.
+ALERTS_FIRING = Gauge(
+    "alerts_firing",
+    "1 while the alert fires, 0 once it resolved.",
+    ("rule", "queue", "severity"),
+    multiprocess_mode="mostrecent",
+)
+ALERT_NOTIFICATIONS = Counter(
+    "alert_notifications",
+    "Alert notification attempts, by receiver and outcome (delivered, failed, gave_up).",
+    ("receiver", "outcome"),
+)

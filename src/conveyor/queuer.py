@@ -15,10 +15,11 @@ from collections import Counter, defaultdict
 from uuid import UUID
 
 from conveyor import metrics, watchdog
+from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.lanes import EpochLost, Lanes, lane_for_priority
-from conveyor.maintenance import Pruner, QueueGauges, Reconciler, Rescuer, Schedule
+from conveyor.maintenance import Pass, Pruner, QueueGauges, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
 from conveyor.store import Store
@@ -72,7 +73,12 @@ class Queuer:
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)
         self.gauges = QueueGauges(store, gauge_interval)
-        self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner])
+        self.alert_evaluator = AlertEvaluator(store, settings, self._alert_state)
+        self.alert_delivery = BackgroundDelivery(AlertDelivery(store, settings))
+        alerting: list[Pass] = (
+            [self.alert_evaluator, self.alert_delivery] if settings.alerts.enabled else []
+        )
+        self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner, *alerting])
         self._every_queuer_passes = Schedule([self.gauges])
 
     @classmethod
@@ -91,7 +97,13 @@ class Queuer:
     def is_leader(self) -> bool:
         return self.listener.is_leader
 
+    def _alert_state(self) -> tuple[bool, bool, str]:
+        """What the alert rules need from the leader: postgres-only, on a backup Redis."""
+        endpoint = self.lanes.endpoint
+        return self.postgres_only.active, endpoint.on_backup, endpoint.url
+
     async def close(self) -> None:
+        await self.alert_delivery.close()
         await self.listener.close()
         if self._owns_parts:
             await self.store.close()
@@ -229,6 +241,8 @@ class Queuer:
         await self._every_queuer_passes.run_due()
         wait = min(1.0, self._every_queuer_passes.seconds_until_due())
         if not self.is_leader:
+            if self._led:
+                self.alert_evaluator.clear_gauges()  # the new leader reports them now
             self._led = False
             return wait
         if not self._led:

@@ -53,6 +53,20 @@ MIN_PRIORITY: Final = 0
 MAX_PRIORITY: Final = 1000
 
 
+# -- alerts (alerts.state, alert_notifications.transition) ----------------------------------
+ALERT_FIRING: Final = "firing"
+ALERT_RESOLVED: Final = "resolved"
+ALERT_STATES: Final = (ALERT_FIRING, ALERT_RESOLVED)
+# What a notification announces: the alert fired, resolved, or is still firing (repeat).
+NOTIFY_FIRED: Final = "fired"
+NOTIFY_RESOLVED: Final = "resolved"
+NOTIFY_REPEAT: Final = "repeat"
+NOTIFY_TRANSITIONS: Final = (NOTIFY_FIRED, NOTIFY_RESOLVED, NOTIFY_REPEAT)
+SEVERITY_WARNING: Final = "warning"
+SEVERITY_CRITICAL: Final = "critical"
+SEVERITIES: Final = (SEVERITY_WARNING, SEVERITY_CRITICAL)
+
+
 def lane_for_priority(priority: int) -> LaneName:
     if priority <= HIGH_PRIORITY_MAX:
         return HIGH
@@ -67,6 +81,9 @@ def sql_tokens() -> dict[str, str]:
     tokens = {name.upper(): f"'{name}'" for name in STATUSES}
     tokens.update({f"LOG_{name.upper()}": f"'{name}'" for name in LOG_STATUSES})
     tokens.update({f"LANE_{lane.upper()}": f"'{lane}'" for lane in LANES})
+    tokens.update({f"ALERT_{name.upper()}": f"'{name}'" for name in ALERT_STATES})
+    tokens.update({f"NOTIFY_{name.upper()}": f"'{name}'" for name in NOTIFY_TRANSITIONS})
+    tokens.update({f"SEVERITY_{name.upper()}": f"'{name}'" for name in SEVERITIES})
     tokens["HIGH_PRIORITY_MAX"] = str(HIGH_PRIORITY_MAX)
     tokens["NORMAL_PRIORITY_MAX"] = str(NORMAL_PRIORITY_MAX)
     return tokens

@@ -45,7 +45,7 @@ def _file_keys(model: type[BaseModel]) -> dict[str, str]:
 
 
 _KEYS = {section: _file_keys(model) for section, model in _SECTIONS.items()}
-_FILE_ONLY = {("web", "users"), ("redis", "sentinel")}
+_FILE_ONLY = {("web", "users"), ("redis", "sentinel"), ("alerts", "rules"), ("alerts", "receivers")}
 # Names the specification (BACKUP_REDIS_URL) and Sentinel deployments use, mapped onto our
 # settings; they work bare and with the CONVEYOR_ prefix like every other variable.
 _ENV_ALIASES: dict[str, tuple[str, ...]] = {
@@ -62,6 +62,7 @@ _SECRET = {
     ("web", "tokens"),
     ("web", "users"),
     ("encryption", "keys"),
+    ("alerts", "receivers"),
 }
 
 _PREFIX = "CONVEYOR_"

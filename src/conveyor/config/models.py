@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from conveyor.config.alerts import AlertSettings, RuleOverrides
 from conveyor.config.base import (
     ConfigError,
     ConfigIssue,
@@ -167,6 +168,7 @@ class QueueSettings(_Section):
     warning_waiting: NonNegInt | None = None
     critical_waiting: NonNegInt | None = None
     critical_failures_per_hour: NonNegInt | None = None
+    alerts: RuleOverrides | None = None
 
 
 class CircuitBreakerSettings(_Section):
@@ -241,6 +243,7 @@ class Settings(BaseModel):
     log: LogSettings = Field(default_factory=LogSettings)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -292,4 +295,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "log": LogSettings,
     "liveness": LivenessSettings,
     "tracing": TracingSettings,
+    "alerts": AlertSettings,
 }

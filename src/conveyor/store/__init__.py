@@ -7,6 +7,7 @@ turned into Conveyor's own (see `store.base`).
 
 from conveyor.store.admin_reads import AdminReads
 from conveyor.store.admin_writes import AdminWrites
+from conveyor.store.alerts import AlertStatements
 from conveyor.store.base import StoreBase, database_errors
 from conveyor.store.dispatch import DispatchStatements
 from conveyor.store.producer import ProducerStatements
@@ -26,6 +27,7 @@ class Store(
     AdminWrites,
     ToolStatements,
     WebSessionStatements,
+    AlertStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

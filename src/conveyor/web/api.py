@@ -31,6 +31,7 @@ from conveyor.admin import (
     WorkerInfo,
 )
 from conveyor.admin.models import plain
+from conveyor.web.api_alerts import ALERT_OPERATIONS
 from conveyor.web.api_io import (
     AuditQuery,
     DeadRetryBody,
@@ -245,6 +246,7 @@ OPERATIONS: list[Operation] = [
         run=lambda c: c.admin.audit_log(**c.args),
         query=AuditQuery,
     ),
+    *ALERT_OPERATIONS,
     # -- the document itself -------------------------------------------------------------------
     Operation(
         method="GET",
