@@ -414,11 +414,3 @@ def add_metrics_minute(
         f" now()) - %s * interval '1 minute', {', '.join(['%s'] * (len(columns) - 1))})".encode(),
         (minutes_ago, queue, lane, *figures.values()),
     )
-
-
-def set_worker_health(
-    db: Db, worker_id: str, *, postgres_only: bool = False, breakers_open: tuple[str, ...] = ()
-) -> None:
-    """What a worker's heartbeat reports about its modes (migration 010's columns)."""
-    query = b"UPDATE workers SET postgres_only = %s, breakers_open = %s WHERE id = %s"
-    db.execute(query, (postgres_only, list(breakers_open), worker_id))
