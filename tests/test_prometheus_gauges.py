@@ -26,6 +26,8 @@ QUEUE_FAMILIES = (
     "jobs_running",
     "workers_live",
     "queue_target_seconds",
+    "oldest_job_age_by_lane_seconds",
+    "lane_target_seconds",
 )
 # Fabricated below: the oldest waiting job of "email-sending" became ready this long ago.
 OLDEST_AGE = 600.0
@@ -72,6 +74,10 @@ EXPECTED = {
     ("workers_live", (("queue", "idle"),)): 0,
     ("queue_target_seconds", (("queue", "email-sending"),)): 300,  # the specification's
     ("queue_target_seconds", (("queue", "idle"),)): DEFAULT_TARGET,
+    ("lane_target_seconds", (("lane", "high"), ("queue", "email-sending"))): 60,
+    ("lane_target_seconds", (("lane", "low"), ("queue", "email-sending"))): 1800,
+    ("lane_target_seconds", (("lane", "low"), ("queue", "idle"))): DEFAULT_TARGET,
+    ("oldest_job_age_by_lane_seconds", (("lane", "high"), ("queue", "idle"))): 0,
 }
 
 
@@ -112,6 +118,10 @@ async def test_the_collector_reads_the_queues_from_postgres(settings: Settings, 
     # The first read and the figures it took: the ages come from PostgreSQL's clock.
     assert OLDEST_AGE <= oldest(samples, "email-sending") < OLDEST_AGE + 60
     assert 1 <= oldest(samples, "idle") < 60
+    by_lane = samples[
+        ("oldest_job_age_by_lane_seconds", (("lane", "normal"), ("queue", "email-sending")))
+    ]
+    assert 30 <= by_lane < 90, "the normal lane's own oldest, not the queue's"
     assert samples[("queue_gauges_age_seconds", ())] == 0
 
     add_job(db, "idle", priority=10)

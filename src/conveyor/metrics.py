@@ -94,9 +94,9 @@ WAIT = Histogram(
     ("queue",),
     buckets=DURATION_BUCKETS,
 )
-# queue_length, oldest_job_age_seconds, jobs_running, workers_live and
-# queue_target_seconds describe the queues, not this process: conveyor.queue_gauges reads
-# them from PostgreSQL in whichever process serves /metrics (see exposition()).
+# queue_length, oldest_job_age_seconds, jobs_running, workers_live, queue_target_seconds
+# and their per-lane forms describe the queues, not this process: conveyor.queue_gauges
+# reads them from PostgreSQL in whichever process serves /metrics (see exposition()).
 WORKER_ACTIVE = Gauge("worker_active", "Jobs running now.", multiprocess_mode="livesum")
 BREAKER_STATE = Gauge(
     "circuit_breaker_state",

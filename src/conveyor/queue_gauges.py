@@ -1,10 +1,10 @@
 """Queue gauges for /metrics, read from PostgreSQL by whichever process is scraped.
 
-queue_length, oldest_job_age_seconds, jobs_running, workers_live and
-queue_target_seconds describe the queues, not the process that reports them, so every
-process that serves /metrics (queuer, worker supervisor, web) reads them from PostgreSQL
-itself: any scrape target gives the same figures, whichever queuer leads and even when no
-queuer runs at all.
+queue_length, oldest_job_age_seconds (and _by_lane), jobs_running, workers_live,
+queue_target_seconds and lane_target_seconds describe the queues, not the process that
+reports them, so every process that serves /metrics (queuer, worker supervisor, web)
+reads them from PostgreSQL itself: any scrape target gives the same figures, whichever
+queuer leads and even when no queuer runs at all.
 
 They are read when a scrape asks for them, at most once per `REFRESH_SECONDS` (however
 many scrapers there are), on a connection of their own that is closed right after, so a
@@ -47,6 +47,7 @@ class QueueFigures:
 
     taken: float
     waiting: dict[tuple[str, str], int] = field(default_factory=dict)
+    lane_oldest_age: dict[tuple[str, str], float] = field(default_factory=dict)
     oldest_age: dict[str, float] = field(default_factory=dict)
     running: dict[str, int] = field(default_factory=dict)
     live_workers: dict[str, int] = field(default_factory=dict)
@@ -61,13 +62,16 @@ async def read_figures(store: Store, dead_after: float, taken: float) -> QueueFi
     running = await store.running_jobs_by_queue()
     workers = await store.live_workers_by_queue(dead_after)
     oldest: dict[str, float] = {}
+    lane_oldest: dict[tuple[str, str], float] = {}
     for row in depths:
         # A run_at set by a clock slightly ahead of PostgreSQL's must not read as negative.
         age = max(0.0, row.oldest_age or 0.0)
+        lane_oldest[(row.queue_name, row.lane)] = age
         oldest[row.queue_name] = max(oldest.get(row.queue_name, 0.0), age)
     return QueueFigures(
         taken=taken,
         waiting={(row.queue_name, row.lane): row.waiting for row in depths},
+        lane_oldest_age=lane_oldest,
         oldest_age=oldest,
         running={row.queue_name: row.running for row in running},
         live_workers={row.queue_name: row.live_workers for row in workers},
@@ -158,6 +162,11 @@ class QueueGauges:
             "How long the oldest waiting job has been ready (0 when none waits).",
             labels=("queue",),
         )
+        lane_oldest = GaugeMetricFamily(
+            "oldest_job_age_by_lane_seconds",
+            "How long the oldest waiting job of the lane has been ready (0 when none waits).",
+            labels=("queue", "lane"),
+        )
         running = GaugeMetricFamily(
             "jobs_running", "Jobs running now, on any worker.", labels=("queue",)
         )
@@ -172,11 +181,18 @@ class QueueGauges:
             "thresholds.default_target).",
             labels=("queue",),
         )
+        lane_target = GaugeMetricFamily(
+            "lane_target_seconds",
+            "The lane's latency target (queues.<name>:<lane>.target, else the queue's).",
+            labels=("queue", "lane"),
+        )
         for queue in queues:
             for lane in LANES:
                 length.add_metric([queue, lane], figures.waiting.get((queue, lane), 0))
+                lane_oldest.add_metric([queue, lane], figures.lane_oldest_age.get((queue, lane), 0))
+                lane_target.add_metric([queue, lane], self.settings.queue_target(queue, lane))
             oldest.add_metric([queue], figures.oldest_age.get(queue, 0.0))
             running.add_metric([queue], figures.running.get(queue, 0))
             workers.add_metric([queue], figures.live_workers.get(queue, 0))
             target.add_metric([queue], self.settings.queue_target(queue))
-        yield from (length, oldest, running, workers, target)
+        yield from (length, oldest, lane_oldest, running, workers, target, lane_target)
