@@ -7,11 +7,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.config import Settings
 from conveyor.launch import env_name
+from conveyor.probes import health_app
 from conveyor.queue_gauges import QueueGauges
 from conveyor.store.migrate import migrate
 from conveyor.vocabulary import DISPATCHED, RUNNING
@@ -164,6 +166,20 @@ async def test_without_postgres_the_gauges_age_then_disappear(
     now[0] += 5
     await gauges.refresh()
     assert agrees_with_fabrication(parse_collected(gauges))
+
+
+async def test_health_queue_gauges_off_leaves_them_out_of_metrics(
+    settings_factory: Callable[..., Settings], db: Db
+) -> None:
+    fabricate(db)
+    for enabled in (True, False):
+        settings = settings_factory(**{"health.queue_gauges": enabled})
+        transport = httpx.ASGITransport(app=health_app(settings, lambda: None))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            reply = await http.get("/metrics")
+        names = {name for name, _ in parse(reply.text)}
+        assert reply.status_code == 200 and "process_cpu_seconds_total" in names
+        assert (set(QUEUE_FAMILIES) <= names) is enabled, enabled
 
 
 def parse_collected(gauges: QueueGauges) -> Samples:

@@ -166,6 +166,8 @@ def health_routes(
         return JSONResponse({"ready": True, "failing": [], "redis": redis, **mode})
 
     async def metrics(_: Request) -> Response:
+        if not settings.health.queue_gauges:
+            return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
         await queue_gauges.refresh()
         return Response(exposition(queue_gauges), media_type=CONTENT_TYPE_LATEST)
 
