@@ -142,9 +142,13 @@ def health_routes(
     component: Component | Callable[[], str | None],
     *,
     works_without_redis: bool = False,
+    queue_gauges: bool = True,
 ) -> list[Route]:
+    """The three probes. `queue_gauges=False` keeps the queue gauges (queue names and
+    figures) out of /metrics wherever `health.queue_gauges` is on: for a port that may be
+    public, like the web port."""
     dependencies = _DependencyChecks(settings)
-    queue_gauges = QueueGauges(settings)
+    gauges = QueueGauges(settings) if queue_gauges and settings.health.queue_gauges else None
 
     async def healthz(_: Request) -> Response:
         return stuck_response() or PlainTextResponse("ok\n")
@@ -166,10 +170,10 @@ def health_routes(
         return JSONResponse({"ready": True, "failing": [], "redis": redis, **mode})
 
     async def metrics(_: Request) -> Response:
-        if not settings.health.queue_gauges:
+        if gauges is None:
             return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
-        await queue_gauges.refresh()
-        return Response(exposition(queue_gauges), media_type=CONTENT_TYPE_LATEST)
+        await gauges.refresh()
+        return Response(exposition(gauges), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 
