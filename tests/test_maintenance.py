@@ -10,7 +10,6 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from prometheus_client import REGISTRY
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings
@@ -301,35 +300,6 @@ async def test_reconciler_syncs_the_paused_set_from_postgres(
     await Reconciler(store, lanes, settings).run_once()
     assert client.smembers(paused_key) == {b"held"}
     client.close()
-
-
-def gauge(name: str, **labels: str) -> float | None:
-    return REGISTRY.get_sample_value(name, labels)
-
-
-async def test_a_queuer_that_does_not_lead_exports_fresh_queue_gauges(
-    settings: Settings, db: psycopg.Connection[Any], running: Running
-) -> None:
-    """Every queuer reports queue_length and oldest_job_age_seconds from PostgreSQL: after
-    a change of leader, none is left reporting the figures of its last term."""
-    lock = leader_lock_id(settings.database.schema_name)
-    assert db.execute(b"SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone() == (True,)
-    queue = f"gauged_{uuid.uuid4().hex[:8]}"  # the registry is shared by the whole run
-    for _ in range(3):  # no job_queues row: nothing dispatches them, they stay waiting
-        insert_job(db, "queued", queue_name=queue, priority=100)
-    queuer = running.queuer(gauge_interval=0.1)
-    await wait_until(
-        lambda: gauge("queue_length", queue=queue, lane="normal") == 3, message="the gauge"
-    )
-    assert (gauge("oldest_job_age_seconds", queue=queue) or 0) > 0
-    assert not queuer.is_leader
-    db.execute(b"DELETE FROM jobs WHERE queue_name = %s", (queue,))
-    await wait_until(
-        lambda: gauge("queue_length", queue=queue, lane="normal") == 0, message="zero again"
-    )
-    assert gauge("oldest_job_age_seconds", queue=queue) == 0
-    db.execute(b"SELECT pg_advisory_unlock(%s)", (lock,))
-    await wait_until(lambda: queuer.is_leader, message="the queuer to take the lead")
 
 
 async def test_leadership_passes_on_when_the_leader_closes(settings: Settings) -> None:

@@ -1,10 +1,9 @@
-"""Maintenance passes: rescue lost attempts, heal lost dispatches, prune old rows, and
-measure the queues.
+"""Maintenance passes: rescue lost attempts, heal lost dispatches, prune old rows.
 
 Each pass is a small class built from the store (and lanes) with `run_once()`, which
-tests call directly on fabricated state. The queuer runs the first three on their
-intervals in the one process that holds the maintenance lock, and `QueueGauges` in every
-queuer.
+tests call directly on fabricated state. The queuer runs them on their intervals in the
+one process that holds the maintenance lock. (The queue gauges are not a pass: every
+process that serves /metrics reads them, see `conveyor.queue_gauges`.)
 """
 
 from __future__ import annotations
@@ -193,33 +192,6 @@ class Pruner:
         if result.jobs or result.logs:
             log.info("pruned %d job(s) and %d log row(s)", result.jobs, result.logs)
         return result
-
-
-class QueueGauges:
-    """Refresh queue_length and oldest_job_age_seconds for Prometheus from PostgreSQL, so
-    every queuer reports the same figures whichever of them leads."""
-
-    def __init__(self, store: Store, interval: float = 5.0) -> None:
-        self.store = store
-        self.interval = interval
-        self._seen: set[tuple[str, str]] = set()
-
-    async def run_once(self) -> dict[tuple[str, str], int]:
-        rows = await self.store.queue_depths()
-        depths = {(row.queue_name, row.lane): row.waiting for row in rows}
-        oldest: dict[str, float] = {}
-        for row in rows:
-            oldest[row.queue_name] = max(oldest.get(row.queue_name, 0.0), row.oldest_age or 0.0)
-        # Queues that emptied must read 0, not their last value.
-        for queue, lane in self._seen - depths.keys():
-            metrics.QUEUE_LENGTH.labels(queue, lane).set(0)
-            metrics.OLDEST_AGE.labels(queue).set(0)
-        for (queue, lane), waiting in depths.items():
-            metrics.QUEUE_LENGTH.labels(queue, lane).set(waiting)
-        for queue, age in oldest.items():
-            metrics.OLDEST_AGE.labels(queue).set(age)
-        self._seen = set(depths)
-        return depths
 
 
 class Pass(Protocol):

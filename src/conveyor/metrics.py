@@ -18,6 +18,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 JOB_LABELS = ("queue", "task")
@@ -93,18 +94,9 @@ WAIT = Histogram(
     ("queue",),
     buckets=DURATION_BUCKETS,
 )
-QUEUE_LENGTH = Gauge(
-    "queue_length",
-    "Jobs waiting to start, by lane.",
-    ("queue", "lane"),
-    multiprocess_mode="mostrecent",
-)
-OLDEST_AGE = Gauge(
-    "oldest_job_age_seconds",
-    "Age of the oldest waiting job.",
-    ("queue",),
-    multiprocess_mode="mostrecent",
-)
+# queue_length, oldest_job_age_seconds, jobs_running, workers_live, queue_target_seconds
+# and their per-lane forms describe the queues, not this process: conveyor.queue_gauges
+# reads them from PostgreSQL in whichever process serves /metrics (see exposition()).
 WORKER_ACTIVE = Gauge("worker_active", "Jobs running now.", multiprocess_mode="livesum")
 BREAKER_STATE = Gauge(
     "circuit_breaker_state",
@@ -125,13 +117,22 @@ POSTGRES_ONLY_SECONDS = Counter(
 )
 
 
-def exposition() -> bytes:
-    """The text format for /metrics: this process, or all processes in multiprocess mode."""
+def exposition(*collectors: Collector) -> bytes:
+    """The text format for /metrics: this process, or all processes in multiprocess mode,
+    followed by `collectors` (figures this process reads for the whole system, which must
+    not be summed over processes)."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    if collectors:
+        extra = CollectorRegistry(auto_describe=False)
+        for collector in collectors:
+            extra.register(collector)
+        body += generate_latest(extra)
+    return body
 
 
 def mark_process_dead(pid: int) -> None:

@@ -8,6 +8,8 @@ anyone who can reach the port could read: the process log has the details.
 A queuer or a worker keeps working from PostgreSQL alone when no Redis answers
 (postgres-only mode), so for them an unreachable Redis is reported as the `mode`, not as
 a failure. Which configured Redis is in use is given by its index, not its address.
+/metrics adds the queue gauges, which this process reads from PostgreSQL itself (see
+`conveyor.queue_gauges`), so every scrape target reports the same queue figures.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from conveyor.config import Settings
 from conveyor.errors import ConveyorError, reason
 from conveyor.lanes import Lanes
 from conveyor.metrics import exposition
+from conveyor.queue_gauges import QueueGauges
 from conveyor.store import Store
 from conveyor.watchdog_http import stuck_response
 
@@ -139,8 +142,13 @@ def health_routes(
     component: Component | Callable[[], str | None],
     *,
     works_without_redis: bool = False,
+    queue_gauges: bool = True,
 ) -> list[Route]:
+    """The three probes. `queue_gauges=False` keeps the queue gauges (queue names and
+    figures) out of /metrics wherever `health.queue_gauges` is on: for a port that may be
+    public, like the web port."""
     dependencies = _DependencyChecks(settings)
+    gauges = QueueGauges(settings) if queue_gauges and settings.health.queue_gauges else None
 
     async def healthz(_: Request) -> Response:
         return stuck_response() or PlainTextResponse("ok\n")
@@ -162,7 +170,10 @@ def health_routes(
         return JSONResponse({"ready": True, "failing": [], "redis": redis, **mode})
 
     async def metrics(_: Request) -> Response:
-        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+        if gauges is None:
+            return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+        await gauges.refresh()
+        return Response(exposition(gauges), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 

@@ -3,8 +3,7 @@
 It wakes on NOTIFY from the insert trigger (with a short poll as a safety net, which also
 picks up scheduled jobs and retries as they come due), dispatches in batches with one
 statement, pushes every batch with one Lua call, and notices a wiped Redis from the
-epoch key. It runs the maintenance passes while it holds the leader lock, and refreshes
-the queue gauges whether it leads or not.
+epoch key. It runs the maintenance passes while it holds the leader lock.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.lanes import EpochLost, Lanes, lane_for_priority
-from conveyor.maintenance import Pass, Pruner, QueueGauges, Reconciler, Rescuer, Schedule
+from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
 from conveyor.store import Store
@@ -27,7 +26,6 @@ from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
 
 log = logging.getLogger("conveyor.queuer")
-GAUGE_INTERVAL = 5.0
 # Without Redis, look for it again at least this often: workers are waiting to go back.
 REDIS_RETRY_CAP = 1.0
 
@@ -40,7 +38,6 @@ class Queuer:
         lanes: Lanes,
         *,
         maintenance: bool = True,
-        gauge_interval: float = GAUGE_INTERVAL,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -72,14 +69,12 @@ class Queuer:
         self.rescuer = Rescuer(store, settings)
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)
-        self.gauges = QueueGauges(store, gauge_interval)
         self.alert_evaluator = AlertEvaluator(store, settings, self._alert_state)
         self.alert_delivery = BackgroundDelivery(AlertDelivery(store, settings))
         alerting: list[Pass] = (
             [self.alert_evaluator, self.alert_delivery] if settings.alerts.enabled else []
         )
         self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner, *alerting])
-        self._every_queuer_passes = Schedule([self.gauges])
 
     @classmethod
     async def open(cls, settings: Settings, *, maintenance: bool = True) -> Queuer:
@@ -221,8 +216,8 @@ class Queuer:
             await self.close()
 
     async def _maintenance_loop(self, stop: asyncio.Event) -> None:
-        """Gauges, rescue, reconcile and prune on their own clock, so a long prune never
-        delays dispatch."""
+        """Rescue, reconcile and prune on their own clock, so a long prune never delays
+        dispatch."""
         backoff = Backoff(initial=0.5, cap=10.0)
         while not stop.is_set():
             watchdog.beat("queuer.maintenance")
@@ -235,11 +230,9 @@ class Queuer:
             await asyncio.sleep(max(wait, 0.01))
 
     async def _run_due_passes(self) -> float:
-        """Run what is due; return how long to sleep. Every queuer refreshes the gauges, so
-        none reports stale figures after a change of leader. Only the leader runs the
-        others; the rest look again every second."""
-        await self._every_queuer_passes.run_due()
-        wait = min(1.0, self._every_queuer_passes.seconds_until_due())
+        """Run what is due; return how long to sleep. Only the leader runs the passes; the
+        others look again every second."""
+        wait = 1.0
         if not self.is_leader:
             if self._led:
                 self.alert_evaluator.clear_gauges()  # the new leader reports them now

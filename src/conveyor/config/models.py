@@ -143,6 +143,8 @@ class MaintenanceSettings(_Section):
 class HealthSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 0
+    # Off: this process's /metrics leaves out the queue gauges and never reads them.
+    queue_gauges: bool = True
 
 
 class ThresholdsSettings(_Section):

@@ -10,6 +10,7 @@ from conveyor.store.admin_writes import AdminWrites
 from conveyor.store.alerts import AlertStatements
 from conveyor.store.base import StoreBase, database_errors
 from conveyor.store.dispatch import DispatchStatements
+from conveyor.store.gauges import GaugeStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
 from conveyor.store.tools import ToolStatements
@@ -28,6 +29,7 @@ class Store(
     ToolStatements,
     WebSessionStatements,
     AlertStatements,
+    GaugeStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

@@ -109,7 +109,8 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
         routes=[
             Mount("/api", routes=api.routes()),
             Mount("/static", StaticFiles(packages=[("conveyor.web", "static")]), name="static"),
-            *health_routes(settings, lambda: None),
+            # The web port may be public: queue names and figures only on the health port.
+            *health_routes(settings, lambda: None, queue_gauges=False),
             *dashboard.routes(),
         ],
         middleware=[
