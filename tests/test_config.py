@@ -424,6 +424,20 @@ def test_bad_int_in_environment_names_the_variable() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONVEYOR_QUEUER_SERVICE_HOST", "10.0.0.7"),
+        ("CONVEYOR_QUEUER_PORT", "tcp://10.0.0.7:9101"),
+        ("CONVEYOR_WEB_SERVICE_PORT_HTTP", "8080"),
+        ("CONVEYOR_WEB_PORT_8080_TCP_ADDR", "10.0.0.8"),
+    ],
+)
+def test_service_links_of_a_conveyor_service_are_not_settings(name: str, value: str) -> None:
+    # What Kubernetes injects for Services named conveyor-queuer and conveyor-web.
+    assert load_settings(env={name: value}) == Settings()
+
+
 def test_kubernetes_service_link_on_a_real_key_gets_a_hint() -> None:
     _, _, message = only_issue(error_of(env={"WEB_PORT": "tcp://10.0.0.9:8080"}))
     assert "Kubernetes service link" in message

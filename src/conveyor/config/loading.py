@@ -244,7 +244,10 @@ def _apply_env(
             continue
         dotted, target, problem = found
         if target is None or problem is not None:
-            if prefixed or not _is_foreign(name, env[name], ignored):
+            # A Service named conveyor-* makes Kubernetes inject CONVEYOR_*_SERVICE_HOST,
+            # CONVEYOR_*_PORT=tcp://... and the like: service links, not typos, whatever
+            # their prefix.
+            if not _is_foreign(name, env[name], ignored):
                 if not prefixed:
                     problem = f"{problem}; if this variable is meant for another program, "
                     problem += "list it in CONVEYOR_IGNORE_ENV"
@@ -346,8 +349,8 @@ def _translate(exc: ValidationError, sources: Mapping[Loc, str]) -> list[ConfigI
             and _SERVICE_LINK_VALUE.fullmatch(value)
         ):
             message += (
-                "; this looks like a Kubernetes service link: set the CONVEYOR_-prefixed variable"
-                " (which wins) or enableServiceLinks: false"
+                "; this looks like a Kubernetes service link: set enableServiceLinks: false on"
+                " the pod, or set the CONVEYOR_-prefixed variable, which wins over a bare one"
             )
         issues.append(ConfigIssue(dotted(loc), source, message))
     return issues
