@@ -44,9 +44,13 @@ def test_version_and_help_need_no_configuration() -> None:
     assert conveyor("--help").returncode == 0
 
 
-def test_unmigrated_schema_says_what_to_do(test_database: str) -> None:
+@pytest.mark.parametrize("command", [["admin", "stats"], ["queuer"]])
+def test_unmigrated_schema_says_what_to_do(test_database: str, command: list[str]) -> None:
     result = conveyor(
-        "admin", "stats", DATABASE_URL=test_database, DATABASE__SCHEMA="never_migrated_here"
+        *command,
+        DATABASE_URL=test_database,
+        DATABASE__SCHEMA="never_migrated_here",
+        REDIS__KEY_PREFIX="never_migrated_here:",
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "run `conveyor migrate`" in result.stderr

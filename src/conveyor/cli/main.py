@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from conveyor.config import ConfigError, Settings, load_settings
+from conveyor.errors import SchemaNotMigrated
 from conveyor.logs import configure_logging
 
 
@@ -122,7 +123,11 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
             if health is not None:
                 await health.stop()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except SchemaNotMigrated as error:
+        # Expected while a deployment's migrate job has not finished: one line, no trace.
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()
