@@ -369,3 +369,32 @@ def fill_at_scale(
         {"queues": queues, **statuses},
     )
     db.execute(b"ANALYZE")
+
+
+def add_history(
+    db: Db,
+    minutes_ago: int,
+    queue: str = "q",
+    *,
+    lane: str = "normal",
+    hourly: bool = False,
+    **figures: Any,
+) -> None:
+    """One metrics history row for the minute (or, `hourly`, the hour) that began
+    `minutes_ago` whole minutes (hours) before the current one, with any `figures`
+    (completed=3, run_p95=1.5, ...); marks the minute rollup as done up to now."""
+    table, unit = ("metrics_hours", "hour") if hourly else ("metrics_minutes", "minute")
+    names = ", ".join(figures)
+    slots = ", ".join(f"%(figure_{name})s" for name in figures)
+    params = {f"figure_{name}": value for name, value in figures.items()}
+    params.update({"ago": minutes_ago, "queue": queue, "lane": lane})
+    sql = (
+        f"INSERT INTO {table} (bucket, queue_name, lane{', ' if figures else ''}{names})"
+        f" VALUES (date_trunc('{unit}', now()) - %(ago)s * interval '1 {unit}', %(queue)s,"
+        f" %(lane)s{', ' if figures else ''}{slots})"
+    )
+    db.execute(sql.encode(), params)
+    db.execute(
+        b"INSERT INTO metrics_rollup_state (rolled_through) VALUES (date_trunc('minute', now()))"
+        b" ON CONFLICT (singleton) DO UPDATE SET rolled_through = excluded.rolled_through"
+    )

@@ -21,6 +21,7 @@ from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pruner, QueueGauges, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
+from conveyor.rollup import MetricsRollup
 from conveyor.store import Store
 from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
@@ -72,7 +73,8 @@ class Queuer:
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)
         self.gauges = QueueGauges(store, gauge_interval)
-        self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner])
+        self.rollup = MetricsRollup(store, settings)
+        self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner, self.rollup])
         self._every_queuer_passes = Schedule([self.gauges])
 
     @classmethod

@@ -26,6 +26,7 @@ from conveyor.config.base import (
 )
 from conveyor.config.connections import DatabaseSettings, RedisSettings, SentinelSettings
 from conveyor.config.liveness import LivenessSettings
+from conveyor.config.metrics_history import MetricsSettings
 from conveyor.config.web import ApiToken, WebSettings, WebUser
 from conveyor.durations import (
     ByteSize,
@@ -239,6 +240,7 @@ class Settings(BaseModel):
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -289,4 +291,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "encryption": EncryptionSettings,
     "log": LogSettings,
     "liveness": LivenessSettings,
+    "metrics": MetricsSettings,
 }

@@ -9,6 +9,7 @@ from conveyor.store.admin_reads import AdminReads
 from conveyor.store.admin_writes import AdminWrites
 from conveyor.store.base import StoreBase, database_errors
 from conveyor.store.dispatch import DispatchStatements
+from conveyor.store.metrics_history import MetricsHistoryStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
 from conveyor.store.tools import ToolStatements
@@ -26,6 +27,7 @@ class Store(
     AdminWrites,
     ToolStatements,
     WebSessionStatements,
+    MetricsHistoryStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 
