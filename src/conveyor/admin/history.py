@@ -4,6 +4,7 @@ missing minute reads as zeros, so a chart has no gaps). See docs/metrics-history
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -22,6 +23,7 @@ WINDOWS = ("1h", "24h", "72h")
 MINUTE_WINDOW_MAX = 72 * 3600.0
 MIN_WINDOW = 60.0
 MAX_WINDOW = 400 * 86400.0
+COUNTS = ("enqueued", "completed", "failed", "dead", "retried", "rescued")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,8 +64,7 @@ class MetricsHistory(Model):
     @property
     def totals(self) -> dict[str, int]:
         """The window's counts, summed."""
-        names = ("enqueued", "completed", "failed", "dead", "retried", "rescued")
-        return {name: sum(getattr(point, name) for point in self.points) for name in names}
+        return {name: sum(getattr(point, name) for point in self.points) for name in COUNTS}
 
 
 def check_window(value: object) -> float:
@@ -156,3 +157,45 @@ def _point(row: HistoryRow) -> HistoryPoint:
         wait_p95=row.wait_p95,
         wait_p99=row.wait_p99,
     )
+
+
+def downsample(points: list[HistoryPoint], most: int) -> list[HistoryPoint]:
+    """At most `most` points for a chart or a sparkline: consecutive buckets merged,
+    counts summed, gauges as at the group's last known reading, percentiles the worst
+    (the same rules as the hourly rollup)."""
+    if most < 1:
+        raise ValueError("most must be at least 1")
+    size = -(-len(points) // most)  # ceiling: every group but the last is full
+    if size <= 1:
+        return list(points)
+    merged: list[HistoryPoint] = []
+    for start in range(0, len(points), size):
+        group = points[start : start + size]
+        gauged = [p for p in group if p.waiting is not None]
+        last = gauged[-1] if gauged else None
+        merged.append(
+            HistoryPoint(
+                bucket=group[0].bucket,
+                enqueued=sum(p.enqueued for p in group),
+                completed=sum(p.completed for p in group),
+                failed=sum(p.failed for p in group),
+                dead=sum(p.dead for p in group),
+                retried=sum(p.retried for p in group),
+                rescued=sum(p.rescued for p in group),
+                waiting=None if last is None else last.waiting,
+                running=None if last is None else last.running,
+                oldest_wait_seconds=_worst(p.oldest_wait_seconds for p in group),
+                run_p50=_worst(p.run_p50 for p in group),
+                run_p95=_worst(p.run_p95 for p in group),
+                run_p99=_worst(p.run_p99 for p in group),
+                wait_p50=_worst(p.wait_p50 for p in group),
+                wait_p95=_worst(p.wait_p95 for p in group),
+                wait_p99=_worst(p.wait_p99 for p in group),
+            )
+        )
+    return merged
+
+
+def _worst(values: Iterable[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return max(known) if known else None

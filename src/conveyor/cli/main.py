@@ -222,7 +222,7 @@ def register_subcommands() -> None:
     """Commands that live in their own modules attach themselves to `main` on import."""
     import importlib
 
-    for module in ("admin", "admin_actions", "web", "bench", "demo"):
+    for module in ("admin", "admin_actions", "admin_history", "web", "bench", "demo"):
         importlib.import_module(f"conveyor.cli.{module}")
 
 
