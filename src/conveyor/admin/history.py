@@ -113,7 +113,7 @@ class HistoryMixin(AdminBase):
         else:
             until = min(found.until, found.rolled_through)
         return MetricsHistory(
-            window=format_duration(seconds),
+            window=_spelling(seconds),
             window_seconds=seconds,
             resolution="hour" if hourly else "minute",
             queue=name,
@@ -122,6 +122,12 @@ class HistoryMixin(AdminBase):
             until=max(until, found.since),
             points=_filled(rows, found.since, until, step),
         )
+
+
+def _spelling(seconds: float) -> str:
+    """The window as the dashboard and the CLI name it ("24h", not "1d")."""
+    presets = {parse_duration(preset): preset for preset in WINDOWS}
+    return presets.get(seconds, format_duration(seconds))
 
 
 def _filled(

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute
 
-from conveyor.web.pages import dead, jobs, login, queues, workers
+from conveyor.web.pages import charts, dead, jobs, login, queues, workers
 from conveyor.web.pages.common import error_response, is_htmx
 
 
@@ -25,6 +25,7 @@ def routes() -> list[BaseRoute]:
         *jobs.routes(),
         *dead.routes(),
         *workers.routes(),
+        *charts.routes(),
     ]
 
 
