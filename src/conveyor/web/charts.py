@@ -65,7 +65,8 @@ def line_chart(
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     values = [[s.value(p) for p in shown] for s in series]
     known = [v for row in values for v in row if v is not None and math.isfinite(v)]
-    top = nice_ceiling(max(known, default=0.0))
+    # Round steps (2.5, 5, 10, ...) so every gridline reads as a round number.
+    top = nice_ceiling(max(known, default=0.0) / Y_TICKS) * Y_TICKS
     parts = [
         Markup(
             '<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"'
@@ -101,11 +102,19 @@ def line_chart(
     def x_of(index: int) -> float:
         return LEFT + plot_w * (index / span if len(shown) > 1 else 0.5)
 
-    for index in _label_positions(len(shown)):
+    positions = _label_positions(len(shown))
+    for index in positions:
+        # The outer labels lean inwards, so neither is cut off at the frame.
+        anchor = "start" if index == 0 else "end" if index == positions[-1] else "middle"
         parts.append(
             Markup(
-                '<text class="chart-axis" x="{x:.1f}" y="{y}" text-anchor="middle">{label}</text>'
-            ).format(x=x_of(index), y=HEIGHT - 8, label=_time_label(shown[index].bucket, step))
+                '<text class="chart-axis" x="{x:.1f}" y="{y}" text-anchor="{anchor}">{label}</text>'
+            ).format(
+                x=x_of(index),
+                y=HEIGHT - 8,
+                anchor=anchor,
+                label=_time_label(shown[index].bucket, step),
+            )
         )
     for kind, row in zip(series, values, strict=True):
         coords = [
@@ -156,4 +165,4 @@ def _number(value: float, unit: str) -> str:
         return f"{value:.3g} s" if value < 60 else f"{value / 60:.3g} min"
     if value >= 10_000:
         return f"{value / 1000:.0f}k"
-    return f"{value:g}" if value == int(value) else f"{value:.2g}"
+    return f"{value:g}" if value == int(value) else f"{value:.3g}"
