@@ -61,19 +61,28 @@ WITH bounds AS (
     JOIN {schema}.jobs j ON j.created >= b.start AND j.created < b.stop
     GROUP BY 1, 2, 3
 ), gauges AS (
-    -- Read now, so they belong to the newest minute (served by the partial indexes on
-    -- queued, dispatched and running rows, as queue_depths is).
-    SELECT b.stop - interval '1 minute' AS bucket, j.queue_name,
-           CASE WHEN j.priority <= {HIGH_PRIORITY_MAX} THEN {LANE_HIGH}
-                WHEN j.priority <= {NORMAL_PRIORITY_MAX} THEN {LANE_NORMAL}
+    -- Read now, so they belong to the newest minute. One arm per state, each on its
+    -- partial index (jobs_ready_idx, jobs_dispatched_idx, jobs_running_idx): an OR of
+    -- the three would scan the whole table.
+    SELECT b.stop - interval '1 minute' AS bucket, s.queue_name,
+           CASE WHEN s.priority <= {HIGH_PRIORITY_MAX} THEN {LANE_HIGH}
+                WHEN s.priority <= {NORMAL_PRIORITY_MAX} THEN {LANE_NORMAL}
                 ELSE {LANE_LOW} END AS lane,
-           count(*) FILTER (WHERE j.status <> {RUNNING}) AS waiting,
-           count(*) FILTER (WHERE j.status = {RUNNING}) AS running,
-           extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.status <> {RUNNING}))::float8
+           count(*) FILTER (WHERE NOT s.running) AS waiting,
+           count(*) FILTER (WHERE s.running) AS running,
+           extract(epoch FROM now() - min(s.run_at) FILTER (WHERE NOT s.running))::float8
                AS oldest_wait
     FROM bounds b
-    JOIN {schema}.jobs j
-      ON (j.status = {QUEUED} AND j.run_at <= now()) OR j.status IN ({DISPATCHED}, {RUNNING})
+    CROSS JOIN (
+        SELECT queue_name, priority, run_at, false AS running FROM {schema}.jobs
+        WHERE status = {QUEUED} AND run_at <= now()
+        UNION ALL
+        SELECT queue_name, priority, run_at, false FROM {schema}.jobs
+        WHERE status = {DISPATCHED}
+        UNION ALL
+        SELECT queue_name, priority, run_at, true FROM {schema}.jobs
+        WHERE status = {RUNNING}
+    ) s
     GROUP BY 1, 2, 3
 ), keys AS (
     SELECT bucket, queue_name, lane FROM finished
