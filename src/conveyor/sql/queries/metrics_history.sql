@@ -34,10 +34,12 @@ WITH bounds AS (
            CASE WHEN l.attempt_number = j.attempt AND l.started >= greatest(j.created, j.run_at)
                 THEN extract(epoch FROM l.started - greatest(j.created, j.run_at))::float8
            END AS wait_seconds
-    FROM bounds b
-    JOIN {schema}.job_logs l ON l.finished >= b.start AND l.finished < b.stop
+    FROM {schema}.job_logs l
     LEFT JOIN {schema}.jobs j ON j.id = l.job_id
-    WHERE l.status IN ({LOG_COMPLETED}, {LOG_FAILED}, {LOG_DEAD}, {LOG_LOST})
+    -- Bounds as scalar subqueries: the planner then expects a narrow range (as a minute
+    -- is) and looks each job up by primary key instead of hashing the whole jobs table.
+    WHERE l.finished >= (SELECT start FROM bounds) AND l.finished < (SELECT stop FROM bounds)
+      AND l.status IN ({LOG_COMPLETED}, {LOG_FAILED}, {LOG_DEAD}, {LOG_LOST})
 ), finished AS (
     SELECT bucket, queue_name, lane,
            count(*) FILTER (WHERE status = {LOG_COMPLETED}) AS completed,
