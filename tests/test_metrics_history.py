@@ -29,6 +29,7 @@ from conveyor.vocabulary import (
     QUEUED,
     RUNNING,
 )
+from tests.conftest import Running, wait_until
 from tests.factories import add_history, add_job, add_log
 
 Db = psycopg.Connection[Any]
@@ -167,6 +168,22 @@ async def test_rollup_counts_each_outcome_per_queue_and_lane(
 
 def gauges_key(newest: datetime) -> tuple[datetime, str, str]:
     return (newest, "mail", "normal")
+
+
+async def test_the_leader_queuer_runs_the_rollup(running: Running, db: Db) -> None:
+    minute = minute_start(db, 2)
+    job = add_job(db, "mail", status=COMPLETED, attempt=1, created=minute)
+    log_at(db, job, minute + timedelta(seconds=30), status=LOG_COMPLETED)
+    running.queuer()
+
+    def rolled() -> bool:
+        found = db.execute(
+            b"SELECT completed FROM metrics_minutes WHERE bucket = %s AND queue_name = 'mail'",
+            (minute,),
+        ).fetchone()
+        return found == (1,)
+
+    await wait_until(rolled, message="the leader's first rollup pass")
 
 
 async def test_rerun_over_the_same_minutes_writes_the_same_rows(
