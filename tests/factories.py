@@ -414,7 +414,8 @@ def fill_recent_minutes(
     the last 1 % still queued, plus 300 running. For measuring the metrics rollup at the
     rate the issue names (12 M a day is 8,333 a minute). The newest `ahead` of those
     minutes lie in the future, so a benchmark started after the fill still finds a full
-    minute to roll up. Then ANALYZE, and summarise the BRIN index as autovacuum would."""
+    minute to roll up. Then VACUUM ANALYZE and summarise the BRIN index, as autovacuum
+    would have by then."""
     db.execute(b"SET synchronous_commit = off")
     db.execute(
         b"INSERT INTO job_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
@@ -476,6 +477,6 @@ def fill_recent_minutes(
         b" 'bench-worker', now() - interval '1 day' FROM generate_series(1, 300)",
         {"queue": queues[0], **words},
     )
-    db.execute(b"ANALYZE jobs")
-    db.execute(b"ANALYZE job_logs")
+    db.execute(b"VACUUM ANALYZE jobs")
+    db.execute(b"VACUUM ANALYZE job_logs")
     db.execute(b"SELECT brin_summarize_new_values('jobs_created_brin')")

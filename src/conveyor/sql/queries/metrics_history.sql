@@ -2,14 +2,15 @@
 -- into metrics_minutes and metrics_hours, its pruning, and the admin's reads.
 
 -- name: roll_up_minutes
--- Write every complete minute not rolled up yet, oldest first: from the watermark (or
--- `catch_up` minutes back, whichever is later) to the last minute that ended `grace`
--- seconds ago, so an attempt whose statement was still committing at the minute's end is
--- in. One row per minute, queue and lane that saw an attempt finish, a job created, or
--- (for the newest minute only, as they are read now) a job waiting or running. Attempts come from
--- job_logs_finished_idx, created jobs from jobs_created_brin, the lane from the job's
--- priority by primary key. An upsert: a rerun over the same minutes writes the same
--- counts, and never replaces a gauge it cannot know any more with NULL.
+-- Write every complete minute not rolled up yet: from the watermark (or `catch_up`
+-- minutes back, whichever is later) to the last minute that ended `grace` seconds ago,
+-- so an attempt whose statement was still committing at the minute's end is in; then
+-- move the watermark. One row per minute, queue and lane that saw an attempt finish, a
+-- job created, or (for the newest minute only, as they are read now) a job waiting or
+-- running. Attempts come from job_logs_finished_idx, created jobs from
+-- jobs_created_brin, the lane from the job's priority by primary key. An upsert: a rerun
+-- over the same minutes writes the same counts, and never replaces a gauge it cannot
+-- know any more with NULL.
 WITH bounds AS (
     SELECT s.start, s.stop
     FROM (
