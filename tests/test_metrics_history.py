@@ -162,6 +162,11 @@ async def test_rollup_counts_each_outcome_per_queue_and_lane(
     gauges = rows[(newest, "mail", "normal")]
     assert (gauges["waiting"], gauges["running"], gauges["completed"]) == (1, 1, 0)
     assert gauges["oldest_wait"] == pytest.approx(2 * HOURS + 300, abs=120)
+    # The same pass wrote the hour the minute belongs to, summed from its minutes.
+    hours = minute_rows(db, "metrics_hours")
+    hour = hours[(minute.replace(minute=0), "mail", "normal")]
+    assert (hour["completed"], hour["failed"], hour["enqueued"]) == (1, 2, 1)
+    assert hour["run_p95"] == pytest.approx(4.8)
     # The two jobs created two hours ago fall outside the 60 minutes one pass covers.
     assert set(rows) == {(minute, "mail", "normal"), (minute, "mail", "high"), gauges_key(newest)}
 
