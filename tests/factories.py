@@ -403,14 +403,120 @@ def fill_at_scale(
     db.execute(b"ANALYZE")
 
 
+def add_history(
+    db: Db,
+    minutes_ago: int,
+    queue: str = "q",
+    *,
+    lane: str = "normal",
+    hourly: bool = False,
+    **figures: Any,
+) -> None:
+    """One metrics history row for the minute (or, `hourly`, the hour) that began
+    `minutes_ago` whole minutes (hours) before the current one, with any `figures`
+    (completed=3, run_p95=1.5, ...); marks the minute rollup as done up to now."""
+    table, unit = ("metrics_hours", "hour") if hourly else ("metrics_minutes", "minute")
+    names = ", ".join(figures)
+    slots = ", ".join(f"%(figure_{name})s" for name in figures)
+    params = {f"figure_{name}": value for name, value in figures.items()}
+    params.update({"ago": minutes_ago, "queue": queue, "lane": lane})
+    sql = (
+        f"INSERT INTO {table} (bucket, queue_name, lane{', ' if figures else ''}{names})"
+        f" VALUES (date_trunc('{unit}', now()) - %(ago)s * interval '1 {unit}', %(queue)s,"
+        f" %(lane)s{', ' if figures else ''}{slots})"
+    )
+    db.execute(sql.encode(), params)
+    db.execute(
+        b"INSERT INTO metrics_rollup_state (rolled_through) VALUES (date_trunc('minute', now()))"
+        b" ON CONFLICT (singleton) DO UPDATE SET rolled_through = excluded.rolled_through"
+    )
+
+
+def fill_recent_minutes(
+    db: Db,
+    jobs: int,
+    minutes: int,
+    queues: list[str],
+    ahead: int = 0,
+    progress: Callable[[str], None] = print,
+) -> None:
+    """`jobs` jobs created evenly over the last `minutes` minutes, in creation order (as
+    real enqueues arrive), each with the job_logs row of its attempt: 97 % completed,
+    2 % failed once and queued again, 1 % dead; a quarter high priority, a quarter low;
+    the last 1 % still queued, plus 300 running. For measuring the metrics rollup at the
+    rate the issue names (12 M a day is 8,333 a minute). The newest `ahead` of those
+    minutes lie in the future, so a benchmark started after the fill still finds a full
+    minute to roll up. Then VACUUM ANALYZE and summarise the BRIN index, as autovacuum
+    would have by then."""
+    db.execute(b"SET synchronous_commit = off")
+    db.execute(
+        b"INSERT INTO job_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+        (queues,),
+    )
+    words = {
+        "queued": QUEUED,
+        "completed": COMPLETED,
+        "dead": DEAD,
+        "running": RUNNING,
+        "log_completed": LOG_COMPLETED,
+        "log_failed": LOG_FAILED,
+        "log_dead": LOG_DEAD,
+    }
+    started = time.perf_counter()
+    chunk = 200_000
+    for high in range(jobs, 0, -chunk):
+        low = max(1, high - chunk + 1)
+        # n counts down, so created (n minutes-fractions ago) counts up, as in real life.
+        db.execute(
+            b"""
+            WITH made AS (
+                INSERT INTO jobs (id, queue_name, task, status, priority, payload, attempt,
+                                  run_at, started, completed, created, updated)
+                SELECT gen_random_uuid(),
+                       (%(queues)s::text[])[1 + n %% cardinality(%(queues)s::text[])],
+                       'task_' || (n %% 7),
+                       CASE WHEN n <= %(jobs)s / 100 THEN %(queued)s
+                            WHEN n %% 100 < 2 THEN %(queued)s
+                            WHEN n %% 100 = 2 THEN %(dead)s
+                            ELSE %(completed)s END,
+                       CASE n %% 4 WHEN 0 THEN 10 WHEN 1 THEN 500 ELSE 100 END,
+                       '{}'::jsonb,
+                       CASE WHEN n <= %(jobs)s / 100 THEN 0 ELSE 1 END,
+                       c.at, c.at + interval '150 ms', c.at + interval '190 ms', c.at, c.at
+                FROM generate_series(%(high)s::int, %(low)s::int, -1) AS n
+                CROSS JOIN LATERAL (
+                    SELECT now() + %(ahead)s * interval '1 minute'
+                           - n::float8 / %(jobs)s * %(minutes)s * interval '1 minute' AS at
+                ) c
+                RETURNING id, queue_name, task, status, attempt, started
+            )
+            INSERT INTO job_logs (job_id, queue_name, task, status, attempt_number,
+                                  worker_id, started, finished, duration)
+            SELECT id, queue_name, task,
+                   CASE status WHEN %(completed)s THEN %(log_completed)s
+                               WHEN %(dead)s THEN %(log_dead)s ELSE %(log_failed)s END,
+                   1, 'bench-worker', started, started + interval '40 ms', interval '40 ms'
+            FROM made WHERE attempt = 1
+            """,
+            {"queues": queues, "jobs": jobs, "minutes": minutes, "low": low, "high": high,
+             "ahead": ahead, **words},
+        )  # fmt: skip
+        progress(f"  {jobs - low + 1:,} jobs ({time.perf_counter() - started:.0f} s)")
+    db.execute(
+        b"INSERT INTO jobs (id, queue_name, task, status, payload, attempt, started,"
+        b" lease_expires_at, worker_id, created) SELECT gen_random_uuid(), %(queue)s,"
+        b" 'task_1', %(running)s, '{}', 1, now(), now() + interval '30 seconds',"
+        b" 'bench-worker', now() - interval '1 day' FROM generate_series(1, 300)",
+        {"queue": queues[0], **words},
+    )
+    db.execute(b"VACUUM ANALYZE jobs")
+    db.execute(b"VACUUM ANALYZE job_logs")
+    db.execute(b"SELECT brin_summarize_new_values('jobs_created_brin')")
+
+
 def add_metrics_minute(
     db: Db, queue: str, *, minutes_ago: int = 1, lane: str = "normal", **figures: float | None
 ) -> None:
     """A `metrics_minutes` row for the minute that started `minutes_ago` whole minutes before
     the current one (1: the last one the rollup wrote); `figures` are its other columns."""
-    columns = ["bucket", "queue_name", "lane", *figures]
-    db.execute(
-        f"INSERT INTO metrics_minutes ({', '.join(columns)}) VALUES (date_trunc('minute',"
-        f" now()) - %s * interval '1 minute', {', '.join(['%s'] * (len(columns) - 1))})".encode(),
-        (minutes_ago, queue, lane, *figures.values()),
-    )
+    add_history(db, minutes_ago, queue, lane=lane, **figures)

@@ -23,7 +23,7 @@ from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
 from conveyor.web.auth import Authenticator, csrf_token
 from conveyor.web.sessions import start_session
-from tests.factories import add_job, add_worker, set_worker_health
+from tests.factories import add_history, add_job, add_worker, set_worker_health
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -141,6 +141,7 @@ CASES = [
     Case("GET", "/api/jobs/{job_id}", "viewer"),
     Case("GET", "/api/audit", "admin"),
     Case("GET", "/api/alerts", "viewer"),
+    Case("GET", "/api/metrics/history", "viewer"),
     Case("POST", "/api/jobs/{job_id}/retry", "operator", "retry"),
     Case("POST", "/api/jobs/{job_id}/cancel", "operator", "cancel", setup=queued_target),
     # Deleting a dead job is a dead-letter purge: see the test of finding 4 below.
@@ -375,6 +376,25 @@ async def test_reads(client: httpx.AsyncClient, db: Db) -> None:
     ]
 
 
+async def test_metrics_history_read(client: httpx.AsyncClient, db: Db) -> None:
+    add_history(db, 1, "emails", completed=5, failed=2)
+    add_history(db, 3, "emails", lane="high", completed=1)
+    reply = await call(client, "GET", "/api/metrics/history?window=1h&queue=emails", "viewer")
+    history = reply.json()
+    assert (history["window"], history["resolution"], history["queue"]) == (
+        "1h",
+        "minute",
+        "emails",
+    )
+    assert len(history["points"]) in (60, 61)
+    assert [p["completed"] for p in history["points"][-3:]] == [1, 0, 5]
+    assert (await call(client, "GET", "/api/metrics/history?window=7d")).json()["resolution"] == (
+        "hour"
+    )
+    missing = await call(client, "GET", "/api/metrics/history?queue=nowhere")
+    assert missing.status_code == 404 and "nowhere" in missing.json()["error"]
+
+
 async def test_payload_with_huge_integers_is_served(client: httpx.AsyncClient, db: Db) -> None:
     job = add_job(db, payload={"big": 2**80})
     response = await call(client, "GET", f"/api/jobs/{job}", "viewer")
@@ -405,6 +425,9 @@ BAD_INPUT: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/queues/q/peek?lane=middle", None, "'lane'"),
     ("GET", "/api/audit?limit=5000", None, "'limit'"),
     ("GET", "/api/stats?verbose=1", None, "unknown query parameter"),
+    ("GET", "/api/metrics/history?window=soon", None, "'window'"),
+    ("GET", "/api/metrics/history?window=10s", None, "'window'"),
+    ("GET", "/api/metrics/history?queue=no%20spaces", None, "'queue'"),
     ("POST", "/api/jobs/retry", b"{not json", "not valid JSON"),
     ("POST", "/api/jobs/retry", b"[]", "object"),
     ("POST", "/api/jobs/retry", b"", "'ids'"),

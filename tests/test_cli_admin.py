@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from conveyor.cli.main import main
 from conveyor.config import Settings
 from conveyor.ids import uuid7
-from tests.factories import add_job, add_log, add_worker, set_worker_health
+from tests.factories import add_history, add_job, add_log, add_worker, set_worker_health
 from tests.test_admin import audit_rows, status_of
 
 Invoke = Callable[..., Result]
@@ -93,8 +93,28 @@ def test_help_lists_every_command(cli: Invoke) -> None:
         "workers",
         "audit",
         "health",
+        "history",
     ):
         assert f"  {command} " in result.stdout
+
+
+def test_history(cli: Invoke, db: psycopg.Connection[Any]) -> None:
+    add_history(db, 1, "emails", completed=40, failed=3, run_p95=1.5, waiting=7)
+    add_history(db, 2, "reports", completed=2)
+    result = cli("history", "--window", "1h")
+    assert result.exit_code == 0, result.output
+    assert "all queues, last 1h per minute" in result.stdout
+    rows = {
+        line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()
+    }
+    assert rows["completed"][:2] == ["42", "40"]
+    assert rows["failed"][:2] == ["3", "3"]
+    assert "█" in result.stdout
+    as_json = json.loads(cli("history", "--queue", "reports", "--json").stdout)
+    assert (as_json["queue"], as_json["resolution"]) == ("reports", "minute")
+    assert sum(point["completed"] for point in as_json["points"]) == 2
+    assert "window" in one_line_error(cli("history", "--window", "soon"))
+    assert "nowhere" in one_line_error(cli("history", "--queue", "nowhere"))
 
 
 def test_stats(cli: Invoke, db: psycopg.Connection[Any]) -> None:

@@ -19,11 +19,13 @@ import psycopg
 import pytest
 
 from conveyor.admin import QueueStats, Stats, WorkersSummary
+from conveyor.admin.history import HistoryPoint
 from conveyor.config import Settings
 from conveyor.ids import uuid7
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
 from conveyor.web.auth import hash_password
+from conveyor.web.charts import THROUGHPUT, line_chart
 from conveyor.web.pages.format import age, count, sparkline
 from conveyor.web.pages.history import ThroughputHistory
 from tests import factories
@@ -455,6 +457,31 @@ async def test_workers_view_flags_silent_workers(
     assert re.search(r'<tr class="worker state-silent">\s*<th[^>]*><code>w-gone', html)
     fragment = (await client.get("/fragments/workers", headers={"HX-Request": "true"})).text
     assert fragment.lstrip().startswith('<div id="worker-list"')
+
+
+async def test_charts_page_draws_the_history(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    factories.add_history(db, 1, "emails", completed=12, failed=2, enqueued=15, run_p95=0.5)
+    factories.add_history(db, 3, "emails", completed=4)
+    factories.add_history(db, 2, "reports", completed=1)
+    await login(client, "viewer")
+    html = (await client.get("/charts")).text
+    assert 'aria-current="page">Charts<' in html
+    assert html.count('<svg class="chart"') == 6  # all queues, then each: throughput, latency
+    assert re.search(r'<polyline class="series series-completed" fill="none" points="[^"]+"', html)
+    assert "completed 17" in html  # the legend sums the window
+    day = (await client.get("/charts?window=24h&queue=emails")).text
+    assert day.count('<svg class="chart"') == 2 and 'aria-current="page">24h<' in day
+    assert (await client.get("/charts?window=forever")).status_code == 400
+    assert (await client.get("/charts?queue=nowhere")).status_code == 404
+
+
+def test_chart_text_is_escaped() -> None:
+    point = HistoryPoint(bucket=datetime(2026, 1, 1, tzinfo=UTC), completed=3)
+    svg = str(line_chart([point, point], THROUGHPUT, title="<b>odd</b> & co"))
+    assert "&lt;b&gt;odd&lt;/b&gt; &amp; co" in svg and "<b>" not in svg
+    assert str(line_chart([], THROUGHPUT, title="quiet")).count("no history yet") == 1
 
 
 async def test_static_files_and_headers(client: httpx.AsyncClient) -> None:

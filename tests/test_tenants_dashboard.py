@@ -106,6 +106,10 @@ async def test_dashboard_pages_show_nothing_of_another_tenant(
             assert "/pause" not in (await http.get(page)).text
         for page in (f"/jobs/{theirs}", "/queues/their-q", "/queues/their-q/rows"):
             assert (await http.get(page)).status_code == 404, page
+        # The metrics history counts every tenant's jobs: no link to it, and a refusal.
+        assert 'href="/charts"' not in (await http.get("/")).text
+        charts = await http.get("/charts")
+        assert charts.status_code == 403 and "their-q" not in charts.text
 
 
 async def test_each_scope_keeps_its_own_throughput_history(

@@ -155,6 +155,8 @@ class PruneResult:
     jobs: int = 0
     logs: int = 0
     workers: int = 0
+    metrics_minutes: int = 0
+    metrics_hours: int = 0
 
 
 class Pruner:
@@ -167,6 +169,8 @@ class Pruner:
         self.retention = settings.maintenance.retention
         self.dead_retention = settings.maintenance.dead_retention
         self.interval = settings.maintenance.prune_interval
+        self.minute_retention = settings.metrics.minute_retention
+        self.hour_retention = settings.metrics.hour_retention
 
     async def run_once(self, max_batches: int = 100) -> PruneResult:
         result = PruneResult()
@@ -189,6 +193,9 @@ class Pruner:
                 if deleted < self.BATCH:
                     break
             result.workers = await store.prune_workers(self.retention)
+            # An hour's worth of rows per pass at the default interval: no batches needed.
+            result.metrics_minutes = await store.prune_metrics_minutes(self.minute_retention)
+            result.metrics_hours = await store.prune_metrics_hours(self.hour_retention)
         if result.jobs or result.logs:
             log.info("pruned %d job(s) and %d log row(s)", result.jobs, result.logs)
         return result

@@ -21,6 +21,7 @@ from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
+from conveyor.rollup import MetricsRollup
 from conveyor.store import Store
 from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
@@ -69,12 +70,16 @@ class Queuer:
         self.rescuer = Rescuer(store, settings)
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)
+        self.rollup = MetricsRollup(store, settings)
         self.alert_evaluator = AlertEvaluator(store, settings, self._alert_state)
         self.alert_delivery = BackgroundDelivery(AlertDelivery(store, settings))
         alerting: list[Pass] = (
             [self.alert_evaluator, self.alert_delivery] if settings.alerts.enabled else []
         )
-        self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner, *alerting])
+        # The rollup first: the alert rules read the minute it has just written.
+        self._leader_passes = Schedule(
+            [self.rescuer, self.reconciler, self.pruner, self.rollup, *alerting]
+        )
 
     @classmethod
     async def open(cls, settings: Settings, *, maintenance: bool = True) -> Queuer:

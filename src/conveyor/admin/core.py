@@ -15,17 +15,24 @@ from __future__ import annotations
 from conveyor.admin.actions import JobActionsMixin
 from conveyor.admin.alerts import AlertsMixin
 from conveyor.admin.health import HealthMixin
+from conveyor.admin.history import HistoryMixin
 from conveyor.admin.jobs import JobsMixin
 from conveyor.admin.queues import QueueActionsMixin
 from conveyor.admin.sessions import WebSessionsMixin
 
 
 class Admin(
-    HealthMixin, JobsMixin, JobActionsMixin, QueueActionsMixin, WebSessionsMixin, AlertsMixin
+    HealthMixin,
+    JobsMixin,
+    JobActionsMixin,
+    QueueActionsMixin,
+    WebSessionsMixin,
+    AlertsMixin,
+    HistoryMixin,
 ):
     """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
-    resume, purge of dead jobs, workers, the audit log, system health, and the web's
-    login sessions."""
+    resume, purge of dead jobs, workers, the audit log, system health, the web's
+    login sessions, and the metrics history."""
 
 
 __all__ = ["Admin"]

@@ -62,12 +62,15 @@ def _within(minutes: Iterable[MetricsMinute], window: float) -> list[MetricsMinu
 
 
 def _per_minute(
-    minutes: Iterable[MetricsMinute], figure: Callable[[MetricsMinute], float]
+    minutes: Iterable[MetricsMinute], figure: Callable[[MetricsMinute], float | None]
 ) -> list[float]:
-    """The figure summed over lanes, one value per minute."""
+    """The figure summed over lanes, one value per minute. A minute the rollup wrote late
+    (after a leader gap) has no gauges: unknown, so it neither fires nor holds a level."""
     totals: dict[float, float] = defaultdict(float)
     for m in minutes:
-        totals[round(m.age_seconds // MINUTE)] += figure(m)
+        value = figure(m)
+        if value is not None:
+            totals[round(m.age_seconds // MINUTE)] += value
     return list(totals.values())
 
 
@@ -135,6 +138,8 @@ def _oldest_wait(settings: Settings, queue: str, minutes: list[MetricsMinute]) -
     counted: dict[str, int] = defaultdict(int)
     window = _within(minutes, rule.window)
     for m in window:
+        if m.waiting is None:
+            continue  # not measured (see _per_minute)
         counted[m.lane] += 1
         if m.oldest_wait is not None:
             by_lane[m.lane].append(m.oldest_wait)

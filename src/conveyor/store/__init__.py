@@ -11,6 +11,7 @@ from conveyor.store.alerts import AlertStatements
 from conveyor.store.base import StoreBase, database_errors
 from conveyor.store.dispatch import DispatchStatements
 from conveyor.store.gauges import GaugeStatements
+from conveyor.store.metrics_history import MetricsHistoryStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
 from conveyor.store.tools import ToolStatements
@@ -30,6 +31,7 @@ class Store(
     WebSessionStatements,
     AlertStatements,
     GaugeStatements,
+    MetricsHistoryStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

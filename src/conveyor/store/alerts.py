@@ -17,7 +17,7 @@ class MetricsMinute:
     queue_name: str
     lane: str
     age_seconds: float  # since the minute started
-    waiting: int
+    waiting: int | None  # NULL for a minute rolled up late: not measured
     completed: int
     failed: int
     dead: int

@@ -30,11 +30,13 @@ from conveyor.admin import (
     SystemHealth,
     WorkerInfo,
 )
+from conveyor.admin.history import MetricsHistory
 from conveyor.admin.models import plain
 from conveyor.web.api_alerts import ALERT_OPERATIONS
 from conveyor.web.api_io import (
     AuditQuery,
     DeadRetryBody,
+    HistoryQuery,
     IdsBody,
     JobsQuery,
     NoQuery,
@@ -116,6 +118,19 @@ OPERATIONS: list[Operation] = [
         response=JobDetail,
         run=lambda c: c.admin.job_detail(**c.args),
         errors=(404,),
+    ),
+    Operation(
+        method="GET",
+        path="/metrics/history",
+        operation_id="getMetricsHistory",
+        tag="queues",
+        summary="Throughput, failures, backlog and latency per minute (windows up to 72 h) "
+        "or per hour, for one queue or all of them.",
+        role="viewer",
+        response=MetricsHistory,
+        run=lambda c: c.admin.metrics_history(**c.args),
+        query=HistoryQuery,
+        errors=(403, 404),
     ),
     # -- operator actions -----------------------------------------------------------------
     Operation(

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.admin.base import MAX_IDS, MAX_LIMIT
+from conveyor.admin.history import check_window
 from conveyor.tasks import QUEUE_NAME
 from conveyor.vocabulary import LaneName
 
@@ -98,6 +99,19 @@ class JobsQuery(Query):
 
 class AuditQuery(Query):
     limit: Limit = Field(100, description="Entries, newest first (1-1000).")
+
+
+def _window(value: str) -> str:
+    check_window(value)  # its message names the accepted range
+    return value
+
+
+Window = Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_window)]
+
+
+class HistoryQuery(Query):
+    window: Window = Field("1h", description="How far back: 1h, 24h, 72h, or any duration.")
+    queue: QueueName | None = Field(None, description="Only this queue (default: all, summed).")
 
 
 class IdsBody(Body):

@@ -4,7 +4,8 @@
 -- One row per minute, queue and lane, written once by the leader's rollup pass after the
 -- minute has ended (an upsert, so a pass that runs twice writes the same row). Counts are
 -- attempts that finished in the minute (job_logs.finished) and jobs created in it;
--- waiting, running and oldest_wait are read at the minute's end; percentiles in seconds.
+-- waiting, running and oldest_wait are read at the minute's end, and are NULL (unknown)
+-- for a minute rolled up late, after a leader gap; percentiles in seconds.
 CREATE TABLE IF NOT EXISTS {schema}.metrics_minutes (
     bucket      timestamptz NOT NULL,
     queue_name  text NOT NULL,
@@ -15,8 +16,8 @@ CREATE TABLE IF NOT EXISTS {schema}.metrics_minutes (
     dead        integer NOT NULL DEFAULT 0,
     retried     integer NOT NULL DEFAULT 0,
     rescued     integer NOT NULL DEFAULT 0,
-    waiting     integer NOT NULL DEFAULT 0,
-    running     integer NOT NULL DEFAULT 0,
+    waiting     integer,
+    running     integer,
     oldest_wait double precision,
     -- Total handler seconds of the minute's finished attempts: with the attempt counts it
     -- gives the average run time that capacity planning (Little's law) needs.
@@ -30,12 +31,27 @@ CREATE TABLE IF NOT EXISTS {schema}.metrics_minutes (
     PRIMARY KEY (bucket, queue_name, lane)
 );
 
--- The same shape, one row per hour: counts summed, gauges as at the hour's end,
--- percentiles recomputed from the hour's attempts while their rows still exist.
+-- The same shape, one row per hour, summed from the minute rows: counts summed, gauges
+-- as at the hour's last sampled minute, percentiles the worst minute's (an upper bound;
+-- recomputing them from half a million attempts an hour would cost seconds).
 CREATE TABLE IF NOT EXISTS {schema}.metrics_hours (
     LIKE {schema}.metrics_minutes INCLUDING DEFAULTS,
     PRIMARY KEY (bucket, queue_name, lane)
 );
+
+-- How far the minute rollup has got: every minute before rolled_through is written, so
+-- a quiet minute (no row at all) is told apart from one not yet rolled up. One row.
+CREATE TABLE IF NOT EXISTS {schema}.metrics_rollup_state (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    rolled_through timestamptz NOT NULL
+);
+
+-- The rollup counts the jobs created in each minute. jobs.created grows with insertion
+-- order, so a BRIN index (a few pages for millions of rows, next to nothing per insert)
+-- narrows that count to the minute's block ranges instead of a scan of the whole table;
+-- a B-tree here would cost every enqueue an index insert for one query a minute.
+CREATE INDEX IF NOT EXISTS jobs_created_brin
+    ON {schema}.jobs USING brin (created) WITH (autosummarize = on);
 
 -- Worker health as the specification has it, written by the heartbeat it already sends
 -- (no extra round trip): totals since the worker started, its resident memory, and the
