@@ -113,7 +113,7 @@ def test_demo_runs_on_embedded_servers_and_stops_them(tmp_path: Path) -> None:
     assert not (tmp_path / ".embedded" / "postgres" / "postmaster.pid").exists()
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_demo_at_a_terminal_serves_the_dashboard_on_live_traffic_until_ctrl_c(
     test_database: str, tmp_path: Path
 ) -> None:
@@ -155,6 +155,21 @@ def test_demo_at_a_terminal_serves_the_dashboard_on_live_traffic_until_ctrl_c(
 
         # Traffic keeps coming, including into the queue nobody serves.
         assert _poll(backed_up, timeout=60), output.read_text()
+
+        # Within a minute or so (the demo shortens the rollup and evaluation intervals)
+        # the queue nobody serves has an alert firing, and the charts have history.
+        def firing() -> list[str]:
+            with httpx.Client(base_url=url, timeout=10) as api:
+                answer = api.get(
+                    "/api/alerts",
+                    params={"state": "firing"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            assert answer.status_code == 200, answer.text
+            return [f"{a['rule']}:{a['queue']}" for a in answer.json()]
+
+        fired = _poll(lambda: "no_workers:reports:backfill" in firing(), timeout=150)
+        assert fired, (firing(), output.read_text())
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, output.read_text()
     finally:

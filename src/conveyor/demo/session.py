@@ -110,6 +110,12 @@ def _apply_environment(
         "LOG__LEVEL": "warning",
         # Jobs are short: no reason to let a stuck one hold up the end of the demo.
         "WORKER__SHUTDOWN_GRACE": "5",
+        # Charts and alerts within a minute or so of the dashboard opening, not several:
+        # the rollup writes a minute once it has ended and the statement deadline has
+        # passed, and the rules look at it at their next evaluation.
+        "METRICS__ROLLUP_INTERVAL": "5",
+        "ALERTS__EVALUATE_INTERVAL": "5",
+        "LIVENESS__DATABASE_DEADLINE": "10",
     }
     for name, value in values.items():
         # Another spelling of the same setting would win over ours, or clash with it.
