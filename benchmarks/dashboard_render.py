@@ -18,9 +18,7 @@ names it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import re
 import secrets
 import statistics
@@ -38,6 +36,7 @@ from conveyor.web.app import create_app
 
 # Rows are fabricated by the tests' factory module, the one place such SQL lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.at_scale import percentile, scale_parser
 from tests.factories import fill_at_scale, make_settings
 
 SCHEMA = "conveyor_dash_bench"
@@ -131,24 +130,8 @@ async def measure(settings: Settings, runs: int) -> dict[str, list[float]]:
     return results
 
 
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--reuse", action="store_true", help="keep a filled schema if present")
-    parser.add_argument("--keep", action="store_true", help="do not drop the schema afterwards")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
+    parser = scale_parser(__doc__.split("\n\n")[0], runs=30)
     args = parser.parse_args()
     settings = settings_for(args.database_url, args.redis_url)
     configured = load_settings(None)  # the operator's own namespace, never to be wiped

@@ -19,9 +19,7 @@ or the one the configuration names.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -37,6 +35,7 @@ from conveyor.store.migrate import migrate
 
 # Rows are fabricated by the tests' factory module, the one place such SQL lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.at_scale import scale_parser
 from tests.factories import fill_recent_minutes, make_settings
 
 SCHEMA = "conveyor_rollup_bench"
@@ -100,19 +99,8 @@ def explain(settings: Settings, grace: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser = scale_parser(__doc__.split("\n\n")[0], runs=10)
     parser.add_argument("--minutes", type=int, default=120)
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--reuse", action="store_true", help="keep a filled schema if present")
-    parser.add_argument("--keep", action="store_true", help="do not drop the schema afterwards")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
     args = parser.parse_args()
     settings = make_settings(args.database_url, SCHEMA, PREFIX, args.redis_url, fast=False)
     configured = load_settings(None)  # the operator's own namespace, never to be wiped
