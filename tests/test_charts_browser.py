@@ -9,45 +9,27 @@ documentation shows.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
 from conveyor.config import Settings
+from tests.browser import WAIT_MS, launched_chromium, playwright_or_skip, wait_for_web
 from tests.factories import add_history
 from tests.processes import Processes, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
+sync_api = playwright_or_skip()
 
 pytestmark = pytest.mark.browser
-WAIT_MS = 20_000
-sync_api.expect.set_options(timeout=WAIT_MS)
 TOKEN = "viewer-token-0123456789"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    playwright = sync_api.sync_playwright().start()
-    try:
-        instance = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-    except Exception as error:  # noqa: BLE001 - any launch failure means "cannot test here"
-        playwright.stop()
-        pytest.skip(f"chromium did not start: {error}")
-    yield instance
-    instance.close()
-    playwright.stop()
+    yield from launched_chromium(sync_api)
 
 
 @pytest.fixture
@@ -55,16 +37,8 @@ def web(procs: Processes, settings: Settings) -> str:
     port = free_port()
     procs.conveyor("web", "--port", str(port), name="web", WEB__TOKENS=f"viewer-bot:viewer:{TOKEN}")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
-                return url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("conveyor web did not start:\n" + procs.logs())
-        time.sleep(0.1)
+    wait_for_web(url, procs)
+    return url
 
 
 def test_charts_draw_the_history_and_switch_windows(

@@ -15,33 +15,19 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import psycopg
 import pytest
 
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from tests.apps.dashboard_app import register
+from tests.browser import WAIT_MS, launched_chromium, playwright_or_skip, wait_for_web
 from tests.processes import Processes, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
+sync_api = playwright_or_skip()
 
 pytestmark = pytest.mark.browser
-WAIT_MS = 20_000
-sync_api.expect.set_options(timeout=WAIT_MS)
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 TOKENS = {
     "viewer": "viewer-token-0123456789",
     "operator": "operator-token-0123456789",
@@ -53,15 +39,7 @@ TOKENS = {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    playwright = sync_api.sync_playwright().start()
-    try:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    except Exception as error:  # noqa: BLE001 - any launch failure means "cannot test here"
-        playwright.stop()
-        pytest.skip(f"chromium did not start: {error}")
-    yield instance
-    instance.close()
-    playwright.stop()
+    yield from launched_chromium(sync_api)
 
 
 @pytest.fixture
@@ -122,16 +100,7 @@ def dashboard(procs: Processes, settings: Settings, app: Conveyor) -> Dashboard:
         name="worker",
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("conveyor web did not start:\n" + procs.logs())
-        time.sleep(0.1)
+    wait_for_web(url, procs)
     return Dashboard(url, settings, app)
 
 
