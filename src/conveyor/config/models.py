@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from conveyor.config.autoscale import AutoscaleSettings, OptProcessRange
 from conveyor.config.base import (
     ConfigError,
     ConfigIssue,
@@ -76,6 +77,8 @@ class WorkerSettings(_Section):
     fetch_timeout: Interval = 1.0
     postgres_only_after: NonNegDuration = 3.0
     postgres_only_poll: Interval = 0.5
+    # "MIN:MAX": the supervisor adds and removes processes between these (see autoscale).
+    autoscale: OptProcessRange = None
 
     @model_validator(mode="after")
     def _check_liveness(self) -> Self:
@@ -239,6 +242,7 @@ class Settings(BaseModel):
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
+    autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -289,4 +293,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "encryption": EncryptionSettings,
     "log": LogSettings,
     "liveness": LivenessSettings,
+    "autoscale": AutoscaleSettings,
 }

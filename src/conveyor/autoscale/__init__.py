@@ -1,0 +1,2 @@
+"""Autoscaling: the supervisor's scaling decisions and the scaling signal for external
+autoscalers (see docs/autoscaling.md)."""

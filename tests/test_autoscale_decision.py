@@ -1,0 +1,110 @@
+"""The autoscaler's decision function on a table of measurements, no-flap cases included."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.autoscale.decision import Decision, Observation, QueueLoad, decide, is_calm
+from conveyor.config.autoscale import AutoscaleSettings, ProcessRange
+
+RULES = AutoscaleSettings()  # the specification's defaults
+BOUNDS = ProcessRange(1, 4)
+LONG = 10_000.0  # seconds: any cool-down is over
+
+
+def observe(
+    processes: int = 2,
+    depth: int = 0,
+    age: float = 0.0,
+    cpu: float = 0.1,
+    memory: float = 0.2,
+    since_up: float | None = LONG,
+    since_down: float | None = LONG,
+    calm_for: float | None = None,
+) -> Observation:
+    load = QueueLoad("email", depth, age, target=300.0)
+    return Observation(processes, [load], cpu, memory, since_up, since_down, calm_for)
+
+
+CASES = [
+    # scale up: each signal past its high mark, one step at a time
+    ("depth over high water", observe(depth=1001), ("up", 3, "depth")),
+    ("depth at high water is not over", observe(depth=1000), ("hold", 2, "steady")),
+    ("oldest wait over target", observe(depth=5, age=301), ("up", 3, "age")),
+    ("old but empty queue", observe(depth=0, age=900), ("hold", 2, "steady")),
+    ("cpu over 80 %", observe(cpu=0.81), ("up", 3, "cpu")),
+    ("memory over 85 %", observe(memory=0.86), ("up", 3, "memory")),
+    ("no step past max", observe(processes=4, depth=5000), ("hold", 4, "at_max")),
+    ("scale-up cool-down", observe(depth=5000, since_up=10), ("hold", 2, "cooldown")),
+    ("scale-up cool-down over", observe(depth=5000, since_up=30), ("up", 3, "depth")),
+    ("first scale-up ever", observe(depth=5000, since_up=None), ("up", 3, "depth")),
+    # bounds are enforced first
+    ("below min", observe(processes=0), ("up", 1, "below_min")),
+    ("above max", observe(processes=6), ("down", 4, "above_max")),
+    # scale down: only when calm for a whole cool-down, never below min
+    ("idle long enough", observe(calm_for=300), ("down", 1, "idle")),
+    ("idle, not long enough", observe(calm_for=299), ("hold", 2, "cooldown")),
+    ("idle at min", observe(processes=1, calm_for=LONG), ("hold", 1, "at_min")),
+    ("scale-downs spaced", observe(calm_for=LONG, since_down=120), ("hold", 2, "cooldown")),
+    ("just scaled up", observe(calm_for=LONG, since_up=120), ("hold", 2, "cooldown")),
+    ("first scale-down ever", observe(calm_for=300, since_down=None), ("down", 1, "idle")),
+    # hysteresis: between the marks nothing moves in either direction
+    ("depth between marks", observe(depth=500), ("hold", 2, "steady")),
+    ("cpu between marks", observe(cpu=0.5), ("hold", 2, "steady")),
+    ("memory between marks", observe(memory=0.6), ("hold", 2, "steady")),
+    # pressure wins over a stale calm reading
+    ("pressure beats calm", observe(depth=2000, calm_for=LONG), ("up", 3, "depth")),
+]
+
+
+@pytest.mark.parametrize(
+    ("observation", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_decision_table(observation: Observation, expected: tuple[str, int, str]) -> None:
+    decision = decide(observation, BOUNDS, RULES)
+    assert (decision.direction, decision.target, decision.reason) == expected
+    assert decision.detail
+
+
+def test_step_up_is_capped_at_max() -> None:
+    rules = AutoscaleSettings(step_up=3)
+    decision = decide(observe(processes=2, depth=5000), BOUNDS, rules)
+    assert decision == Decision("up", 4, "depth", decision.detail)
+
+
+@pytest.mark.parametrize(
+    ("depth", "age", "cpu", "memory", "calm"),
+    [
+        (0, 0.0, 0.1, 0.2, True),
+        (99, 10.0, 0.29, 0.39, True),
+        (100, 0.0, 0.1, 0.2, False),  # at the low mark is not under it
+        (5, 301.0, 0.1, 0.2, False),  # a queue past its target never scales down
+        (0, 0.0, 0.30, 0.2, False),
+        (0, 0.0, 0.1, 0.40, False),
+    ],
+)
+def test_calm_needs_every_signal_low(
+    depth: int, age: float, cpu: float, memory: float, calm: bool
+) -> None:
+    loads = [QueueLoad("email", depth, age, 300.0), QueueLoad("idle", 0, 0.0, 60.0)]
+    assert is_calm(loads, cpu, memory, RULES) is calm
+
+
+def test_no_flap_on_a_load_swinging_inside_the_band() -> None:
+    """Depth oscillating between the marks for an hour of ticks changes nothing."""
+    decisions = {
+        decide(observe(depth=depth, since_up=None, since_down=None), BOUNDS, RULES).direction
+        for depth in [150, 900, 400, 999, 101] * 100
+    }
+    assert decisions == {"hold"}
+
+
+def test_no_flap_after_a_burst() -> None:
+    """A burst scales up once per cool-down; its end does not scale down before a whole
+    calm cool-down has passed."""
+    up = decide(observe(depth=5000, since_up=None), BOUNDS, RULES)
+    assert up.direction == "up"
+    again = decide(observe(processes=3, depth=5000, since_up=5), BOUNDS, RULES)
+    assert again.direction == "hold"
+    quiet = decide(observe(processes=3, depth=0, since_up=60, calm_for=55), BOUNDS, RULES)
+    assert quiet.direction == "hold"
