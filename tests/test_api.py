@@ -140,6 +140,7 @@ CASES = [
     Case("GET", "/api/jobs", "viewer"),
     Case("GET", "/api/jobs/{job_id}", "viewer"),
     Case("GET", "/api/audit", "admin"),
+    Case("GET", "/api/scaling", "viewer"),
     Case("POST", "/api/jobs/{job_id}/retry", "operator", "retry"),
     Case("POST", "/api/jobs/{job_id}/cancel", "operator", "cancel", setup=queued_target),
     # Deleting a dead job is a dead-letter purge: see the test of finding 4 below.

@@ -164,6 +164,7 @@ CASES = [
     Case("GET", "/api/jobs", "hidden"),
     Case("GET", "/api/jobs/{job_id}", 404),
     Case("GET", "/api/audit", "hidden"),
+    Case("GET", "/api/scaling", "hidden"),
     Case("POST", "/api/jobs/{job_id}/retry", 404),
     Case("POST", "/api/jobs/{job_id}/cancel", 404, "queued"),
     Case("DELETE", "/api/jobs/{job_id}", 404),

@@ -16,10 +16,18 @@ from conveyor.admin.actions import JobActionsMixin
 from conveyor.admin.health import HealthMixin
 from conveyor.admin.jobs import JobsMixin
 from conveyor.admin.queues import QueueActionsMixin
+from conveyor.admin.scaling import ScalingMixin
 from conveyor.admin.sessions import WebSessionsMixin
 
 
-class Admin(HealthMixin, JobsMixin, JobActionsMixin, QueueActionsMixin, WebSessionsMixin):
+class Admin(
+    HealthMixin,
+    JobsMixin,
+    JobActionsMixin,
+    QueueActionsMixin,
+    WebSessionsMixin,
+    ScalingMixin,
+):
     """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
     resume, purge of dead jobs, workers, the audit log, system health, and the web's
     login sessions."""

@@ -7,6 +7,7 @@ memory, at most once per 300 s. docs/autoscaling.md explains each rule.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, NamedTuple, Self
 
@@ -14,7 +15,14 @@ from annotated_types import Ge, Gt, Le
 from pydantic import BeforeValidator, model_validator
 
 from conveyor.config.base import _FieldProblem, _Section
-from conveyor.durations import Interval, NonNegDuration, NonNegInt, PosInt, none_if_blank
+from conveyor.durations import (
+    Interval,
+    NonNegDuration,
+    NonNegInt,
+    PosInt,
+    _as_duration,
+    none_if_blank,
+)
 
 MAX_PROCESSES = 256
 _RANGE = re.compile(r"\s*(\d+)\s*:\s*(\d+)\s*")
@@ -76,6 +84,15 @@ class AutoscaleSettings(_Section):
     # Oldest wait, as a fraction of the queue's latency target, that calls for more
     # processes; a queue over it also blocks any scale-down.
     age_high: Annotated[float, Ge(0)] = 1.0
+    # The scaling signal (GET /api/scaling, conveyor_desired_workers): how much rollup
+    # history the arrival rate and the average run time are taken over (whole minutes,
+    # rounded up), and how long /metrics reuses a computed answer.
+    signal_window: Annotated[float, Gt(0), Le(86400), BeforeValidator(_as_duration)] = 300.0
+    signal_cache: NonNegDuration = 10.0
+
+    @property
+    def signal_minutes(self) -> int:
+        return max(1, math.ceil(self.signal_window / 60 - 1e-9))
 
     @model_validator(mode="after")
     def _check_marks(self) -> Self:

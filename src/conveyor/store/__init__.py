@@ -11,6 +11,7 @@ from conveyor.store.base import StoreBase, database_errors
 from conveyor.store.dispatch import DispatchStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
+from conveyor.store.scaling import ScalingStatements
 from conveyor.store.tools import ToolStatements
 from conveyor.store.upkeep import UpkeepStatements
 from conveyor.store.web_sessions import WebSessionStatements
@@ -26,6 +27,7 @@ class Store(
     AdminWrites,
     ToolStatements,
     WebSessionStatements,
+    ScalingStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

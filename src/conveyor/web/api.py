@@ -31,6 +31,7 @@ from conveyor.admin import (
     WorkerInfo,
 )
 from conveyor.admin.models import plain
+from conveyor.admin.scaling import Scaling
 from conveyor.web.api_io import (
     AuditQuery,
     DeadRetryBody,
@@ -115,6 +116,17 @@ OPERATIONS: list[Operation] = [
         response=JobDetail,
         run=lambda c: c.admin.job_detail(**c.args),
         errors=(404,),
+    ),
+    Operation(
+        method="GET",
+        path="/scaling",
+        operation_id="getScaling",
+        tag="workers",
+        summary="Worker slots each queue needs now (Little's law on depth, arrival rate, run "
+        "time and latency target), for KEDA or a Kubernetes HPA.",
+        role="viewer",
+        response=Scaling,
+        run=lambda c: c.admin.scaling(),
     ),
     # -- operator actions -----------------------------------------------------------------
     Operation(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import psutil
 
 from conveyor import metrics, watchdog
+from conveyor.autoscale import AUDIT_ACTION, AUDIT_ACTOR
 from conveyor.autoscale.decision import HOLD, UP, Decision, Observation, QueueLoad, decide, is_calm
 from conveyor.config import Settings
 from conveyor.config.autoscale import ProcessRange
@@ -30,8 +31,6 @@ from conveyor.store.upkeep import QueueDepth
 
 log = logging.getLogger("conveyor.autoscaler")
 LOOP_NAME = "autoscaler"
-AUDIT_ACTOR = "autoscaler"
-AUDIT_ACTION = "autoscale"
 
 
 def queue_loads(
