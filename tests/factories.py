@@ -369,3 +369,21 @@ def fill_at_scale(
         {"queues": queues, **statuses},
     )
     db.execute(b"ANALYZE")
+
+
+def add_metrics_minute(
+    db: Db, *, bucket_minutes_ago: int, queue: str, lane: str = "normal", **columns: Any
+) -> None:
+    """One metrics_minutes row for the minute that began `bucket_minutes_ago` whole minutes
+    before the current one (0: the minute in progress); any other column as a keyword."""
+    names = ["bucket", "queue_name", "lane", *columns]
+    values = [
+        "date_trunc('minute', now()) - make_interval(mins => %(ago)s)",
+        "%(queue)s",
+        "%(lane)s",
+        *(f"%({name})s" for name in columns),
+    ]
+    db.execute(
+        f"INSERT INTO metrics_minutes ({', '.join(names)}) VALUES ({', '.join(values)})".encode(),
+        {"ago": bucket_minutes_ago, "queue": queue, "lane": lane, **columns},
+    )

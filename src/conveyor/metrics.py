@@ -133,7 +133,8 @@ def exposition() -> bytes:
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        registry.register(SUPERVISOR)
+        for collector in LOCAL_COLLECTORS:
+            registry.register(collector)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 
@@ -146,8 +147,8 @@ def mark_process_dead(pid: int) -> None:
 # --------------------------------------------------------------------------------------------
 # The worker supervisor's own figures (process count, autoscaling decisions). They live in
 # the supervisor's memory, not in the multiprocess files (the supervisor sets the files'
-# directory only after importing this module), so exposition() adds this collector beside
-# the files' totals.
+# directory only after importing this module), so exposition() adds them beside the
+# files' totals (see register_local).
 
 
 class SupervisorCollector(Collector):
@@ -175,5 +176,14 @@ class SupervisorCollector(Collector):
         yield decisions
 
 
+# Collectors whose figures live in this process's memory (not in multiprocess files).
+LOCAL_COLLECTORS: list[Collector] = []
+
+
+def register_local(collector: Collector) -> None:
+    LOCAL_COLLECTORS.append(collector)
+    REGISTRY.register(collector)
+
+
 SUPERVISOR = SupervisorCollector()
-REGISTRY.register(SUPERVISOR)
+register_local(SUPERVISOR)
