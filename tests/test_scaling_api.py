@@ -159,3 +159,17 @@ async def test_the_api_and_the_gauge_give_the_same_answer(
         'conveyor_desired_workers{queue="email"} 3.0',
         'conveyor_desired_workers{queue="reports"} 1.0',
     ]
+
+
+async def test_the_workers_page_shows_the_autoscalers_decisions(
+    client: httpx.AsyncClient, db: Db
+) -> None:
+    db.execute(
+        b"INSERT INTO audit_log (actor, action, target, detail, result) VALUES"
+        b" ('autoscaler', 'autoscale', '1->2', %s, 'up')",
+        ('{"reason": "depth", "detail": "email has 1200 waiting (> 1000)"}',),
+    )
+    page = await client.get("/workers", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert page.status_code == 200, page.text
+    assert "Autoscaling" in page.text
+    assert "1-&gt;2" in page.text and "email has 1200 waiting (&gt; 1000)" in page.text
