@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from conveyor.autoscale.decision import Decision, Observation, QueueLoad, decide, is_calm
+from conveyor.cli import main
+from conveyor.config import ConfigError, load_settings
 from conveyor.config.autoscale import AutoscaleSettings, ProcessRange
 
 RULES = AutoscaleSettings()  # the specification's defaults
@@ -108,3 +111,52 @@ def test_no_flap_after_a_burst() -> None:
     assert again.direction == "hold"
     quiet = decide(observe(processes=3, depth=0, since_up=60, calm_for=55), BOUNDS, RULES)
     assert quiet.direction == "hold"
+
+
+# -- the settings that feed it ------------------------------------------------------------
+
+
+def test_autoscale_range_from_the_environment() -> None:
+    settings = load_settings(None, env={"WORKER_AUTOSCALE": " 2 : 8 "})
+    assert settings.worker.autoscale == ProcessRange(2, 8)
+    assert load_settings(None, env={}).worker.autoscale is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0:4", "MIN must be at least 1"),
+        ("4:2", "MAX must not be below MIN"),
+        ("1:257", "MAX must be at most 256"),
+        ("4", "expected MIN:MAX"),
+        ("a:b", "expected MIN:MAX"),
+    ],
+)
+def test_bad_autoscale_range_names_the_field(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env={"WORKER__AUTOSCALE": value})
+    (issue,) = caught.value.errors
+    assert issue.key == "worker.autoscale" and message in issue.message
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"AUTOSCALE_LOW_WATER": "1000"}, "autoscale.low_water"),
+        ({"AUTOSCALE_CPU_LOW": "0.9"}, "autoscale.cpu_low"),
+        ({"AUTOSCALE_MEM_HIGH": "0.3"}, "autoscale.mem_high"),
+        ({"AUTOSCALE_CPU_HIGH": "1.5"}, "autoscale.cpu_high"),
+    ],
+)
+def test_marks_must_leave_a_band_between_them(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env=env)
+    assert [issue.key for issue in caught.value.errors] == [key]
+
+
+def test_autoscale_and_processes_flags_exclude_each_other() -> None:
+    result = CliRunner().invoke(
+        main, ["worker", "--app", "x:app", "--autoscale", "1:4", "--processes", "2"]
+    )
+    assert result.exit_code == 2
+    assert "--autoscale and --processes exclude each other" in result.output
