@@ -4,6 +4,9 @@ A child that dies (SIGKILL, a handler that kills its own process, OOM) leaves ru
 jobs behind; the supervisor knows its worker id, so it gives those attempts back right
 away instead of waiting for the lease to run out. Children that die young are restarted
 with a growing delay, so a poison pill cannot make a crash loop.
+
+With worker.autoscale, the autoscaler (worker/autoscaler.py) changes the wanted count; the
+supervisor starts processes, or drains one with SIGTERM and never restarts it.
 """
 
 from __future__ import annotations
