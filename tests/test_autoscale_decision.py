@@ -9,6 +9,8 @@ from conveyor.autoscale.decision import Decision, Observation, QueueLoad, decide
 from conveyor.cli import main
 from conveyor.config import ConfigError, load_settings
 from conveyor.config.autoscale import AutoscaleSettings, ProcessRange
+from conveyor.store.upkeep import QueueDepth
+from conveyor.worker.autoscaler import queue_loads
 
 RULES = AutoscaleSettings()  # the specification's defaults
 BOUNDS = ProcessRange(1, 4)
@@ -160,3 +162,26 @@ def test_autoscale_and_processes_flags_exclude_each_other() -> None:
     )
     assert result.exit_code == 2
     assert "--autoscale and --processes exclude each other" in result.output
+
+
+def test_queue_loads_sum_lanes_and_keep_the_lane_furthest_past_its_target() -> None:
+    settings = load_settings(
+        None,
+        env={},
+        overrides={"queues.email.target": "5m", "queues.email:high.target": "10s"},
+    )
+    rows = [
+        QueueDepth("email", "normal", 300, 120.0),  # 0.4 of its 300 s target
+        QueueDepth("email", "high", 20, 15.0),  # 1.5 of its 10 s target: the worst
+        QueueDepth("other", "normal", 5000, 9999.0),  # not served: ignored
+    ]
+    loads = queue_loads(rows, ["email", "idle"], settings)
+    assert loads == [
+        QueueLoad("email", 320, 15.0, 10.0),
+        QueueLoad("idle", 0, 0.0, settings.queue_target("idle")),
+    ]
+    assert decide(observe_loads(loads), BOUNDS, RULES).reason == "age"
+
+
+def observe_loads(loads: list[QueueLoad]) -> Observation:
+    return Observation(2, loads, 0.1, 0.2, None, None, None)
