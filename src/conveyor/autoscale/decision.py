@@ -63,6 +63,10 @@ def pressure(observation: Observation, rules: AutoscaleSettings) -> tuple[str, s
                 f"{load.queue}'s oldest job waited {load.oldest_age:.0f} s "
                 f"(target {load.target:.0f} s)"
             )
+    # A busy host with nothing waiting is not short of workers (the load is elsewhere, or
+    # the running jobs are all there is): another process would only sit idle.
+    if not any(load.waiting for load in observation.queues):
+        return None
     if observation.cpu > rules.cpu_high:
         return "cpu", f"CPU at {observation.cpu:.0%} (> {rules.cpu_high:.0%})"
     if observation.memory > rules.mem_high:
