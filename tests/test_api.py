@@ -142,6 +142,7 @@ CASES = [
     Case("GET", "/api/audit", "admin"),
     Case("GET", "/api/alerts", "viewer"),
     Case("GET", "/api/metrics/history", "viewer"),
+    Case("GET", "/api/scaling", "viewer"),
     Case("POST", "/api/jobs/{job_id}/retry", "operator", "retry"),
     Case("POST", "/api/jobs/{job_id}/cancel", "operator", "cancel", setup=queued_target),
     # Deleting a dead job is a dead-letter purge: see the test of finding 4 below.

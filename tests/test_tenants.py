@@ -167,6 +167,7 @@ CASES = [
     Case("GET", "/api/alerts", "hidden"),
     # History is kept per queue, not per tenant: refused to every tenant-scoped caller.
     Case("GET", "/api/metrics/history", 403, own=403),
+    Case("GET", "/api/scaling", "hidden"),
     Case("POST", "/api/jobs/{job_id}/retry", 404),
     Case("POST", "/api/jobs/{job_id}/cancel", 404, "queued"),
     Case("DELETE", "/api/jobs/{job_id}", 404),

@@ -8,6 +8,7 @@ supervisor's /metrics report the totals of all of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     REGISTRY,
@@ -18,6 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -124,6 +126,8 @@ def exposition(*collectors: Collector) -> bytes:
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        for collector in LOCAL_COLLECTORS:
+            registry.register(collector)
         body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)
@@ -153,3 +157,48 @@ ALERT_NOTIFICATIONS = Counter(
     "Alert notification attempts, by receiver and outcome (delivered, failed, gave_up).",
     ("receiver", "outcome"),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# The worker supervisor's own figures (process count, autoscaling decisions). They live in
+# the supervisor's memory, not in the multiprocess files (the supervisor sets the files'
+# directory only after importing this module), so exposition() adds them beside the
+# files' totals (see register_local).
+
+
+class SupervisorCollector(Collector):
+    def __init__(self) -> None:
+        self.processes: int | None = None
+        self.decisions: dict[tuple[str, str], int] = {}
+
+    def count_decision(self, direction: str, reason: str) -> None:
+        key = (direction, reason)
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        if self.processes is None:
+            return
+        yield GaugeMetricFamily(
+            "worker_processes", "Worker processes the supervisor keeps running now.", self.processes
+        )
+        decisions = CounterMetricFamily(
+            "autoscale_decisions",
+            "Autoscaling decisions that changed the process count, by direction and reason.",
+            labels=("direction", "reason"),
+        )
+        for (direction, reason), count in sorted(self.decisions.items()):
+            decisions.add_metric([direction, reason], count)
+        yield decisions
+
+
+# Collectors whose figures live in this process's memory (not in multiprocess files).
+LOCAL_COLLECTORS: list[Collector] = []
+
+
+def register_local(collector: Collector) -> None:
+    LOCAL_COLLECTORS.append(collector)
+    REGISTRY.register(collector)
+
+
+SUPERVISOR = SupervisorCollector()
+register_local(SUPERVISOR)

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from conveyor.autoscale.signal import DESIRED_WORKERS
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError, reason
 from conveyor.lanes import Lanes
@@ -169,7 +170,10 @@ def health_routes(
             return JSONResponse(body, status_code=503)
         return JSONResponse({"ready": True, "failing": [], "redis": redis, **mode})
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        admin = getattr(request.app.state, "admin", None)
+        if admin is not None:  # the web process: it exports the scaling signal
+            await DESIRED_WORKERS.refresh(admin)
         if gauges is None:
             return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
         await gauges.refresh()

@@ -18,6 +18,7 @@ from conveyor.admin.health import HealthMixin
 from conveyor.admin.history import HistoryMixin
 from conveyor.admin.jobs import JobsMixin
 from conveyor.admin.queues import QueueActionsMixin
+from conveyor.admin.scaling import ScalingMixin
 from conveyor.admin.sessions import WebSessionsMixin
 
 
@@ -29,6 +30,7 @@ class Admin(
     WebSessionsMixin,
     AlertsMixin,
     HistoryMixin,
+    ScalingMixin,
 ):
     """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
     resume, purge of dead jobs, workers, the audit log, system health, the web's

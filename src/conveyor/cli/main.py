@@ -158,6 +158,13 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
     help="Worker processes under one supervisor (worker.processes).",
 )
 @click.option(
+    "--autoscale",
+    default=None,
+    metavar="MIN:MAX",
+    help="Add and remove worker processes between MIN and MAX by load (worker.autoscale); "
+    "starts with MIN. Not with --processes.",
+)
+@click.option(
     "--lane-order",
     type=click.Choice(["queue", "priority"]),
     default=None,
@@ -179,6 +186,7 @@ def worker(
     processes: int | None,
     lane_order: str | None,
     health_port: int | None,
+    autoscale: str | None = None,
 ) -> None:
     """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
     from conveyor.tasks import check_queue_name
@@ -186,8 +194,14 @@ def worker(
     from conveyor.worker.runner import WorkerOptions
     from conveyor.worker.supervisor import Supervisor
 
+    if autoscale is not None and processes is not None:
+        raise click.UsageError(
+            "--autoscale and --processes exclude each other: autoscaling starts with MIN "
+            "processes and moves between MIN and MAX"
+        )
     settings = state.settings(
         **{
+            "worker.autoscale": autoscale,
             "worker.count": concurrency,
             "worker.processes": processes,
             "worker.lane_order": lane_order,

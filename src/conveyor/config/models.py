@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from conveyor.config.alerts import AlertSettings, RuleOverrides
+from conveyor.config.autoscale import AutoscaleSettings, OptProcessRange
 from conveyor.config.base import (
     ConfigError,
     ConfigIssue,
@@ -79,6 +80,8 @@ class WorkerSettings(_Section):
     fetch_timeout: Interval = 1.0
     postgres_only_after: NonNegDuration = 3.0
     postgres_only_poll: Interval = 0.5
+    # "MIN:MAX": the supervisor adds and removes processes between these (see autoscale).
+    autoscale: OptProcessRange = None
 
     @model_validator(mode="after")
     def _check_liveness(self) -> Self:
@@ -248,6 +251,7 @@ class Settings(BaseModel):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -301,4 +305,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "tracing": TracingSettings,
     "alerts": AlertSettings,
     "metrics": MetricsSettings,
+    "autoscale": AutoscaleSettings,
 }

@@ -14,6 +14,7 @@ from conveyor.store.gauges import GaugeStatements
 from conveyor.store.metrics_history import MetricsHistoryStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
+from conveyor.store.scaling import ScalingStatements
 from conveyor.store.tools import ToolStatements
 from conveyor.store.upkeep import UpkeepStatements
 from conveyor.store.web_sessions import WebSessionStatements
@@ -32,6 +33,7 @@ class Store(
     AlertStatements,
     GaugeStatements,
     MetricsHistoryStatements,
+    ScalingStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

@@ -32,6 +32,7 @@ from conveyor.admin import (
 )
 from conveyor.admin.history import MetricsHistory
 from conveyor.admin.models import plain
+from conveyor.admin.scaling import Scaling
 from conveyor.web.api_alerts import ALERT_OPERATIONS
 from conveyor.web.api_io import (
     AuditQuery,
@@ -131,6 +132,17 @@ OPERATIONS: list[Operation] = [
         run=lambda c: c.admin.metrics_history(**c.args),
         query=HistoryQuery,
         errors=(403, 404),
+    ),
+    Operation(
+        method="GET",
+        path="/scaling",
+        operation_id="getScaling",
+        tag="workers",
+        summary="Worker slots each queue needs now (Little's law on depth, arrival rate, run "
+        "time and latency target), for KEDA or a Kubernetes HPA.",
+        role="viewer",
+        response=Scaling,
+        run=lambda c: c.admin.scaling(),
     ),
     # -- operator actions -----------------------------------------------------------------
     Operation(

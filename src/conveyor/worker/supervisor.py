@@ -4,6 +4,9 @@ A child that dies (SIGKILL, a handler that kills its own process, OOM) leaves ru
 jobs behind; the supervisor knows its worker id, so it gives those attempts back right
 away instead of waiting for the lease to run out. Children that die young are restarted
 with a growing delay, so a poison pill cannot make a crash loop.
+
+With worker.autoscale, the autoscaler (worker/autoscaler.py) changes the wanted count; the
+supervisor starts processes, or drains one with SIGTERM and never restarts it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from conveyor.errors import DatabaseUnavailable, StatementRejected
 from conveyor.maintenance import rescue
 from conveyor.probes import serve_health_in_thread
 from conveyor.store import Store
+from conveyor.worker.autoscaler import Autoscaler
 from conveyor.worker.process import child_main
 from conveyor.worker.runner import WorkerOptions, new_worker_id
 
@@ -60,6 +64,15 @@ class Supervisor:
         self.processes = processes
         self.health_port = health_port
         self.children: dict[int, Child] = {}
+        # Children stopped on purpose (a scale-down): draining, never restarted.
+        self.retiring: dict[int, Child] = {}
+        self.autoscaler: Autoscaler | None = None
+        bounds = settings.worker.autoscale
+        if bounds is not None:
+            self.processes = bounds.minimum
+            self.autoscaler = Autoscaler(
+                settings, options.queues, bounds, self._wanted, self._resize
+            )
         self.restarts = 0
         self._signals = 0
         self._context = multiprocessing.get_context("spawn")
@@ -85,6 +98,19 @@ class Supervisor:
                 # A second signal is forwarded too: the child then hands back at once.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.process.pid, signal.SIGTERM)
+        if self._signals > 1:
+            # Retiring children are draining already: only a second signal hurries them.
+            for child in self.retiring.values():
+                if child.process.is_alive() and child.process.pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.process.pid, signal.SIGTERM)
+
+    def _wanted(self) -> int:
+        return self.processes
+
+    def _resize(self, processes: int) -> None:
+        # Called from the autoscaler's thread; the supervisor's loop does the work.
+        self.processes = processes
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -115,8 +141,12 @@ class Supervisor:
         for slot in range(self.processes):
             self.children[slot] = self._spawn(slot)
         pending: dict[int, tuple[float, float]] = {}  # slot -> (restart at, delay used)
+        if self.autoscaler is not None:
+            self.autoscaler.start()
         while not self._signals:
             watchdog.beat("supervisor")
+            self._match_count(pending)
+            self._reap_retired()
             for slot, child in list(self.children.items()):
                 if child.process.exitcode is None:
                     continue
@@ -130,7 +160,45 @@ class Supervisor:
                     del pending[slot]
             time.sleep(0.1)
         watchdog.done("supervisor")  # shutting down: joining children may take a while
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
         return self._shutdown()
+
+    def _match_count(self, pending: dict[int, tuple[float, float]]) -> None:
+        """Start or drain processes until the count is the one wanted (autoscaling)."""
+        wanted = self.processes
+        metrics.SUPERVISOR.processes = wanted
+        while len(self.children) + len(pending) < wanted:
+            used = set(self.children) | set(pending) | set(self.retiring)
+            slot = next(n for n in range(len(used) + 1) if n not in used)
+            self.children[slot] = self._spawn(slot)
+        while len(self.children) + len(pending) > wanted:
+            if pending:
+                del pending[max(pending)]  # a restart not yet due: simply not made
+                continue
+            slot = max(self.children)
+            child = self.children.pop(slot)
+            self.retiring[slot] = child
+            log.info(
+                "draining worker process %d (pid %s) for a scale-down: in-flight jobs finish "
+                "or are handed back",
+                slot,
+                child.process.pid,
+            )
+            if child.process.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.process.pid, signal.SIGTERM)
+
+    def _reap_retired(self) -> None:
+        for slot, child in list(self.retiring.items()):
+            if child.process.exitcode is None:
+                continue
+            del self.retiring[slot]
+            if child.process.pid:
+                metrics.mark_process_dead(child.process.pid)
+            log.info("worker process %d (pid %s) stopped after draining", slot, child.process.pid)
+            # A drained child hands back what it could not finish; this is for the rest.
+            self.rescue(child.worker_id)
 
     def _after_death(self, child: Child) -> tuple[float, float]:
         uptime = time.monotonic() - child.started
@@ -187,6 +255,8 @@ class Supervisor:
 
     def _shutdown(self) -> int:
         deadline = time.monotonic() + self.settings.worker.shutdown_grace + 10
+        self.children.update({-1 - slot: child for slot, child in self.retiring.items()})
+        self.retiring.clear()
         for child in self.children.values():
             remaining = max(0.0, deadline - time.monotonic())
             child.process.join(remaining)

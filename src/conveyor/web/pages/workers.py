@@ -40,6 +40,8 @@ async def _context(request: Request) -> dict[str, object]:
 @guarded("viewer")
 async def workers_page(request: Request, principal: Principal) -> Response:
     context = {**await _context(request), "nav": "workers"}
+    # The supervisors' latest scaling decisions (only for unrestricted callers).
+    context["autoscale_decisions"] = await admin_of(request).autoscale_decisions()
     return render(request, "workers.html", context, principal=principal)
 
 
