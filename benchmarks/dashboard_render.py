@@ -37,7 +37,8 @@ from conveyor.web.app import create_app
 # Rows are fabricated by the tests' factory module, the one place such SQL lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.at_scale import percentile, scale_parser
-from tests.factories import fill_at_scale, make_settings
+from tests.factories import make_settings
+from tests.factories_bulk import fill_at_scale
 
 SCHEMA = "conveyor_dash_bench"
 PREFIX = "dash_bench:"

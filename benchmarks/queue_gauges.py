@@ -38,7 +38,8 @@ from conveyor.store.migrate import migrate
 # Rows are fabricated by the tests' factory module, the one place such SQL lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.at_scale import percentile, scale_parser
-from tests.factories import add_worker, fill_at_scale, make_settings
+from tests.factories import add_worker, make_settings
+from tests.factories_bulk import fill_at_scale
 
 SCHEMA = "conveyor_gauge_bench"
 PREFIX = "gauge_bench:"

@@ -36,7 +36,8 @@ from conveyor.store.migrate import migrate
 # Rows are fabricated by the tests' factory module, the one place such SQL lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.at_scale import scale_parser
-from tests.factories import fill_recent_minutes, make_settings
+from tests.factories import make_settings
+from tests.factories_bulk import fill_recent_minutes
 
 SCHEMA = "conveyor_rollup_bench"
 PREFIX = "rollup_bench:"
