@@ -21,6 +21,7 @@ from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
+from conveyor.scheduler import Scheduler
 from conveyor.store import Store
 from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
@@ -75,6 +76,12 @@ class Queuer:
             [self.alert_evaluator, self.alert_delivery] if settings.alerts.enabled else []
         )
         self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner, *alerting])
+        # Every queuer runs the scheduler, leader or not: its guarded advance makes one job
+        # per tick, and ticks keep coming through a leader election.
+        self.scheduler = Scheduler(store, settings)
+        self._every_queuer_passes = Schedule(
+            [self.scheduler] if settings.scheduler.enabled and maintenance else []
+        )
 
     @classmethod
     async def open(cls, settings: Settings, *, maintenance: bool = True) -> Queuer:
@@ -233,6 +240,9 @@ class Queuer:
         """Run what is due; return how long to sleep. Only the leader runs the passes; the
         others look again every second."""
         wait = 1.0
+        if await self._run_scheduler():
+            self._wake.set()  # a tick's job is ready now
+        wait = min(wait, self._every_queuer_passes.seconds_until_due())
         if not self.is_leader:
             if self._led:
                 self.alert_evaluator.clear_gauges()  # the new leader reports them now
@@ -246,6 +256,12 @@ class Queuer:
         if self.counts_snapshot() != before:
             self._wake.set()  # rescued or reconciled jobs are ready now
         return min(wait, self._leader_passes.seconds_until_due())
+
+    async def _run_scheduler(self) -> bool:
+        """Run the scheduler when due; True when it enqueued jobs."""
+        before = self.scheduler.counts["enqueued"]
+        await self._every_queuer_passes.run_due()
+        return self.scheduler.counts["enqueued"] != before
 
     def counts_snapshot(self) -> tuple[int, ...]:
         return tuple(sum(p.counts.values()) for p in (self.rescuer, self.reconciler))

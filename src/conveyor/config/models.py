@@ -27,6 +27,7 @@ from conveyor.config.base import (
 )
 from conveyor.config.connections import DatabaseSettings, RedisSettings, SentinelSettings
 from conveyor.config.liveness import LivenessSettings
+from conveyor.config.schedules import SchedulerSettings, ScheduleSettings
 from conveyor.config.tracing import TracingSettings
 from conveyor.config.web import ApiToken, WebSettings, WebUser
 from conveyor.durations import (
@@ -246,6 +247,9 @@ class Settings(BaseModel):
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    # Periodic jobs defined in configuration, by name (see docs/scheduling.md).
+    schedules: dict[str, ScheduleSettings] = Field(default_factory=dict)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -298,4 +302,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "liveness": LivenessSettings,
     "tracing": TracingSettings,
     "alerts": AlertSettings,
+    "scheduler": SchedulerSettings,
 }

@@ -13,6 +13,7 @@ from conveyor.store.dispatch import DispatchStatements
 from conveyor.store.gauges import GaugeStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
+from conveyor.store.schedules import ScheduleStatements
 from conveyor.store.tools import ToolStatements
 from conveyor.store.upkeep import UpkeepStatements
 from conveyor.store.web_sessions import WebSessionStatements
@@ -30,6 +31,7 @@ class Store(
     WebSessionStatements,
     AlertStatements,
     GaugeStatements,
+    ScheduleStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 
