@@ -226,3 +226,36 @@ async def test_racing_passes_make_exactly_one_job_per_tick(
         b"SELECT count(*), count(DISTINCT idempotency_key), count(DISTINCT queue_name) FROM jobs"
     ).fetchone()
     assert counts == (30 * 4, 30 * 4, 1)
+
+
+# -- the admin layer --------------------------------------------------------------------------
+
+
+async def test_admin_lists_pauses_resumes_and_triggers_with_audit(
+    settings: Settings, store: Store, db: Db
+) -> None:
+    from conveyor.admin import Admin, AdminNotFound
+
+    add_schedule(db, "nightly", payload={"kind": "daily"})
+    async with Admin(settings) as admin:
+        (listed,) = await admin.schedules()
+        assert (listed.name, listed.paused, listed.queue) == ("nightly", False, "cron")
+        paused = await admin.pause_schedule("nightly", actor="cli:alice")
+        assert paused.changed and not (await admin.pause_schedule("nightly", "cli:alice")).changed
+        assert await Scheduler(store, settings).run_once() == 0  # paused: no tick job
+        triggered = await admin.trigger_schedule("nightly", actor="cli:alice")
+        resumed = await admin.resume_schedule("nightly", actor="cli:alice")
+        assert resumed.changed
+        (after,) = await admin.schedules()
+        assert after.next_run_at is None and after.last_job_id == triggered.job_id
+        with pytest.raises(AdminNotFound):
+            await admin.trigger_schedule("nope", actor="cli:alice")
+    job = db.execute(b"SELECT task, queue_name, payload FROM jobs").fetchall()
+    assert job == [("tick", "cron", {"kind": "daily"})]
+    audit = db.execute(b"SELECT action, target, result FROM audit_log ORDER BY id").fetchall()
+    assert audit == [
+        ("pause_schedule", "schedule:nightly", "ok"),
+        ("pause_schedule", "schedule:nightly", "noop"),
+        ("trigger_schedule", "schedule:nightly", "ok"),
+        ("resume_schedule", "schedule:nightly", "ok"),
+    ]

@@ -17,15 +17,22 @@ from conveyor.admin.alerts import AlertsMixin
 from conveyor.admin.health import HealthMixin
 from conveyor.admin.jobs import JobsMixin
 from conveyor.admin.queues import QueueActionsMixin
+from conveyor.admin.schedules import SchedulesMixin
 from conveyor.admin.sessions import WebSessionsMixin
 
 
 class Admin(
-    HealthMixin, JobsMixin, JobActionsMixin, QueueActionsMixin, WebSessionsMixin, AlertsMixin
+    HealthMixin,
+    JobsMixin,
+    JobActionsMixin,
+    QueueActionsMixin,
+    WebSessionsMixin,
+    AlertsMixin,
+    SchedulesMixin,
 ):
     """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
     resume, purge of dead jobs, workers, the audit log, system health, and the web's
-    login sessions."""
+    login sessions, and the periodic jobs' schedules."""
 
 
 __all__ = ["Admin"]

@@ -228,7 +228,15 @@ def register_subcommands() -> None:
     """Commands that live in their own modules attach themselves to `main` on import."""
     import importlib
 
-    for module in ("admin", "admin_actions", "web", "bench", "demo", "admin_alerts"):
+    for module in (
+        "admin",
+        "admin_actions",
+        "web",
+        "bench",
+        "demo",
+        "admin_alerts",
+        "admin_schedules",
+    ):
         importlib.import_module(f"conveyor.cli.{module}")
 
 

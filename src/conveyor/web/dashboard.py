@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute
 
-from conveyor.web.pages import alerts, dead, jobs, login, queues, workers
+from conveyor.web.pages import alerts, dead, jobs, login, queues, schedules, workers
 from conveyor.web.pages.common import error_response, is_htmx
 
 
@@ -26,6 +26,7 @@ def routes() -> list[BaseRoute]:
         *dead.routes(),
         *workers.routes(),
         *alerts.routes(),
+        *schedules.routes(),
     ]
 
 
