@@ -259,3 +259,15 @@ async def test_admin_lists_pauses_resumes_and_triggers_with_audit(
         ("trigger_schedule", "schedule:nightly", "ok"),
         ("resume_schedule", "schedule:nightly", "ok"),
     ]
+
+
+async def test_a_broken_row_is_reported_and_the_others_still_run(
+    settings: Settings, store: Store, db: Db
+) -> None:
+    add_schedule(db, "a-broken", cron="not a cron")
+    add_schedule(db, "b-zone", timezone="Mars/Olympus")
+    add_schedule(db, "c-fine")
+    scheduler = Scheduler(store, settings)
+    assert await scheduler.run_once() == 1
+    assert scheduler.counts["broken"] == 2
+    assert len(jobs_of(db, "c-fine")) == 1

@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from cronsim import CronSimError
 
 from conveyor import metrics
 from conveyor.config import Settings
@@ -86,6 +87,7 @@ class Scheduler:
         self.counts: Counter[str] = Counter()
         self._configured = configured_schedules(settings)
         self._synced = False
+        self._broken: set[str] = set()
 
     async def sync_configured(self) -> None:
         """Write the `schedules` section to the table, and drop the rows of schedules the
@@ -104,8 +106,18 @@ class Scheduler:
             await self.sync_configured()
         created = 0
         for schedule in await self.store.due_schedules(self.settings.scheduler.batch_size):
-            created += await self._fire(schedule)
+            try:
+                created += await self._fire(schedule)
+            except (CronSimError, ValueError, KeyError) as error:  # a row edited by hand
+                self._report_broken(schedule.name, error)
         return created
+
+    def _report_broken(self, name: str, error: Exception) -> None:
+        """Once per schedule and process: the other schedules go on."""
+        self.counts["broken"] += 1
+        if name not in self._broken:
+            self._broken.add(name)
+            log.error("schedule %s cannot run (%s); fix or redefine it", name, error)
 
     async def _fire(self, schedule: DueSchedule) -> int:
         due = due_ticks(
