@@ -93,6 +93,8 @@ def test_help_lists_every_command(cli: Invoke) -> None:
         "workers",
         "audit",
         "health",
+        "schedules",
+        "schedule",
     ):
         assert f"  {command} " in result.stdout
 

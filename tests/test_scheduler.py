@@ -271,3 +271,36 @@ async def test_a_broken_row_is_reported_and_the_others_still_run(
     assert await scheduler.run_once() == 1
     assert scheduler.counts["broken"] == 2
     assert len(jobs_of(db, "c-fine")) == 1
+
+
+async def test_a_tick_job_payload_is_encrypted_like_an_enqueue(
+    settings_factory: Callable[..., Settings], store: Store, db: Db
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from conveyor.encryption import PayloadCipher
+
+    keys = [Fernet.generate_key().decode()]
+    settings = settings_factory(**{"encryption.keys": keys, "encryption.fields": ["token"]})
+    add_schedule(db, "sealed", payload={"token": "s3cret", "plain": 1})
+    assert await Scheduler(store, settings).run_once() == 1
+    row = db.execute(b"SELECT id, payload FROM jobs").fetchone()
+    assert row is not None
+    job_id, stored = row
+    assert stored["plain"] == 1 and "s3cret" not in str(stored)
+    cipher = PayloadCipher(keys, ["token"])
+    assert cipher.decrypt(stored, job_id) == {"token": "s3cret", "plain": 1}
+
+
+async def test_a_queuer_without_the_schedules_table_still_runs_its_leader_passes(
+    settings: Settings, db: Db
+) -> None:
+    from conveyor.queuer import Queuer
+
+    db.execute(b"DROP TABLE schedules")
+    queuer = await Queuer.open(settings)
+    try:
+        await queuer._run_scheduler()  # logged, not raised
+        assert queuer.scheduler.counts["enqueued"] == 0
+    finally:
+        await queuer.close()

@@ -258,9 +258,14 @@ class Queuer:
         return min(wait, self._leader_passes.seconds_until_due())
 
     async def _run_scheduler(self) -> bool:
-        """Run the scheduler when due; True when it enqueued jobs."""
+        """Run the scheduler when due; True when it enqueued jobs. A statement it cannot run
+        (a schema without the schedules table) must not keep rescue and the other leader
+        passes from running: it is logged, and tried again at its next interval."""
         before = self.scheduler.counts["enqueued"]
-        await self._every_queuer_passes.run_due()
+        try:
+            await self._every_queuer_passes.run_due()
+        except StatementRejected as error:
+            log.warning("scheduler pass failed (%s); periodic jobs wait", error)
         return self.scheduler.counts["enqueued"] != before
 
     def counts_snapshot(self) -> tuple[int, ...]:
