@@ -304,3 +304,12 @@ async def test_a_queuer_without_the_schedules_table_still_runs_its_leader_passes
         assert queuer.scheduler.counts["enqueued"] == 0
     finally:
         await queuer.close()
+
+
+def test_an_app_built_from_settings_with_schedules_keeps_them(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    nightly = {"task": "t", "cron": "0 3 * * *", "payload": {"a": 1}, "timeout": "5m"}
+    app = Conveyor(settings_factory(schedules={"nightly": nightly}), schema="elsewhere")
+    assert app.settings.database.schema_name == "elsewhere"
+    assert app.settings.schedules["nightly"].timeout == 300.0
