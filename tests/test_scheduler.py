@@ -88,6 +88,19 @@ def test_a_time_zone_moves_the_tick_and_spring_forward_runs_a_lost_time_at_the_h
     assert summer == datetime(2026, 3, 30, 0, 30, tzinfo=UTC)  # 02:30 CEST
 
 
+def test_fall_back_runs_a_named_hour_once_and_an_interval_in_both_passes() -> None:
+    # 2026-10-25: Paris goes from 03:00 CEST back to 02:00 CET; 02:30 happens twice.
+    first = next_tick("30 2 * * *", "Europe/Paris", datetime(2026, 10, 24, 23, tzinfo=UTC))
+    assert first == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # the first 02:30 (CEST)
+    after = next_tick("30 2 * * *", "Europe/Paris", first)
+    assert after == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)  # not the second 02:30
+    moment, ticks = datetime(2026, 10, 24, 23, 50, tzinfo=UTC), []
+    for _ in range(4):
+        moment = next_tick("*/30 * * * *", "Europe/Paris", moment)
+        ticks.append(moment)
+    assert ticks == [datetime(2026, 10, 25, h, m, tzinfo=UTC) for h in (0, 1) for m in (0, 30)]
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [

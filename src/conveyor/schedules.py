@@ -4,7 +4,8 @@ are due at a given moment of PostgreSQL's clock.
 Cron expressions are the usual five fields (minute hour day-of-month month day-of-week),
 parsed and iterated by `cronsim`, in the schedule's IANA time zone (zoneinfo). A tick is a
 wall-clock time in that zone: on a spring-forward day a 02:30 tick that does not exist
-runs at 03:00; on a fall-back day a 02:30 that happens twice runs once.
+runs at 03:00; on a fall-back day a 02:30 that happens twice runs once (a cron whose hour
+is `*` runs in both passes through the repeated hour, keeping its interval).
 """
 
 from __future__ import annotations
