@@ -3,7 +3,8 @@
 It wakes on NOTIFY from the insert trigger (with a short poll as a safety net, which also
 picks up scheduled jobs and retries as they come due), dispatches in batches with one
 statement, pushes every batch with one Lua call, and notices a wiped Redis from the
-epoch key. It runs the maintenance passes while it holds the leader lock.
+epoch key. It runs the maintenance passes while it holds the leader lock, and the
+scheduler (periodic jobs) whether it leads or not.
 """
 
 from __future__ import annotations
@@ -237,8 +238,8 @@ class Queuer:
             await asyncio.sleep(max(wait, 0.01))
 
     async def _run_due_passes(self) -> float:
-        """Run what is due; return how long to sleep. Only the leader runs the passes; the
-        others look again every second."""
+        """Run what is due; return how long to sleep. Every queuer runs the scheduler; only
+        the leader runs the other passes, and the others look again every second."""
         wait = 1.0
         if await self._run_scheduler():
             self._wake.set()  # a tick's job is ready now
