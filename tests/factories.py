@@ -350,3 +350,30 @@ def add_metrics_minute(
     """A `metrics_minutes` row for the minute that started `minutes_ago` whole minutes before
     the current one (1: the last one the rollup wrote); `figures` are its other columns."""
     add_history(db, minutes_ago, queue, lane=lane, **figures)
+
+
+def add_schedule(
+    db: Db,
+    name: str,
+    *,
+    cron: str = "* * * * *",
+    task: str = "tick",
+    queue: str = "cron",
+    timezone: str = "UTC",
+    payload: Any = None,
+    misfire: str = "skip",
+    backfill_limit: int = 10,
+    paused: bool = False,
+    source: str = "code",
+    next_run_at: str | None = "date_trunc('minute', now())",
+) -> None:
+    """A `schedules` row whose next tick is the SQL expression `next_run_at` (None: never
+    computed, as a new definition), e.g. "date_trunc('minute', now()) - interval '5 min'"."""
+    when = next_run_at or "NULL"
+    db.execute(
+        b"INSERT INTO schedules (name, task, cron, timezone, payload, queue_name, priority,"
+        b" max_attempts, misfire, backfill_limit, source, paused, next_run_at) VALUES"
+        b" (%s, %s, %s, %s, %s, %s, 100, 3, %s, %s, %s, %s, " + when.encode() + b")",
+        (name, task, cron, timezone, json.dumps(payload), queue, misfire, backfill_limit, source,
+         paused),
+    )  # fmt: skip

@@ -23,7 +23,7 @@ from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
 from conveyor.web.auth import Authenticator, csrf_token
 from conveyor.web.sessions import start_session
-from tests.factories import add_history, add_job, add_worker, set_worker_health
+from tests.factories import add_history, add_job, add_schedule, add_worker, set_worker_health
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -111,6 +111,18 @@ def paused_target(db: Db, n: int) -> dict[str, str]:
     return target
 
 
+def schedule_target(db: Db, n: int) -> dict[str, str]:
+    target = queued_target(db, n)
+    add_schedule(db, f"s{n}", queue=target["queue"])
+    return {**target, "schedule": f"s{n}"}
+
+
+def paused_schedule_target(db: Db, n: int) -> dict[str, str]:
+    target = schedule_target(db, n)
+    db.execute(b"UPDATE schedules SET paused = true WHERE name = %s", (target["schedule"],))
+    return target
+
+
 @dataclass(frozen=True)
 class Case:
     method: str
@@ -121,6 +133,8 @@ class Case:
     setup: Callable[[Db, int], dict[str, str]] = dead_target
 
     def audit_target(self, target: dict[str, str]) -> str:
+        if "{schedule}" in self.path:
+            return f"schedule:{target['schedule']}"
         if "{job_id}" in self.path:
             return f"job:{target['job_id']}"
         if self.path.startswith("/api/jobs/"):
@@ -160,6 +174,28 @@ CASES = [
         lambda t: {"queue": t["queue"], "dry_run": False},
     ),
     Case("POST", "/api/queues/{queue}/clear-failed", "admin", "clear_failed"),
+    Case("GET", "/api/schedules", "viewer"),
+    Case(
+        "POST",
+        "/api/schedules/{schedule}/pause",
+        "operator",
+        "pause_schedule",
+        setup=schedule_target,
+    ),
+    Case(
+        "POST",
+        "/api/schedules/{schedule}/resume",
+        "operator",
+        "resume_schedule",
+        setup=paused_schedule_target,
+    ),
+    Case(
+        "POST",
+        "/api/schedules/{schedule}/trigger",
+        "operator",
+        "trigger_schedule",
+        setup=schedule_target,
+    ),
 ]
 CALLERS = (None, "bad", *ROLES)
 

@@ -94,6 +94,8 @@ def test_help_lists_every_command(cli: Invoke) -> None:
         "audit",
         "health",
         "history",
+        "schedules",
+        "schedule",
     ):
         assert f"  {command} " in result.stdout
 

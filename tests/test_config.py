@@ -191,7 +191,7 @@ def test_example_file_holds_every_key_at_its_default() -> None:
     assert load_settings(example, env={}) == Settings()
     data = yaml.safe_load(example.read_text(encoding="utf-8"))
     models = section_models()
-    assert set(data) == set(models) | {"queues"}
+    assert set(data) == set(models) | {"queues", "schedules"}
     for section, model in models.items():
         assert sorted(data[section]) == sorted(file_keys(model)), section
 

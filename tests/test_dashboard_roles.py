@@ -41,6 +41,19 @@ def _paused(db: Db, n: int) -> dict[str, str]:
     return target
 
 
+def _schedule(db: Db, n: int) -> dict[str, str]:
+    from tests.factories import add_schedule
+
+    add_schedule(db, f"ds{n}", queue=f"dm{n}")
+    return {"name": f"ds{n}"}
+
+
+def _paused_schedule(db: Db, n: int) -> dict[str, str]:
+    target = _schedule(db, n)
+    db.execute(b"UPDATE schedules SET paused = true WHERE name = %s", (target["name"],))
+    return target
+
+
 # (route path as registered, least role, target maker, form fields)
 DASHBOARD_ACTIONS: list[tuple[str, str, Callable[[Db, int], dict[str, str]], dict[str, str]]] = [
     ("/queues/{name}/pause", "operator", _queued, {}),
@@ -54,6 +67,9 @@ DASHBOARD_ACTIONS: list[tuple[str, str, Callable[[Db, int], dict[str, str]], dic
     ("/jobs/delete", "operator", _queued, {"ids": "{id}"}),
     ("/dead/replay", "operator", _dead, {"scope": "all", "queue": "{name}"}),
     ("/dead/purge", "admin", _dead, {"queue": "{name}"}),
+    ("/schedules/{name}/pause", "operator", _schedule, {}),
+    ("/schedules/{name}/resume", "operator", _paused_schedule, {}),
+    ("/schedules/{name}/trigger", "operator", _schedule, {}),
 ]
 
 

@@ -21,7 +21,7 @@ from conveyor.errors import EnqueueError
 from conveyor.scope import Scope
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
-from tests.factories import add_job, add_log, add_worker
+from tests.factories import add_job, add_log, add_schedule, add_worker
 
 Db = psycopg.Connection[Any]
 OWN, OTHER = "acme", "globex"
@@ -65,6 +65,7 @@ def jobs_snapshot(db: Db) -> list[tuple[Any, ...]]:
             b"SELECT id, tenant, status, attempt, cancel_requested FROM jobs ORDER BY id"
         ).fetchall()
         + db.execute(b"SELECT name, is_active FROM job_queues ORDER BY name").fetchall()
+        + db.execute(b"SELECT name, paused FROM schedules ORDER BY name").fetchall()
     )
 
 
@@ -134,9 +135,12 @@ def test_a_scope_must_name_something_valid(
 
 
 def target(db: Db, n: int, tenant: str, status: str = "dead") -> dict[str, str]:
-    """A job of `tenant` alone in a fresh queue."""
+    """A job of `tenant` alone in a fresh queue, and a schedule of that queue named as it
+    is (the dashboard's matrix formats both paths with the queue's name)."""
     queue = f"t{n}"
-    return {"queue": queue, "job_id": str(add_job(db, queue, status=status, tenant=tenant))}
+    add_schedule(db, queue, queue=queue, paused=True)  # paused: resume changes something
+    job_id = str(add_job(db, queue, status=status, tenant=tenant))
+    return {"queue": queue, "job_id": job_id, "schedule": queue}
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,11 @@ CASES = [
     Case("POST", "/api/dead/retry", 404, body=lambda t: {"queue": t["queue"]}),
     Case("POST", "/api/dead/purge", 404, body=lambda t: {"queue": t["queue"], "dry_run": False}),
     Case("POST", "/api/queues/{queue}/clear-failed", 404),
+    # Schedules belong to no tenant: a tenant-scoped caller sees none and changes none.
+    Case("GET", "/api/schedules", "hidden"),
+    Case("POST", "/api/schedules/{schedule}/pause", 403, own=403),
+    Case("POST", "/api/schedules/{schedule}/resume", 403, own=403),
+    Case("POST", "/api/schedules/{schedule}/trigger", 403, own=403),
 ]
 
 

@@ -33,6 +33,10 @@ DASHBOARD_ACTIONS: list[tuple[str, str, dict[str, str], bool]] = [
     ("/jobs/delete", "queued", {"ids": "{job_id}"}, True),
     ("/dead/replay", "dead", {"scope": "all", "queue": "{queue}"}, True),
     ("/dead/purge", "dead", {"queue": "{queue}"}, True),
+    # Schedules belong to no tenant: refused to every tenant-scoped caller.
+    ("/schedules/{queue}/pause", "queued", {}, False),
+    ("/schedules/{queue}/resume", "queued", {}, False),
+    ("/schedules/{queue}/trigger", "queued", {}, False),
 ]
 
 
@@ -58,6 +62,8 @@ async def test_dashboard_tenant_matrix(
         db.execute(f'SET search_path TO "{settings.database.schema_name}"'.encode())
         for n, (who, tenant) in enumerate((("acme", OWN), ("acme", OTHER), ("all", OTHER))):
             t = target(db, n, tenant, status)
+            if path.startswith("/schedules/") and not path.endswith("/resume"):
+                db.execute(b"UPDATE schedules SET paused = false WHERE name = %s", (t["queue"],))
             if path.endswith("/resume"):
                 db.execute(
                     b"UPDATE job_queues SET is_active = false WHERE name = %s", (t["queue"],)

@@ -13,7 +13,9 @@ from conveyor.encryption import PayloadCipher
 from conveyor.errors import JobNotFound
 from conveyor.ids import parse_job_id
 from conveyor.jobs import Job
+from conveyor.periodic import PeriodicMixin
 from conveyor.retry import RetryPolicy
+from conveyor.schedules import ScheduleSpec
 from conveyor.store.migrate import apply_migrations
 from conveyor.store.producer import (
     AsyncConn,
@@ -29,7 +31,7 @@ TaskFunction = Callable[..., Any]
 T = TypeVar("T")
 
 
-class Conveyor:
+class Conveyor(PeriodicMixin):
     """Declare tasks and enqueue jobs.
 
     Settings come from `settings=`, or are loaded from `config=` (YAML) and the
@@ -63,6 +65,8 @@ class Conveyor:
         self.settings = settings
         # Transitional, for callers that still run a statement by name themselves.
         self.tasks: dict[str, Task] = {}
+        # Periodic jobs declared with `periodic` / `schedule` (see conveyor.periodic).
+        self.schedules: dict[str, ScheduleSpec] = {}
         self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)
         # Spans for enqueue, when OpenTelemetry is installed and configured (see tracing).
         self.tracing = Tracing.from_settings(settings)
@@ -324,7 +328,7 @@ def _flatten(settings: Settings) -> dict[str, Any]:
     """Dotted keys of every setting, so explicit arguments can be layered on top."""
     flat: dict[str, Any] = {}
     for section, values in settings.model_dump(by_alias=True).items():
-        if isinstance(values, dict) and section != "queues":
+        if isinstance(values, dict) and section not in ("queues", "schedules"):
             for key, value in values.items():
                 flat[f"{section}.{key}"] = value
         else:

@@ -3,7 +3,8 @@
 It wakes on NOTIFY from the insert trigger (with a short poll as a safety net, which also
 picks up scheduled jobs and retries as they come due), dispatches in batches with one
 statement, pushes every batch with one Lua call, and notices a wiped Redis from the
-epoch key. It runs the maintenance passes while it holds the leader lock.
+epoch key. It runs the maintenance passes while it holds the leader lock, and the
+scheduler (periodic jobs) whether it leads or not.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
 from conveyor.rollup import MetricsRollup
+from conveyor.scheduler import Scheduler
 from conveyor.store import Store
 from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
@@ -79,6 +81,12 @@ class Queuer:
         # The rollup first: the alert rules read the minute it has just written.
         self._leader_passes = Schedule(
             [self.rescuer, self.reconciler, self.pruner, self.rollup, *alerting]
+        )
+        # Every queuer runs the scheduler, leader or not: its guarded advance makes one job
+        # per tick, and ticks keep coming through a leader election.
+        self.scheduler = Scheduler(store, settings)
+        self._every_queuer_passes = Schedule(
+            [self.scheduler] if settings.scheduler.enabled and maintenance else []
         )
 
     @classmethod
@@ -235,9 +243,12 @@ class Queuer:
             await asyncio.sleep(max(wait, 0.01))
 
     async def _run_due_passes(self) -> float:
-        """Run what is due; return how long to sleep. Only the leader runs the passes; the
-        others look again every second."""
+        """Run what is due; return how long to sleep. Every queuer runs the scheduler; only
+        the leader runs the other passes, and the others look again every second."""
         wait = 1.0
+        if await self._run_scheduler():
+            self._wake.set()  # a tick's job is ready now
+        wait = min(wait, self._every_queuer_passes.seconds_until_due())
         if not self.is_leader:
             if self._led:
                 self.alert_evaluator.clear_gauges()  # the new leader reports them now
@@ -251,6 +262,17 @@ class Queuer:
         if self.counts_snapshot() != before:
             self._wake.set()  # rescued or reconciled jobs are ready now
         return min(wait, self._leader_passes.seconds_until_due())
+
+    async def _run_scheduler(self) -> bool:
+        """Run the scheduler when due; True when it enqueued jobs. A statement it cannot run
+        (a schema without the schedules table) must not keep rescue and the other leader
+        passes from running: it is logged, and tried again at its next interval."""
+        before = self.scheduler.counts["enqueued"]
+        try:
+            await self._every_queuer_passes.run_due()
+        except StatementRejected as error:
+            log.warning("scheduler pass failed (%s); periodic jobs wait", error)
+        return self.scheduler.counts["enqueued"] != before
 
     def counts_snapshot(self) -> tuple[int, ...]:
         return tuple(sum(p.counts.values()) for p in (self.rescuer, self.reconciler))

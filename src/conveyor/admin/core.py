@@ -19,6 +19,7 @@ from conveyor.admin.history import HistoryMixin
 from conveyor.admin.jobs import JobsMixin
 from conveyor.admin.queues import QueueActionsMixin
 from conveyor.admin.scaling import ScalingMixin
+from conveyor.admin.schedules import SchedulesMixin
 from conveyor.admin.sessions import WebSessionsMixin
 
 
@@ -31,10 +32,12 @@ class Admin(
     AlertsMixin,
     HistoryMixin,
     ScalingMixin,
+    SchedulesMixin,
 ):
     """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
     resume, purge of dead jobs, workers, the audit log, system health, the web's
-    login sessions, and the metrics history."""
+    login sessions, the metrics history, the scaling signal and the periodic jobs'
+    schedules."""
 
 
 __all__ = ["Admin"]

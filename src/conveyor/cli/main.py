@@ -190,7 +190,7 @@ def worker(
 ) -> None:
     """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
     from conveyor.tasks import check_queue_name
-    from conveyor.worker.process import SettingsMismatch, load_tasks
+    from conveyor.worker.process import SettingsMismatch, load_tasks, sync_schedules
     from conveyor.worker.runner import WorkerOptions
     from conveyor.worker.supervisor import Supervisor
 
@@ -224,6 +224,7 @@ def worker(
         raise click.ClickException(str(error)) from None
     except (ValueError, ImportError) as error:
         raise click.BadParameter(str(error)) from None
+    sync_schedules(app_path)
     if not names:
         names = sorted({task.queue for task in tasks.values()})
     if not names:
@@ -249,6 +250,7 @@ def register_subcommands() -> None:
         "bench",
         "demo",
         "admin_alerts",
+        "admin_schedules",
     ):
         importlib.import_module(f"conveyor.cli.{module}")
 

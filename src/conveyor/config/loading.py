@@ -33,6 +33,7 @@ from conveyor.config.models import (
     Settings,
     WebUser,
 )
+from conveyor.config.schedules import ScheduleSettings
 from conveyor.config.yaml_file import read_file
 
 
@@ -121,11 +122,13 @@ def _suggest(word: str, candidates: Iterable[str]) -> str | None:
 
 def _known_names(parent: Loc) -> list[str]:
     if not parent:
-        return [*_KEYS, "queues"]
+        return [*_KEYS, "queues", "schedules"]
     if len(parent) == 1 and parent[0] in _KEYS:
         return list(_KEYS[str(parent[0])])
     if len(parent) == 2 and parent[0] == "queues":
         return list(QueueSettings.model_fields)
+    if len(parent) == 2 and parent[0] == "schedules":
+        return list(ScheduleSettings.model_fields)
     if parent == ("redis", "sentinel"):
         return list(SentinelSettings.model_fields)
     nested = _NESTED_MODELS.get(parent[:2]) if len(parent) == 3 else None
@@ -202,6 +205,8 @@ def _env_target(bare: str, prefix: str) -> tuple[str, tuple[str, ...] | None, st
     dotted = f"{section}.{key}" if section else key
     if section == "queues" or low == "queues" or low.startswith("queues_"):
         return dotted, None, "per-queue settings can only be set in the configuration file"
+    if low == "schedules" or low.startswith("schedules_"):
+        return dotted, None, "schedules can only be defined in the configuration file"
     if section not in _KEYS:
         if not prefix:
             return None
@@ -278,6 +283,8 @@ def _override_loc(dotted: str) -> Loc | str:
         if name and field in QueueSettings.model_fields:
             return ("queues", name, field)
         return ("queues", rest) if rest else ("queues",)
+    if section == "schedules":
+        return ("schedules", *rest.split(".", 1)) if rest else ("schedules",)
     if section not in _KEYS:
         return "no such section"
     if not rest:

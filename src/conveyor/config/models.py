@@ -29,6 +29,7 @@ from conveyor.config.base import (
 from conveyor.config.connections import DatabaseSettings, RedisSettings, SentinelSettings
 from conveyor.config.liveness import LivenessSettings
 from conveyor.config.metrics_history import MetricsSettings
+from conveyor.config.schedules import SchedulerSettings, ScheduleSettings
 from conveyor.config.tracing import TracingSettings
 from conveyor.config.web import ApiToken, WebSettings, WebUser
 from conveyor.durations import (
@@ -252,6 +253,9 @@ class Settings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    # Periodic jobs defined in configuration, by name (see docs/scheduling.md).
+    schedules: dict[str, ScheduleSettings] = Field(default_factory=dict)
 
     def queue_target(self, queue: str, lane: str | None = None) -> float:
         """Latency target in seconds: "queue:lane", then "queue", then the global default."""
@@ -306,4 +310,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "alerts": AlertSettings,
     "metrics": MetricsSettings,
     "autoscale": AutoscaleSettings,
+    "scheduler": SchedulerSettings,
 }

@@ -15,6 +15,7 @@ from conveyor.store.metrics_history import MetricsHistoryStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
 from conveyor.store.scaling import ScalingStatements
+from conveyor.store.schedules import ScheduleStatements
 from conveyor.store.tools import ToolStatements
 from conveyor.store.upkeep import UpkeepStatements
 from conveyor.store.web_sessions import WebSessionStatements
@@ -34,6 +35,7 @@ class Store(
     GaugeStatements,
     MetricsHistoryStatements,
     ScalingStatements,
+    ScheduleStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

@@ -48,6 +48,7 @@ from conveyor.web.api_io import (
     parse_query,
 )
 from conveyor.web.api_openapi import Call, Operation, build_document
+from conveyor.web.api_schedules import SCHEDULE_OPERATIONS
 from conveyor.web.auth import Principal, guarded, scoped_admin
 
 OPENAPI_PATH = "/openapi.json"
@@ -274,6 +275,7 @@ OPERATIONS: list[Operation] = [
         query=AuditQuery,
     ),
     *ALERT_OPERATIONS,
+    *SCHEDULE_OPERATIONS,
     # -- the document itself -------------------------------------------------------------------
     Operation(
         method="GET",

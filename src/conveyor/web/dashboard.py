@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute
 
-from conveyor.web.pages import alerts, charts, dead, jobs, login, queues, workers
+from conveyor.web.pages import alerts, charts, dead, jobs, login, queues, schedules, workers
 from conveyor.web.pages.common import error_response, is_htmx
 
 
@@ -27,6 +27,7 @@ def routes() -> list[BaseRoute]:
         *workers.routes(),
         *alerts.routes(),
         *charts.routes(),
+        *schedules.routes(),
     ]
 
 

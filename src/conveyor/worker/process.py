@@ -18,6 +18,7 @@ import sys
 from conveyor import watchdog
 from conveyor.app import Conveyor
 from conveyor.config import Settings
+from conveyor.errors import ConveyorError
 from conveyor.tasks import TaskRegistry
 from conveyor.worker.runner import Worker, WorkerOptions
 
@@ -83,6 +84,20 @@ def load_tasks(app_path: str, settings: Settings) -> TaskRegistry:
     app = load_app(app_path)
     check_app_settings(app_path, app.settings, settings)
     return app.tasks
+
+
+def sync_schedules(app_path: str) -> int:
+    """Write the app's periodic jobs to the `schedules` table, where the queuers find them.
+    An outage is reported, not fatal: the table keeps the definitions last written, and the
+    next worker start writes them again."""
+    try:
+        changed = load_app(app_path).sync_schedules()
+    except ConveyorError as error:
+        log.warning("could not write the app's schedules (%s); the last ones written hold", error)
+        return 0
+    if changed:
+        log.info("wrote %d new or changed schedule(s) of %s", changed, app_path)
+    return changed
 
 
 def install_loop_policy() -> None:
