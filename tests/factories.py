@@ -116,6 +116,7 @@ _JOB_COLUMNS = frozenset(
         "created",
         "updated",
         "trace_context",
+        "unique_key",
     }
 )
 

@@ -12,6 +12,7 @@ from typing import Literal
 from uuid import UUID
 
 from conveyor.jobs import Job
+from conveyor.store.dedup import DedupRow, enqueue_deduplicated
 from conveyor.store.plans import AsyncConn, AsyncPlans, Plan, SyncConn, SyncStatements
 
 CancelOutcome = Literal["cancelled", "requested", "finished"]
@@ -61,6 +62,9 @@ class ProducerStatements(AsyncPlans):
     ) -> list[UUID]:
         return await self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
 
+    async def enqueue_deduplicated(self, jobs: str, keys: Sequence[str]) -> list[DedupRow]:
+        return await self._run_plan(enqueue_deduplicated(self.schema, jobs, keys), atomic=True)
+
     async def get_job(self, job_id: UUID) -> Job | None:
         return await self._run_plan(get_job(job_id))
 
@@ -73,6 +77,9 @@ class SyncProducer(SyncStatements):
 
     def insert_jobs(self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> list[UUID]:
         return self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
+
+    def enqueue_deduplicated(self, jobs: str, keys: Sequence[str]) -> list[DedupRow]:
+        return self._run_plan(enqueue_deduplicated(self.schema, jobs, keys), atomic=True)
 
     def get_job(self, job_id: UUID) -> Job | None:
         return self._run_plan(get_job(job_id))
