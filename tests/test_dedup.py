@@ -322,3 +322,14 @@ def test_plain_enqueue_and_idempotency_keys_are_unchanged(
     keys = db.execute(b"SELECT count(*) FROM jobs WHERE unique_key IS NOT NULL").fetchone()
     assert keys == (0,)
     assert len(jobs(db)) == 3
+
+
+def test_dedup_inside_a_repeatable_read_transaction_is_refused(
+    app: Conveyor, noop: Task, db: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(app.settings.database.url) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with pytest.raises(EnqueueError, match="READ COMMITTED"):
+            app.enqueue(noop, {}, dedup=Unique("k"), connection=conn)
+        conn.rollback()
+    assert jobs(db) == []

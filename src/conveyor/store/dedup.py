@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+from conveyor.errors import EnqueueError
 from conveyor.store.plans import Plan
 
 
@@ -28,6 +29,12 @@ class DedupRow:
 def enqueue_deduplicated(schema: str, jobs: str, keys: Sequence[str]) -> Plan[list[DedupRow]]:
     """One `DedupRow` per row of `jobs`; `keys` are the distinct keys to lock."""
     if keys:
-        yield "lock_unique_keys", {"schema_name": schema, "keys": sorted(keys)}
+        locked = yield "lock_unique_keys", {"schema_name": schema, "keys": sorted(keys)}
+        isolation = (locked.first() or {}).get("isolation")
+        if isolation != "read committed":
+            raise EnqueueError(
+                f"dedup needs a READ COMMITTED transaction, not {isolation!r}: a later snapshot"
+                " is what sees the job another producer committed with the same key"
+            )
     rows = yield "enqueue_deduplicated", {"jobs": jobs}
     return [DedupRow(**columns) for columns in rows.dicts()]

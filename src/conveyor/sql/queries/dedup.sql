@@ -1,8 +1,10 @@
 -- name: lock_unique_keys
 -- Serialises enqueues of the same keys until the transaction ends, so the next statement
 -- (a fresh snapshot under READ COMMITTED) sees every job committed with these keys. The
--- keys arrive sorted: two batches sharing keys take their locks in the same order.
-SELECT count(*) AS locked FROM (
+-- keys arrive sorted: two batches sharing keys take their locks in the same order. The
+-- isolation level is returned because a REPEATABLE READ transaction keeps the snapshot it
+-- took before the lock, and would not see the job the previous holder committed.
+SELECT count(*) AS locked, current_setting('transaction_isolation') AS isolation FROM (
     SELECT pg_advisory_xact_lock(hashtextextended(%(schema_name)s || ':' || k, 0))
     FROM unnest(%(keys)s::text[]) AS k
 ) AS taken;
