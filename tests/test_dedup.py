@@ -17,7 +17,9 @@ import psycopg
 import pytest
 
 from conveyor import Debounce, EnqueueError, EnqueueResult, Throttle, Unique
+from conveyor.admin import Admin
 from conveyor.app import Conveyor
+from conveyor.config import Settings
 from conveyor.dedup import Dedup
 from conveyor.tasks import Task
 from conveyor.vocabulary import COMPLETED, DISPATCHED, QUEUED, RUNNING
@@ -333,3 +335,12 @@ def test_dedup_inside_a_repeatable_read_transaction_is_refused(
             app.enqueue(noop, {}, dedup=Unique("k"), connection=conn)
         conn.rollback()
     assert jobs(db) == []
+
+
+async def test_the_key_is_shown_on_the_job(
+    app: Conveyor, noop: Task, settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    job_id = app.enqueue(noop, {}, dedup=Throttle("webhook:acme", window=10))
+    assert app.get_job(job_id).unique_key == "webhook:acme"
+    async with Admin(settings) as admin:
+        assert (await admin.job_detail(job_id)).unique_key == "webhook:acme"
