@@ -8,6 +8,7 @@ sleeping.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -344,3 +345,45 @@ async def test_the_key_is_shown_on_the_job(
     assert app.get_job(job_id).unique_key == "webhook:acme"
     async with Admin(settings) as admin:
         assert (await admin.job_detail(job_id)).unique_key == "webhook:acme"
+
+
+def test_concurrent_enqueues_after_the_period_write_one_new_job(
+    app: Conveyor, noop: Task, db: psycopg.Connection[Any]
+) -> None:
+    old = add_job(db, status=COMPLETED, age=120, unique_key="digest:bob")
+    results, _ = concurrently(app, noop, lambda i: Unique("digest:bob", period=60))
+    assert outcomes(results) == {"enqueued": 1, "duplicate": PRODUCERS - 1}
+    new = {result.job_id for result in results}
+    assert len(new) == 1 and old not in new
+    assert len(jobs(db)) == 2
+
+
+def test_concurrent_batches_sharing_keys_in_any_order_neither_deadlock_nor_duplicate(
+    app: Conveyor, noop: Task, db: psycopg.Connection[Any]
+) -> None:
+    keys = [f"k{n}" for n in range(10)]
+    batches = 8
+    barrier = threading.Barrier(batches)
+    results: list[list[EnqueueResult]] = []
+    errors: list[Exception] = []
+
+    def produce(index: int) -> None:
+        ordered = random.Random(index).sample(keys, len(keys))  # each batch its own order
+        try:
+            barrier.wait()
+            modes: list[Dedup | None] = [Unique(key) for key in ordered]
+            results.append(app.enqueue_many_results(noop, [{}] * len(keys), dedup=modes))
+        except Exception as error:  # noqa: BLE001 - reported by the test, not lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=produce, args=(i,)) for i in range(batches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert len(results) == batches
+    written = [result for batch in results for result in batch if result.written]
+    assert len(written) == len(keys)
+    rows = db.execute(b"SELECT unique_key, count(*) FROM jobs GROUP BY unique_key").fetchall()
+    assert sorted(rows) == sorted((key, 1) for key in keys)
