@@ -15,8 +15,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-import orjson
-
 from conveyor.errors import EnqueueError
 from conveyor.vocabulary import STATUSES
 
@@ -158,10 +156,6 @@ class DedupBatch:
     records: list[dict[str, Any]]
     keys: list[str]
     stands_for: list[UUID]
-
-    @property
-    def jobs(self) -> str:
-        return orjson.dumps(self.records).decode()
 
     def results(self, rows: Sequence[DedupRow]) -> list[EnqueueResult]:
         by_request = {row.request_id: row for row in rows}

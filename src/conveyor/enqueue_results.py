@@ -141,7 +141,7 @@ class ResultEnqueue:
             batch = self._dedup_batch(task, payloads, options, span.context)
             if not batch.ids:
                 return []
-            rows = self._producer(connection).enqueue_deduplicated(batch.jobs, batch.keys)
+            rows = self._producer(connection).enqueue_deduplicated(batch.records, batch.keys)
             results = batch.results(rows)
             span.written([result.job_id for result in results])
             return _counted(batch, results)
@@ -159,7 +159,8 @@ class ResultEnqueue:
             if not batch.ids:
                 return []
             statements = await self._aproducer(connection)
-            results = batch.results(await statements.enqueue_deduplicated(batch.jobs, batch.keys))
+            rows = await statements.enqueue_deduplicated(batch.records, batch.keys)
+            results = batch.results(rows)
             span.written([result.job_id for result in results])
             return _counted(batch, results)
 

@@ -1,15 +1,20 @@
-"""The deduplicating enqueue: lock the batch's keys, then one statement decides and writes.
+"""The deduplicating enqueue: lock the batch's keys, decide, then write the rest.
 
 The lock is transaction-scoped, so two producers enqueueing the same key (each in its own
-transaction, or inside a caller's) run one after the other, and the second statement's
-snapshot, taken after the first committed, sees the first one's job.
+transaction, or inside a caller's) run one after the other, and the decision's snapshot,
+taken after the previous producer committed, sees that producer's job. The rows that are
+written go through `insert_jobs`, the statement of every enqueue, so a job enqueued with a
+key has every column one enqueued without has.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
+
+import orjson
 
 from conveyor.errors import EnqueueError
 from conveyor.store.plans import Plan
@@ -17,8 +22,8 @@ from conveyor.store.plans import Plan
 
 @dataclass(frozen=True)
 class DedupRow:
-    """What `enqueue_deduplicated` did with one row: wrote it, debounced an existing job
-    with it, or found the job that holds its key."""
+    """What became of one row: written, debounced into an existing job, or absorbed by the
+    job that holds its key."""
 
     request_id: UUID
     inserted_id: UUID | None
@@ -26,8 +31,22 @@ class DedupRow:
     held_id: UUID | None
 
 
-def enqueue_deduplicated(schema: str, jobs: str, keys: Sequence[str]) -> Plan[list[DedupRow]]:
-    """One `DedupRow` per row of `jobs`; `keys` are the distinct keys to lock."""
+@dataclass(frozen=True)
+class Decision:
+    """One row of `decide_unique_keys`: a key held by an existing job."""
+
+    request_id: UUID
+    held_id: UUID
+    debounced_id: UUID | None
+    write_anyway: bool  # a debounce that found the job already dispatched or started
+
+
+def enqueue_deduplicated(
+    schema: str, records: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> Plan[list[DedupRow]]:
+    """One `DedupRow` per record (the rows `insert_jobs` reads, with `unique_*` columns);
+    `keys` are the distinct keys to lock."""
+    decisions: dict[UUID, Decision] = {}
     if keys:
         locked = yield "lock_unique_keys", {"schema_name": schema, "keys": sorted(keys)}
         isolation = (locked.first() or {}).get("isolation")
@@ -36,5 +55,27 @@ def enqueue_deduplicated(schema: str, jobs: str, keys: Sequence[str]) -> Plan[li
                 f"dedup needs a READ COMMITTED transaction, not {isolation!r}: a later snapshot"
                 " is what sees the job another producer committed with the same key"
             )
-    rows = yield "enqueue_deduplicated", {"jobs": jobs}
-    return [DedupRow(**columns) for columns in rows.dicts()]
+        rows = yield "decide_unique_keys", {"jobs": orjson.dumps(records).decode()}
+        decisions = {row.request_id: row for row in map(_decision, rows.dicts())}
+    absorbed = {key for key, decision in decisions.items() if not decision.write_anyway}
+    fresh = [record for record in records if record["id"] not in absorbed]
+    if fresh:
+        written = yield "insert_jobs", {"jobs": orjson.dumps(fresh).decode()}
+        if len(written) != len(fresh):  # no idempotency_key on this path: nothing conflicts
+            raise RuntimeError(f"insert_jobs wrote {len(written)} of {len(fresh)} jobs")
+    results = []
+    for record in records:
+        decision = decisions.get(record["id"])
+        results.append(
+            DedupRow(
+                request_id=record["id"],
+                inserted_id=None if record["id"] in absorbed else record["id"],
+                debounced_id=decision.debounced_id if decision else None,
+                held_id=decision.held_id if decision else None,
+            )
+        )
+    return results
+
+
+def _decision(columns: dict[str, Any]) -> Decision:
+    return Decision(**columns)

@@ -8,7 +8,7 @@ inside the caller's transaction, so an enqueued job exists if and only if it com
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from conveyor.jobs import Job
@@ -62,8 +62,11 @@ class ProducerStatements(AsyncPlans):
     ) -> list[UUID]:
         return await self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
 
-    async def enqueue_deduplicated(self, jobs: str, keys: Sequence[str]) -> list[DedupRow]:
-        return await self._run_plan(enqueue_deduplicated(self.schema, jobs, keys), atomic=True)
+    async def enqueue_deduplicated(
+        self, records: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> list[DedupRow]:
+        plan = enqueue_deduplicated(self.schema, records, keys)
+        return await self._run_plan(plan, atomic=True)
 
     async def get_job(self, job_id: UUID) -> Job | None:
         return await self._run_plan(get_job(job_id))
@@ -78,8 +81,10 @@ class SyncProducer(SyncStatements):
     def insert_jobs(self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> list[UUID]:
         return self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
 
-    def enqueue_deduplicated(self, jobs: str, keys: Sequence[str]) -> list[DedupRow]:
-        return self._run_plan(enqueue_deduplicated(self.schema, jobs, keys), atomic=True)
+    def enqueue_deduplicated(
+        self, records: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> list[DedupRow]:
+        return self._run_plan(enqueue_deduplicated(self.schema, records, keys), atomic=True)
 
     def get_job(self, job_id: UUID) -> Job | None:
         return self._run_plan(get_job(job_id))

@@ -9,18 +9,19 @@ SELECT count(*) AS locked, current_setting('transaction_isolation') AS isolation
     FROM unnest(%(keys)s::text[]) AS k
 ) AS taken;
 
--- name: enqueue_deduplicated
+-- name: decide_unique_keys
 -- One row per key (the caller merged duplicates within the batch). The newest job holding
 -- a key decides: when it blocks (`unique_states` NULL means any status; `unique_seconds`
--- NULL means for ever), a unique or throttled enqueue adds nothing and a debounced one
--- replaces the payload and run time of that job if it is still queued and never started
--- (guarded: a queuer that dispatches it first wins, and a new job is written instead).
+-- NULL means for ever), a unique or throttled enqueue is absorbed by it, and a debounced
+-- one replaces the payload and run time of that job if it is still queued and has never
+-- started (guarded: a queuer that dispatches it first wins, and the row is written as a
+-- new job). Rows neither held nor debounced are then written by insert_jobs, in the same
+-- transaction, under the same locks.
 WITH t AS (
     SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb)
-        AS t(id uuid, queue_name text, task text, priority int, payload jsonb, max_attempts int,
-             run_at timestamptz, delay_seconds float8, timeout_seconds float8,
-             lease_seconds float8, tenant text, trace_context jsonb, unique_key text,
+        AS t(id uuid, payload jsonb, delay_seconds float8, unique_key text,
              unique_states text[], unique_seconds float8, debounce boolean)
+    WHERE t.unique_key IS NOT NULL
 ), held AS (
     SELECT t.id AS request_id, newest.id AS held_id
     FROM t CROSS JOIN LATERAL (
@@ -39,27 +40,9 @@ WITH t AS (
     FROM t JOIN held ON held.request_id = t.id
     WHERE t.debounce IS TRUE AND j.id = held.held_id AND j.status = {QUEUED} AND j.attempt = 0
     RETURNING t.id AS request_id, j.id
-), new_queues AS (
-    INSERT INTO {schema}.job_queues (name)
-    SELECT DISTINCT queue_name FROM t
-    ON CONFLICT (name) DO NOTHING
-), inserted AS (
-    INSERT INTO {schema}.jobs (
-        id, queue_name, task, priority, payload, max_attempts, run_at,
-        timeout_seconds, lease_seconds, tenant, trace_context, unique_key)
-    SELECT t.id, t.queue_name, t.task, t.priority, t.payload, t.max_attempts,
-           CASE WHEN t.delay_seconds IS NOT NULL
-                THEN now() + t.delay_seconds * interval '1 second'
-                ELSE coalesce(t.run_at, now()) END,
-           t.timeout_seconds, t.lease_seconds, t.tenant, t.trace_context, t.unique_key
-    FROM t
-    WHERE NOT EXISTS (SELECT FROM held WHERE held.request_id = t.id AND t.debounce IS NOT TRUE)
-      AND NOT EXISTS (SELECT FROM debounced WHERE debounced.request_id = t.id)
-    RETURNING id
 )
-SELECT t.id AS request_id, inserted.id AS inserted_id, debounced.id AS debounced_id,
-       held.held_id AS held_id
-FROM t
-LEFT JOIN inserted ON inserted.id = t.id
-LEFT JOIN debounced ON debounced.request_id = t.id
-LEFT JOIN held ON held.request_id = t.id;
+SELECT held.request_id, held.held_id, debounced.id AS debounced_id,
+       (t.debounce IS TRUE AND debounced.id IS NULL) AS write_anyway
+FROM held
+JOIN t ON t.id = held.request_id
+LEFT JOIN debounced ON debounced.request_id = held.request_id;
