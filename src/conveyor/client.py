@@ -15,7 +15,8 @@ from uuid import UUID
 
 import orjson
 
-from conveyor import dedup, metrics
+from conveyor import metrics
+from conveyor.dedup import Dedup, check_options
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import EnqueueError, UnknownTaskError
 from conveyor.ids import uuid7
@@ -32,7 +33,7 @@ class EnqueueOptions:
     queue: str | None = None
     tenant: str | None = None
     # One mode (or None) per payload, checked by `conveyor.dedup.check_modes`.
-    dedup: tuple[Any, ...] | None = None
+    dedup: tuple[Dedup | None, ...] | None = None
 
 
 def check_tenant_name(tenant: object) -> str:
@@ -99,7 +100,7 @@ def build_batch(
     if options.idempotency_key is not None and count > 1:
         raise EnqueueError("one idempotency_key cannot name several jobs")
     if options.dedup is not None:
-        dedup.check_options(options, count, cipher is not None and cipher.enabled)
+        check_options(options, count, cipher is not None and cipher.enabled)
     # Ids first: an encrypted field is sealed to its job's id.
     ids = [uuid7() for _ in range(count)]
     encoded = [
