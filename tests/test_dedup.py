@@ -11,12 +11,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 
 from conveyor import Debounce, EnqueueError, EnqueueResult, Throttle, Unique
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.dedup import Dedup
+from conveyor.store.migrate import migrate
 from conveyor.tasks import Task
 from conveyor.vocabulary import COMPLETED, DISPATCHED, QUEUED, RUNNING
 from tests.dedup_helpers import age, jobs, noop_task, outcomes
@@ -227,3 +229,27 @@ def test_a_rolled_back_enqueue_leaves_the_key_free(
     assert app.enqueue_result(noop, {"v": 2}, dedup=Unique("k")).outcome == "enqueued"
     assert noop.enqueue({"v": 3}, dedup=Unique("k")) == jobs(db)[0][0]  # the task shortcut
     assert [row[1] for row in jobs(db)] == [{"v": 2}]
+
+
+def test_debounce_seals_an_encrypted_payload_to_the_job_it_replaces(
+    settings_factory: Any, db: psycopg.Connection[Any]
+) -> None:
+    settings = settings_factory(
+        **{"encryption.keys": [Fernet.generate_key().decode()], "encryption.fields": ["card"]}
+    )
+    migrate(settings.database.url, settings.database.schema_name)
+    app = Conveyor(settings)
+    noop = noop_task(app)
+    try:
+        first = app.enqueue(noop, {"card": "1111", "n": 1}, dedup=Debounce("k", delay=60))
+        again = app.enqueue_result(noop, {"card": "2222", "n": 2}, dedup=Debounce("k", 60))
+        assert again == EnqueueResult(first, "debounced")
+        db.execute(b"UPDATE jobs SET status = %s", (DISPATCHED,))
+        fresh = app.enqueue_result(noop, {"card": "3333", "n": 3}, dedup=Debounce("k", 60))
+        assert fresh.outcome == "enqueued"
+        stored = {row[0]: row[1] for row in jobs(db)}
+        assert "2222" not in str(stored[first]) and "3333" not in str(stored[fresh.job_id])
+        assert app.cipher.decrypt(stored[first], first) == {"card": "2222", "n": 2}
+        assert app.cipher.decrypt(stored[fresh.job_id], fresh.job_id) == {"card": "3333", "n": 3}
+    finally:
+        app.close()

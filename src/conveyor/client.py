@@ -100,7 +100,7 @@ def build_batch(
     if options.idempotency_key is not None and count > 1:
         raise EnqueueError("one idempotency_key cannot name several jobs")
     if options.dedup is not None:
-        check_options(options, count, cipher is not None and cipher.enabled)
+        check_options(options, count)
     # Ids first: an encrypted field is sealed to its job's id.
     ids = [uuid7() for _ in range(count)]
     encoded = [

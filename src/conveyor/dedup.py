@@ -200,16 +200,11 @@ def dedup_batch(
     return DedupBatch(ids, modes, sent, sorted(chosen), stands_for)
 
 
-def check_options(options: Any, count: int, encrypted: bool) -> None:
+def check_options(options: Any, count: int) -> None:
     """The modes of an enqueue against its other options (`client.EnqueueOptions`)."""
     modes = check_modes(options.dedup, count)
     if options.idempotency_key is not None:
         raise EnqueueError("give idempotency_key or dedup, not both")
-    if any(isinstance(mode, Debounce) for mode in modes):
-        if options.run_at is not None or options.delay is not None:
-            raise EnqueueError(
-                "Debounce sets the run time (now + Debounce.delay): drop run_at/delay"
-            )
-        if encrypted:
-            # A payload is sealed to its job's id, and Debounce moves it to another job.
-            raise EnqueueError("Debounce cannot replace payloads while encryption is enabled")
+    debounced = any(isinstance(mode, Debounce) for mode in modes)
+    if debounced and (options.run_at is not None or options.delay is not None):
+        raise EnqueueError("Debounce sets the run time (now + Debounce.delay): drop run_at/delay")

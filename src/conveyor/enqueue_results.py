@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import orjson
 
 from conveyor import client, dedup, metrics
 from conveyor.dedup import Dedup, EnqueueResult
 from conveyor.errors import EnqueueError
 
 if TYPE_CHECKING:
+    from conveyor.config import Settings
+    from conveyor.encryption import PayloadCipher
+    from conveyor.store.dedup import Reseal
     from conveyor.store.producer import AsyncConn, ProducerStatements, SyncConn, SyncProducer
     from conveyor.tasks import Task
     from conveyor.tracing import Tracing
@@ -28,6 +35,8 @@ class ResultEnqueue:
     if TYPE_CHECKING:
         tasks: dict[str, Task]
         tracing: Tracing
+        cipher: PayloadCipher
+        settings: Settings
 
         def _batch(
             self,
@@ -125,9 +134,26 @@ class ResultEnqueue:
 
     def _dedup_batch(
         self, task: Task, payloads: Iterable[Any], options: client.EnqueueOptions, trace: Any
-    ) -> dedup.DedupBatch:
+    ) -> tuple[dedup.DedupBatch, Reseal | None]:
+        payloads = list(payloads)
         batch = self._batch(task, payloads, options, trace)
-        return dedup.dedup_batch(batch.ids, batch.records, options.dedup or ())
+        merged = dedup.dedup_batch(batch.ids, batch.records, options.dedup or ())
+        return merged, self._resealer(task, payloads, batch.ids)
+
+    def _resealer(self, task: Task, payloads: list[Any], ids: list[UUID]) -> Reseal | None:
+        """Encrypted fields are sealed to their job's id: a debounce that moves a payload
+        into an existing job seals it again, to that job (see store.dedup)."""
+        if not self.cipher.enabled:
+            return None
+        cipher, limit = self.cipher, self.settings.jobs.max_payload_bytes
+        position = {job_id: index for index, job_id in enumerate(ids)}
+
+        def reseal(request_id: UUID, job_id: UUID) -> Any:
+            payload = payloads[position[request_id]]
+            sealer = partial(cipher.encrypt, job_id=job_id)
+            return orjson.Fragment(task.encode_payload(payload, limit, sealer))
+
+        return reseal
 
     def _enqueue_results(
         self,
@@ -138,10 +164,11 @@ class ResultEnqueue:
     ) -> list[EnqueueResult]:
         task = client.resolve_task(self.tasks, task_or_name)
         with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
-            batch = self._dedup_batch(task, payloads, options, span.context)
+            batch, reseal = self._dedup_batch(task, payloads, options, span.context)
             if not batch.ids:
                 return []
-            rows = self._producer(connection).enqueue_deduplicated(batch.records, batch.keys)
+            statements = self._producer(connection)
+            rows = statements.enqueue_deduplicated(batch.records, batch.keys, reseal)
             results = batch.results(rows)
             span.written([result.job_id for result in results])
             return _counted(batch, results)
@@ -155,11 +182,11 @@ class ResultEnqueue:
     ) -> list[EnqueueResult]:
         task = client.resolve_task(self.tasks, task_or_name)
         with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
-            batch = self._dedup_batch(task, payloads, options, span.context)
+            batch, reseal = self._dedup_batch(task, payloads, options, span.context)
             if not batch.ids:
                 return []
             statements = await self._aproducer(connection)
-            rows = await statements.enqueue_deduplicated(batch.records, batch.keys)
+            rows = await statements.enqueue_deduplicated(batch.records, batch.keys, reseal)
             results = batch.results(rows)
             span.written([result.job_id for result in results])
             return _counted(batch, results)

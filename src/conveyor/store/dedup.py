@@ -9,7 +9,7 @@ key has every column one enqueued without has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -41,11 +41,18 @@ class Decision:
     write_anyway: bool  # a debounce that found the job already dispatched or started
 
 
+# Given a record's id and another job's id, the record's payload sealed to that job.
+Reseal = Callable[[UUID, UUID], Any]
+
+
 def enqueue_deduplicated(
-    schema: str, records: Sequence[dict[str, Any]], keys: Sequence[str]
+    schema: str,
+    records: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    reseal: Reseal | None = None,
 ) -> Plan[list[DedupRow]]:
     """One `DedupRow` per record (the rows `insert_jobs` reads, with `unique_*` columns);
-    `keys` are the distinct keys to lock."""
+    `keys` are the distinct keys to lock. `reseal` is given when payloads are encrypted."""
     decisions: dict[UUID, Decision] = {}
     if keys:
         locked = yield "lock_unique_keys", {"schema_name": schema, "keys": sorted(keys)}
@@ -55,7 +62,10 @@ def enqueue_deduplicated(
                 f"dedup needs a READ COMMITTED transaction, not {isolation!r}: a later snapshot"
                 " is what sees the job another producer committed with the same key"
             )
-        rows = yield "decide_unique_keys", {"jobs": orjson.dumps(records).decode()}
+        proposed = list(records)
+        if reseal is not None:
+            proposed = yield from _sealed_for_targets(proposed, reseal)
+        rows = yield "decide_unique_keys", {"jobs": orjson.dumps(proposed).decode()}
         decisions = {row.request_id: row for row in map(_decision, rows.dicts())}
     absorbed = {key for key, decision in decisions.items() if not decision.write_anyway}
     fresh = [record for record in records if record["id"] not in absorbed]
@@ -75,6 +85,30 @@ def enqueue_deduplicated(
             )
         )
     return results
+
+
+def _sealed_for_targets(
+    records: list[dict[str, Any]], reseal: Reseal
+) -> Plan[list[dict[str, Any]]]:
+    """Debounced records with their payload sealed to the job they would replace; a record
+    that is written after all keeps its own (`records` is not changed)."""
+    debounced = [record for record in records if record.get("debounce")]
+    if not debounced:
+        return records
+    rows = yield (
+        "debounce_targets",
+        {
+            "request_ids": [record["id"] for record in debounced],
+            "keys": [record["unique_key"] for record in debounced],
+        },
+    )
+    targets: dict[UUID, UUID] = {row["request_id"]: row["job_id"] for row in rows.dicts()}
+    return [
+        {**record, "payload": reseal(record["id"], targets[record["id"]]), "sealed_for": target}
+        if (target := targets.get(record["id"])) is not None
+        else record
+        for record in records
+    ]
 
 
 def _decision(columns: dict[str, Any]) -> Decision:

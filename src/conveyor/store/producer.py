@@ -12,7 +12,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from conveyor.jobs import Job
-from conveyor.store.dedup import DedupRow, enqueue_deduplicated
+from conveyor.store.dedup import DedupRow, Reseal, enqueue_deduplicated
 from conveyor.store.plans import AsyncConn, AsyncPlans, Plan, SyncConn, SyncStatements
 
 CancelOutcome = Literal["cancelled", "requested", "finished"]
@@ -63,9 +63,9 @@ class ProducerStatements(AsyncPlans):
         return await self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
 
     async def enqueue_deduplicated(
-        self, records: Sequence[dict[str, Any]], keys: Sequence[str]
+        self, records: Sequence[dict[str, Any]], keys: Sequence[str], reseal: Reseal | None
     ) -> list[DedupRow]:
-        plan = enqueue_deduplicated(self.schema, records, keys)
+        plan = enqueue_deduplicated(self.schema, records, keys, reseal)
         return await self._run_plan(plan, atomic=True)
 
     async def get_job(self, job_id: UUID) -> Job | None:
@@ -82,9 +82,10 @@ class SyncProducer(SyncStatements):
         return self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
 
     def enqueue_deduplicated(
-        self, records: Sequence[dict[str, Any]], keys: Sequence[str]
+        self, records: Sequence[dict[str, Any]], keys: Sequence[str], reseal: Reseal | None
     ) -> list[DedupRow]:
-        return self._run_plan(enqueue_deduplicated(self.schema, records, keys), atomic=True)
+        plan = enqueue_deduplicated(self.schema, records, keys, reseal)
+        return self._run_plan(plan, atomic=True)
 
     def get_job(self, job_id: UUID) -> Job | None:
         return self._run_plan(get_job(job_id))

@@ -20,7 +20,7 @@ SELECT count(*) AS locked, current_setting('transaction_isolation') AS isolation
 WITH t AS (
     SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb)
         AS t(id uuid, payload jsonb, delay_seconds float8, unique_key text,
-             unique_states text[], unique_seconds float8, debounce boolean)
+             unique_states text[], unique_seconds float8, debounce boolean, sealed_for uuid)
     WHERE t.unique_key IS NOT NULL
 ), held AS (
     SELECT t.id AS request_id, newest.id AS held_id
@@ -39,6 +39,8 @@ WITH t AS (
         updated = now()
     FROM t JOIN held ON held.request_id = t.id
     WHERE t.debounce IS TRUE AND j.id = held.held_id AND j.status = {QUEUED} AND j.attempt = 0
+      -- An encrypted payload is sealed to one job's id: it may replace that job's only.
+      AND (t.sealed_for IS NULL OR j.id = t.sealed_for)
     RETURNING t.id AS request_id, j.id
 )
 SELECT held.request_id, held.held_id, debounced.id AS debounced_id,
@@ -46,3 +48,16 @@ SELECT held.request_id, held.held_id, debounced.id AS debounced_id,
 FROM held
 JOIN t ON t.id = held.request_id
 LEFT JOIN debounced ON debounced.request_id = held.request_id;
+
+-- name: debounce_targets
+-- For encrypted payloads, which are sealed to a job's id: the job each debounced key would
+-- replace the payload of (its newest job, still queued and never started), so the payload
+-- can be sealed to that job before decide_unique_keys runs, under the same locks.
+SELECT t.request_id, newest.id AS job_id
+FROM unnest(%(request_ids)s::uuid[], %(keys)s::text[]) AS t(request_id, unique_key)
+CROSS JOIN LATERAL (
+    SELECT j.id, j.status, j.attempt FROM {schema}.jobs j
+    WHERE j.unique_key = t.unique_key
+    ORDER BY j.created DESC, j.id DESC LIMIT 1
+) AS newest
+WHERE newest.status = {QUEUED} AND newest.attempt = 0;
