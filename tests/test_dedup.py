@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client import REGISTRY
 
 from conveyor import Debounce, EnqueueError, EnqueueResult, Throttle, Unique
 from conveyor.admin import Admin
@@ -253,3 +254,15 @@ def test_debounce_seals_an_encrypted_payload_to_the_job_it_replaces(
         assert app.cipher.decrypt(stored[fresh.job_id], fresh.job_id) == {"card": "3333", "n": 3}
     finally:
         app.close()
+
+
+def test_only_written_jobs_are_counted_as_enqueued(app: Conveyor, noop: Task) -> None:
+    labels = {"queue": "q", "task": noop.name}
+
+    def enqueued() -> float:
+        return REGISTRY.get_sample_value("jobs_enqueued_total", labels) or 0.0
+
+    before = enqueued()
+    app.enqueue_many(noop, [{}, {}, {}], dedup=[Unique("a"), Unique("a"), None])
+    app.enqueue(noop, {}, dedup=Throttle("a", 60))
+    assert enqueued() - before == 2

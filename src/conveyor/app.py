@@ -200,7 +200,7 @@ class Conveyor(ResultEnqueue):
         only their tenants' jobs. `dedup` (`Unique`, `Debounce`, `Throttle`) returns the
         id of the job that absorbed a duplicate; `enqueue_result` also says what happened."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, _one(dedup)
+            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, dedup=_one(dedup)
         )
         return self._enqueue(task, [payload], options, connection)[0]
 
@@ -221,7 +221,7 @@ class Conveyor(ResultEnqueue):
         """Enqueue many jobs of one task in a single statement; all or none are written.
         `dedup` gives one mode (or None) per payload, as `enqueue`'s `dedup`."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, _many(dedup)
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=_many(dedup)
         )
         return self._enqueue(task, payloads, options, connection)
 
@@ -241,7 +241,7 @@ class Conveyor(ResultEnqueue):
         dedup: Dedup | None = None,
     ) -> UUID:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, _one(dedup)
+            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, dedup=_one(dedup)
         )
         return (await self._aenqueue(task, [payload], options, connection))[0]
 
@@ -260,7 +260,7 @@ class Conveyor(ResultEnqueue):
         dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, _many(dedup)
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=_many(dedup)
         )
         return await self._aenqueue(task, payloads, options, connection)
 

@@ -66,7 +66,7 @@ class ResultEnqueue:
     ) -> EnqueueResult:
         """As `enqueue`, and say whether the job was written or which job absorbed it."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, (dedup,)
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=(dedup,)
         )
         return self._enqueue_results(task, [payload], options, connection)[0]
 
@@ -88,7 +88,7 @@ class ResultEnqueue:
         payloads = list(payloads)
         modes = _modes(dedup, len(payloads))
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, modes
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=modes
         )
         return self._enqueue_results(task, payloads, options, connection)
 
@@ -107,7 +107,7 @@ class ResultEnqueue:
         connection: AsyncConn | None = None,
     ) -> EnqueueResult:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, (dedup,)
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=(dedup,)
         )
         return (await self._aenqueue_results(task, [payload], options, connection))[0]
 
@@ -128,7 +128,7 @@ class ResultEnqueue:
         payloads = list(payloads)
         modes = _modes(dedup, len(payloads))
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, modes
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=modes
         )
         return await self._aenqueue_results(task, payloads, options, connection)
 
