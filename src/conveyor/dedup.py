@@ -89,7 +89,7 @@ def _check_key(key: object, mode: str) -> str:
 
 
 def dedup_columns(mode: object) -> dict[str, Any]:
-    """The columns `enqueue_deduplicated` reads for one mode; EnqueueError names the field."""
+    """The columns `decide_unique_keys` reads for one mode; EnqueueError names the field."""
     if isinstance(mode, Unique):
         states = None
         if mode.states is not None:

@@ -3,8 +3,8 @@
 -- nullable column without a default is added without rewriting the table.
 ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS unique_key text;
 
--- enqueue_deduplicated reads the newest job holding a key (ORDER BY created DESC, id DESC
--- LIMIT 1). Partial: a job enqueued without a key adds no entry, so the hot path (plain
+-- decide_unique_keys and debounce_targets read the newest job holding a key (ORDER BY
+-- created DESC, id DESC LIMIT 1). Partial: a job enqueued without a key adds no entry, so the hot path (plain
 -- enqueue, every transition) pays only the predicate. Not UNIQUE on purpose: older jobs
 -- keep their key after they leave the states that block duplicates, and a transition back
 -- into such a state (undispatch, retry, an operator's retry) must never fail on an index.
