@@ -113,6 +113,7 @@ _JOB_COLUMNS = frozenset(
         "created",
         "updated",
         "trace_context",
+        "unique_key",
     }
 )
 

@@ -1,6 +1,7 @@
 """Conveyor: a durable job queue. PostgreSQL keeps every job; Redis hands them out."""
 
 from conveyor.app import Conveyor
+from conveyor.dedup import Debounce, EnqueueResult, Throttle, Unique
 from conveyor.errors import (
     ConveyorError,
     DatabaseUnavailable,
@@ -20,7 +21,9 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "DatabaseUnavailable",
+    "Debounce",
     "EnqueueError",
+    "EnqueueResult",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -30,5 +33,7 @@ __all__ = [
     "RetryPolicy",
     "Task",
     "TaskTimeout",
+    "Throttle",
+    "Unique",
     "UnknownTaskError",
 ]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
 from conveyor import client
 from conveyor.config import Settings, load_settings
+from conveyor.dedup import Dedup
 from conveyor.encryption import PayloadCipher
-from conveyor.errors import JobNotFound
+from conveyor.enqueue_results import ResultEnqueue
+from conveyor.errors import EnqueueError, JobNotFound
 from conveyor.ids import parse_job_id
 from conveyor.jobs import Job
 from conveyor.periodic import PeriodicMixin
@@ -31,7 +33,7 @@ TaskFunction = Callable[..., Any]
 T = TypeVar("T")
 
 
-class Conveyor(PeriodicMixin):
+class Conveyor(PeriodicMixin, ResultEnqueue):
     """Declare tasks and enqueue jobs.
 
     Settings come from `settings=`, or are loaded from `config=` (YAML) and the
@@ -153,6 +155,9 @@ class Conveyor(PeriodicMixin):
         options: client.EnqueueOptions,
         connection: SyncConn | None,
     ) -> list[UUID]:
+        if options.dedup is not None:
+            results = self._enqueue_results(task_or_name, payloads, options, connection)
+            return [result.job_id for result in results]
         task = client.resolve_task(self.tasks, task_or_name)
         with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
             batch = self._batch(task, payloads, options, span.context)
@@ -167,6 +172,9 @@ class Conveyor(PeriodicMixin):
         options: client.EnqueueOptions,
         connection: AsyncConn | None,
     ) -> list[UUID]:
+        if options.dedup is not None:
+            results = await self._aenqueue_results(task_or_name, payloads, options, connection)
+            return [result.job_id for result in results]
         task = client.resolve_task(self.tasks, task_or_name)
         with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
             batch = self._batch(task, payloads, options, span.context)
@@ -187,14 +195,16 @@ class Conveyor(PeriodicMixin):
         queue: str | None = None,
         tenant: str | None = None,
         connection: SyncConn | None = None,
+        dedup: Dedup | None = None,
     ) -> UUID:
         """Enqueue one job; return its id once it is committed (or once written into
         `connection`'s open transaction). An `idempotency_key` held by a job whose row still
         exists (retention has not pruned it) returns that job's id and adds nothing.
         `tenant` names who the job belongs to: scoped API tokens and dashboard users see
-        only their tenants' jobs."""
+        only their tenants' jobs. `dedup` (`Unique`, `Debounce`, `Throttle`) returns the
+        id of the job that absorbed a duplicate; `enqueue_result` also says what happened."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
+            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, dedup=_one(dedup)
         )
         return self._enqueue(task, [payload], options, connection)[0]
 
@@ -210,9 +220,13 @@ class Conveyor(PeriodicMixin):
         queue: str | None = None,
         tenant: str | None = None,
         connection: SyncConn | None = None,
+        dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
-        """Enqueue many jobs of one task in a single statement; all or none are written."""
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
+        """Enqueue many jobs of one task in a single statement; all or none are written.
+        `dedup` gives one mode (or None) per payload, as `enqueue`'s `dedup`."""
+        options = client.EnqueueOptions(
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=_many(dedup)
+        )
         return self._enqueue(task, payloads, options, connection)
 
     async def aenqueue(
@@ -228,9 +242,10 @@ class Conveyor(PeriodicMixin):
         queue: str | None = None,
         tenant: str | None = None,
         connection: AsyncConn | None = None,
+        dedup: Dedup | None = None,
     ) -> UUID:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
+            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, dedup=_one(dedup)
         )
         return (await self._aenqueue(task, [payload], options, connection))[0]
 
@@ -246,8 +261,11 @@ class Conveyor(PeriodicMixin):
         queue: str | None = None,
         tenant: str | None = None,
         connection: AsyncConn | None = None,
+        dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
+        options = client.EnqueueOptions(
+            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=_many(dedup)
+        )
         return await self._aenqueue(task, payloads, options, connection)
 
     def _write(self, batch: client.InsertBatch, connection: SyncConn | None) -> list[UUID]:
@@ -316,6 +334,17 @@ class Conveyor(PeriodicMixin):
             await self._async_statements.close()
             self._async_statements = None
         self.close()
+
+
+def _one(dedup: Dedup | None) -> tuple[Dedup | None, ...] | None:
+    return None if dedup is None else (dedup,)
+
+
+def _many(dedup: Sequence[Dedup | None] | None) -> tuple[Dedup | None, ...] | None:
+    """Checked further by `client.build_batch` (one entry per payload)."""
+    if dedup is not None and not isinstance(dedup, list | tuple):
+        raise EnqueueError("dedup for enqueue_many must be a list, one mode (or None) per job")
+    return None if dedup is None else tuple(dedup)
 
 
 def _found(job_id: UUID, value: T | None) -> T:

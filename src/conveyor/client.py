@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 
 from conveyor import metrics
+from conveyor.dedup import Dedup, check_options
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import EnqueueError, UnknownTaskError
 from conveyor.ids import uuid7
@@ -31,6 +32,8 @@ class EnqueueOptions:
     idempotency_key: str | None = None
     queue: str | None = None
     tenant: str | None = None
+    # One mode (or None) per payload, checked by `conveyor.dedup.check_modes`.
+    dedup: tuple[Dedup | None, ...] | None = None
 
 
 def check_tenant_name(tenant: object) -> str:
@@ -96,6 +99,8 @@ def build_batch(
     count = len(payloads)
     if options.idempotency_key is not None and count > 1:
         raise EnqueueError("one idempotency_key cannot name several jobs")
+    if options.dedup is not None:
+        check_options(options, count)
     # Ids first: an encrypted field is sealed to its job's id.
     ids = [uuid7() for _ in range(count)]
     encoded = [

@@ -55,6 +55,7 @@ class Job:
     created: datetime
     updated: datetime
     tenant: str | None = None  # who the job belongs to (scoped admin access)
+    unique_key: str | None = None  # the dedup key it was enqueued with (conveyor.dedup)
 
     @property
     def display_status(self) -> str:

@@ -217,6 +217,7 @@ class JobsMixin(AdminBase):
             **JobSummary.fields_from_row(row),
             payload=row["payload"],
             idempotency_key=row["idempotency_key"],
+            unique_key=row["unique_key"],
             lease_expires_at=row["lease_expires_at"],
             timeout_seconds=row["timeout_seconds"],
             attempts=[

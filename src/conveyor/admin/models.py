@@ -174,6 +174,7 @@ class JobDetail(JobSummary):
     timeout_seconds: float | None
     attempts: list[Attempt]
     why_waiting: str | None  # a sentence for a job that is not running yet
+    unique_key: str | None = None  # the dedup key it was enqueued with (docs/scheduling.md)
 
 
 # -- actions --------------------------------------------------------------------------------

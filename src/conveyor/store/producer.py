@@ -8,10 +8,11 @@ inside the caller's transaction, so an enqueued job exists if and only if it com
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from conveyor.jobs import Job
+from conveyor.store.dedup import DedupRow, Reseal, enqueue_deduplicated
 from conveyor.store.plans import AsyncConn, AsyncPlans, Plan, SyncConn, SyncStatements
 
 CancelOutcome = Literal["cancelled", "requested", "finished"]
@@ -61,6 +62,12 @@ class ProducerStatements(AsyncPlans):
     ) -> list[UUID]:
         return await self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
 
+    async def enqueue_deduplicated(
+        self, records: Sequence[dict[str, Any]], keys: Sequence[str], reseal: Reseal | None
+    ) -> list[DedupRow]:
+        plan = enqueue_deduplicated(self.schema, records, keys, reseal)
+        return await self._run_plan(plan, atomic=True)
+
     async def get_job(self, job_id: UUID) -> Job | None:
         return await self._run_plan(get_job(job_id))
 
@@ -73,6 +80,12 @@ class SyncProducer(SyncStatements):
 
     def insert_jobs(self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> list[UUID]:
         return self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
+
+    def enqueue_deduplicated(
+        self, records: Sequence[dict[str, Any]], keys: Sequence[str], reseal: Reseal | None
+    ) -> list[DedupRow]:
+        plan = enqueue_deduplicated(self.schema, records, keys, reseal)
+        return self._run_plan(plan, atomic=True)
 
     def get_job(self, job_id: UUID) -> Job | None:
         return self._run_plan(get_job(job_id))

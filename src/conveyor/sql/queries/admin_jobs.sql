@@ -110,7 +110,7 @@ LIMIT %(n)s;
 SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
        j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
        j.last_error, j.cancel_requested, j.created, j.updated, j.payload, j.idempotency_key,
-       j.lease_expires_at, j.timeout_seconds, j.tenant, now() AS db_now,
+       j.lease_expires_at, j.timeout_seconds, j.tenant, now() AS db_now, j.unique_key,
        coalesce(NOT q.is_active, false) AS queue_paused, q.paused_at AS queue_paused_at,
        CASE WHEN j.status = {QUEUED} THEN (
            SELECT count(*) FROM (
