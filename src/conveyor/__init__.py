@@ -13,13 +13,16 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.jobs import Job
+from conveyor.outcomes import Cancel, Discard, Retry, Snooze
 from conveyor.retry import RetryPolicy
 from conveyor.tasks import JobContext, Task
 
 __all__ = [
+    "Cancel",
     "Conveyor",
     "ConveyorError",
     "DatabaseUnavailable",
+    "Discard",
     "EnqueueError",
     "Job",
     "JobCancelled",
@@ -27,7 +30,9 @@ __all__ = [
     "JobNotFound",
     "PayloadError",
     "PayloadTooLargeError",
+    "Retry",
     "RetryPolicy",
+    "Snooze",
     "Task",
     "TaskTimeout",
     "UnknownTaskError",

@@ -85,6 +85,7 @@ class Conveyor:
         timeout: float | None = ...,
         lease: float | None = ...,
         retry: RetryPolicy | None = ...,
+        max_snoozes: int = ...,
     ) -> Callable[[TaskFunction], Task]: ...
 
     def task(
@@ -99,6 +100,7 @@ class Conveyor:
         timeout: float | None = None,
         lease: float | None = None,
         retry: RetryPolicy | None = None,
+        max_snoozes: int = 100,
     ) -> Task | Callable[[TaskFunction], Task]:
         """Register a sync or async function as a task: `@app.task(queue="email-sending")`."""
 
@@ -118,6 +120,7 @@ class Conveyor:
                 timeout=timeout if timeout is not None else jobs.timeout,
                 lease=lease,
                 retry=policy,
+                max_snoozes=max_snoozes,
                 enqueue_hook=self._enqueue_from_task,
             )
             if task.name in self.tasks:
@@ -182,15 +185,26 @@ class Conveyor:
         idempotency_key: str | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: SyncConn | None = None,
     ) -> UUID:
         """Enqueue one job; return its id once it is committed (or once written into
         `connection`'s open transaction). An `idempotency_key` held by a job whose row still
         exists (retention has not pruned it) returns that job's id and adds nothing.
         `tenant` names who the job belongs to: scoped API tokens and dashboard users see
-        only their tenants' jobs."""
+        only their tenants' jobs. A job not started within `expires_in` (or by the aware
+        datetime `deadline`) ends expired and never runs."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            idempotency_key,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
         )
         return self._enqueue(task, [payload], options, connection)[0]
 
@@ -205,10 +219,22 @@ class Conveyor:
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: SyncConn | None = None,
     ) -> list[UUID]:
         """Enqueue many jobs of one task in a single statement; all or none are written."""
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
+        options = client.EnqueueOptions(
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+        )
         return self._enqueue(task, payloads, options, connection)
 
     async def aenqueue(
@@ -223,10 +249,20 @@ class Conveyor:
         idempotency_key: str | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: AsyncConn | None = None,
     ) -> UUID:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            idempotency_key,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
         )
         return (await self._aenqueue(task, [payload], options, connection))[0]
 
@@ -241,9 +277,21 @@ class Conveyor:
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: AsyncConn | None = None,
     ) -> list[UUID]:
-        options = client.EnqueueOptions(priority, run_at, delay, max_attempts, None, queue, tenant)
+        options = client.EnqueueOptions(
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+        )
         return await self._aenqueue(task, payloads, options, connection)
 
     def _write(self, batch: client.InsertBatch, connection: SyncConn | None) -> list[UUID]:

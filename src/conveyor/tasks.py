@@ -89,6 +89,8 @@ class Task:
     timeout: float | None = None
     lease: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Snoozes that give their attempt back; later ones use an attempt (conveyor.outcomes).
+    max_snoozes: int = 100
     schema: type[pydantic.BaseModel] | None = None
     wants_context: bool = False
     is_async: bool = False
@@ -99,6 +101,12 @@ class Task:
         check_priority(self.priority)
         if self.max_attempts < 1:
             raise ValueError(f"task {self.name}: max_attempts must be at least 1")
+        if (
+            isinstance(self.max_snoozes, bool)
+            or not isinstance(self.max_snoozes, int)
+            or (self.max_snoozes < 0)
+        ):
+            raise ValueError(f"task {self.name}: max_snoozes must be a non-negative integer")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"task {self.name}: timeout must be positive")
         self.is_async = inspect.iscoroutinefunction(self.func)
