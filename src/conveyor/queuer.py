@@ -17,6 +17,7 @@ from conveyor import metrics, watchdog
 from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
+from conveyor.expiry import Expirer
 from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
@@ -69,12 +70,15 @@ class Queuer:
         self.rescuer = Rescuer(store, settings)
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)
+        self.expirer = Expirer(store, settings)
         self.alert_evaluator = AlertEvaluator(store, settings, self._alert_state)
         self.alert_delivery = BackgroundDelivery(AlertDelivery(store, settings))
         alerting: list[Pass] = (
             [self.alert_evaluator, self.alert_delivery] if settings.alerts.enabled else []
         )
-        self._leader_passes = Schedule([self.rescuer, self.reconciler, self.pruner, *alerting])
+        self._leader_passes = Schedule(
+            [self.rescuer, self.reconciler, self.pruner, self.expirer, *alerting]
+        )
 
     @classmethod
     async def open(cls, settings: Settings, *, maintenance: bool = True) -> Queuer:

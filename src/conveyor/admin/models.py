@@ -69,6 +69,7 @@ class QueueStats(Model):
     live_workers: int
     status: Colour
     reasons: list[str] = field(default_factory=list)  # why the colour is not green
+    expired: int = 0  # jobs not started before their deadline, still kept
 
 
 @dataclass(frozen=True, kw_only=True)
