@@ -116,6 +116,8 @@ _JOB_COLUMNS = frozenset(
         "created",
         "updated",
         "trace_context",
+        "expires_at",
+        "snoozes",
     }
 )
 
