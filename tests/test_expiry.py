@@ -97,6 +97,22 @@ def test_expires_in_counts_from_postgresql_now_and_deadline_is_stored_as_given(
     assert stored == (deadline,)
 
 
+def test_a_task_default_expiry_applies_unless_the_enqueue_gives_its_own(
+    app: Conveyor, db: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="otp", queue="mail", expires_in=timedelta(minutes=5))
+    def otp(payload: Any) -> None: ...
+
+    default = app.enqueue(otp, {})
+    shorter = app.enqueue(otp, {}, expires_in=30)
+    rows = dict(
+        db.execute(b"SELECT id, extract(epoch FROM expires_at - created)::float8 FROM jobs")
+    )
+    assert rows == {default: 300.0, shorter: 30.0}
+    with pytest.raises(ValueError, match="expires_in"):
+        app.task(name="bad", expires_in=0)(lambda payload: None)
+
+
 async def test_a_popped_job_past_its_deadline_is_expired_not_started(
     store: Store, db: psycopg.Connection[Any]
 ) -> None:

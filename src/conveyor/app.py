@@ -86,6 +86,7 @@ class Conveyor:
         lease: float | None = ...,
         retry: RetryPolicy | None = ...,
         max_snoozes: int = ...,
+        expires_in: float | timedelta | None = ...,
     ) -> Callable[[TaskFunction], Task]: ...
 
     def task(
@@ -101,6 +102,7 @@ class Conveyor:
         lease: float | None = None,
         retry: RetryPolicy | None = None,
         max_snoozes: int = 100,
+        expires_in: float | timedelta | None = None,
     ) -> Task | Callable[[TaskFunction], Task]:
         """Register a sync or async function as a task: `@app.task(queue="email-sending")`."""
 
@@ -121,6 +123,9 @@ class Conveyor:
                 lease=lease,
                 retry=policy,
                 max_snoozes=max_snoozes,
+                expires_in=(
+                    expires_in.total_seconds() if isinstance(expires_in, timedelta) else expires_in
+                ),
                 enqueue_hook=self._enqueue_from_task,
             )
             if task.name in self.tasks:

@@ -95,7 +95,8 @@ def build_batch(
     if options.run_at is not None and options.run_at.tzinfo is None:
         raise EnqueueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
     delay = _delay_seconds(options.delay)
-    expiry = _expiry(options.expires_in, options.deadline)
+    own = options.expires_in is not None or options.deadline is not None
+    expiry = _expiry(options.expires_in if own else task.expires_in, options.deadline)
     payloads = list(payloads)
     count = len(payloads)
     if options.idempotency_key is not None and count > 1:
