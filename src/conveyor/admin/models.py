@@ -157,7 +157,7 @@ class Page(Model, Generic[T]):
 
 @dataclass(frozen=True, kw_only=True)
 class Attempt(Model):
-    status: str  # completed, failed, dead, lost, cancelled, handed_back, retried
+    status: str  # completed, failed, dead, lost, cancelled, handed_back, retried, snoozed, expired
     attempt_number: int
     message: str | None
     traceback: str | None
