@@ -83,6 +83,14 @@ async def test_snooze_gives_the_attempt_back_and_runs_later(
     assert app.get_job(job_id).attempt == 1
     assert db.execute(b"SELECT snoozes FROM jobs WHERE id = %s", (job_id,)).fetchone() == (1,)
     assert run_at_after_log(db, job_id, "snoozed") == pytest.approx(1.5, abs=0.001)
+    # The reason is in the attempt's row; the job has no error and no failure time.
+    reason = db.execute(
+        b"SELECT log_message, traceback FROM job_logs WHERE job_id = %s AND status = 'snoozed'",
+        (job_id,),
+    ).fetchone()
+    assert reason == ("Snooze: 429 Too Many Requests", None)
+    job = app.get_job(job_id)
+    assert job.last_error is None and job.failed is None
     started_after = db.execute(
         b"SELECT extract(epoch FROM j.started - l.finished)::float8 FROM jobs j"
         b" JOIN job_logs l ON l.job_id = j.id AND l.status = 'snoozed' WHERE j.id = %s",

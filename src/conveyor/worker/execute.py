@@ -117,7 +117,7 @@ async def run_job(
         if isinstance(request, Snooze):
             if job.snoozes < task.max_snoozes:
                 log.info("job %s (%s) snoozed for %s", job.id, job.task, span(request.seconds))
-                return done(SNOOZED, retry_in=request.seconds)
+                return done(SNOOZED, request, retry_in=request.seconds, with_traceback=False)
             # Past its free snoozes a snooze uses an attempt, so it cannot go on forever.
             return failed(
                 RuntimeError(f"snoozed more than {task.max_snoozes} times: {request}"),

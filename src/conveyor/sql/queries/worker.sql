@@ -90,11 +90,14 @@ WITH o AS (
         -- A snooze gives its attempt back (attempt_delta) and is counted here instead.
         snoozes = j.snoozes + CASE WHEN o.log_status = {LOG_SNOOZED} THEN 1 ELSE 0 END,
         completed = CASE WHEN o.status = {COMPLETED} THEN now() ELSE j.completed END,
-        failed = CASE WHEN o.error IS NOT NULL THEN now() ELSE j.failed END,
+        -- A snooze's message (its reason) goes to its job_logs row only: it is no failure.
+        failed = CASE WHEN o.error IS NOT NULL AND o.log_status <> {LOG_SNOOZED}
+                      THEN now() ELSE j.failed END,
         run_at = CASE WHEN o.status = {QUEUED}
                       THEN now() + coalesce(o.retry_in, 0) * interval '1 second'
                       ELSE j.run_at END,
-        last_error = coalesce(o.error, j.last_error),
+        last_error = CASE WHEN o.log_status = {LOG_SNOOZED} THEN j.last_error
+                          ELSE coalesce(o.error, j.last_error) END,
         lease_expires_at = NULL, dispatched_at = NULL, cancel_requested = false,
         updated = now()
     FROM o
