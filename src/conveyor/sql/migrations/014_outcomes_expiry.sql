@@ -21,17 +21,20 @@ CREATE INDEX IF NOT EXISTS jobs_expiry_idx
     ON {schema}.jobs (expires_at) WHERE status = 'queued' AND expires_at IS NOT NULL;
 
 -- Expired jobs are at rest like cancelled ones: the listing indexes and the skip-scan
--- functions that read them must see them. Rebuilt inside the migration's transaction
--- (docs/operations.md says how to build an index beforehand on a large table).
-DROP INDEX IF EXISTS {schema}.jobs_admin_list_idx;
-CREATE INDEX jobs_admin_list_idx
+-- functions that read them must see them. Each index is built under a new name, then
+-- takes the old one's place: an operator who built the new one beforehand with CREATE
+-- INDEX CONCURRENTLY (docs/operations.md) leaves this migration only catalogue changes.
+CREATE INDEX IF NOT EXISTS jobs_admin_list_014_idx
     ON {schema}.jobs (queue_name, status, created, id)
     WHERE status IN ('queued', 'completed', 'dead', 'cancelled', 'expired');
+DROP INDEX IF EXISTS {schema}.jobs_admin_list_idx;
+ALTER INDEX {schema}.jobs_admin_list_014_idx RENAME TO jobs_admin_list_idx;
 
-DROP INDEX IF EXISTS {schema}.jobs_tenant_list_idx;
-CREATE INDEX jobs_tenant_list_idx
+CREATE INDEX IF NOT EXISTS jobs_tenant_list_014_idx
     ON {schema}.jobs (tenant, queue_name, status, created, id)
     WHERE tenant IS NOT NULL AND status IN ('queued', 'completed', 'dead', 'cancelled', 'expired');
+DROP INDEX IF EXISTS {schema}.jobs_tenant_list_idx;
+ALTER INDEX {schema}.jobs_tenant_list_014_idx RENAME TO jobs_tenant_list_idx;
 
 CREATE OR REPLACE FUNCTION {schema}.queue_names_with_jobs() RETURNS SETOF text
 LANGUAGE sql STABLE AS $$
