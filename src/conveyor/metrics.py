@@ -68,7 +68,7 @@ OVERRAN = Counter(
 DROPPED = Counter(
     "jobs_dropped",
     "Popped ids that could not be claimed (duplicates, "
-    "cancelled or deleted rows, paused queues); never run.",
+    "cancelled or deleted rows, paused queues, expired at claim); never run.",
 )
 STALE = Counter(
     "jobs_stale_outcomes",
