@@ -68,6 +68,8 @@ def test_enqueue_refuses_a_bad_deadline_and_writes_nothing(
         {"expires_in": -5},
         {"expires_in": True},
         {"expires_in": "15m"},
+        {"expires_in": float("inf")},
+        {"expires_in": 1e300},
     ]
     for options in bad:
         with pytest.raises(EnqueueError, match=r"expires_in|deadline"):

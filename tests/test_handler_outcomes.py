@@ -44,6 +44,8 @@ def test_outcomes_refuse_a_negative_delay() -> None:
         Snooze(-1)
     with pytest.raises(ValueError, match="Retry in_seconds"):
         Retry(float("nan"))
+    with pytest.raises(ValueError, match="ten years"):
+        Snooze(float("inf"))
     assert Snooze(timedelta(minutes=1)).seconds == 60.0
 
 
@@ -56,6 +58,11 @@ def test_backoff_sees_the_exception_when_it_asks_for_it() -> None:
     assert with_error.delay(1, ValueError()) == 1.0
     plain = RetryPolicy(backoff=lambda attempt: attempt * 2.0)
     assert plain.delay(3, Throttled()) == 6.0
+    # A wait read from a server may be anything: it is kept within what PostgreSQL stores.
+    wild = RetryPolicy(backoff=lambda attempt, error: float(str(error)))
+    assert wild.delay(1, ValueError("inf")) == 10 * 366 * 86400.0
+    assert wild.delay(1, ValueError("nan")) == 0.0
+    assert wild.delay(1, ValueError("-3")) == 0.0
 
 
 def test_max_snoozes_must_be_a_non_negative_integer(app: Conveyor) -> None:

@@ -146,6 +146,10 @@ def _delay_seconds(delay: float | timedelta | None) -> float | None:
     return float(seconds)
 
 
+# Beyond this PostgreSQL's timestamp arithmetic overflows; no deadline is that far anyway.
+MAX_EXPIRES_IN = 100 * 366 * 86400.0
+
+
 def _expiry(expires_in: float | timedelta | None, deadline: datetime | None) -> dict[str, Any]:
     """The `insert_jobs` fields for a job's deadline: `expires_at` for an absolute one,
     `expires_in` (seconds, counted from PostgreSQL's clock) for a relative one."""
@@ -161,8 +165,15 @@ def _expiry(expires_in: float | timedelta | None, deadline: datetime | None) -> 
     if expires_in is None:
         return {}
     seconds = expires_in.total_seconds() if isinstance(expires_in, timedelta) else expires_in
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise EnqueueError(f"expires_in must be a positive number of seconds, not {expires_in!r}")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_EXPIRES_IN
+    ):
+        raise EnqueueError(
+            f"expires_in must be a positive number of seconds up to {MAX_EXPIRES_IN:.0f} "
+            f"(a hundred years), not {expires_in!r}"
+        )
     return {"expires_in": float(seconds)}
 
 

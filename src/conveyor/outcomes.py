@@ -11,11 +11,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+# An infinite or absurd delay would fail the outcome's statement (PostgreSQL's interval
+# overflows) and, with it, the batch it travels in: refuse it in the handler instead.
+MAX_DELAY = 10 * 366 * 86400.0
+
 
 def _seconds(value: float | timedelta, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
-        raise ValueError(f"{what} must be a non-negative number of seconds, not {value!r}")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds <= MAX_DELAY
+    ):
+        raise ValueError(
+            f"{what} must be a number of seconds from 0 to {MAX_DELAY:.0f} (ten years), "
+            f"not {value!r}"
+        )
     return float(seconds)
 
 

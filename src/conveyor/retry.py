@@ -25,6 +25,17 @@ def _wants_exception(backoff: BackoffFunction) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)
 
 
+# A backoff read from a server's answer (Retry-After) may be anything: an infinite or
+# absurd wait would overflow PostgreSQL's interval and fail the outcome's statement.
+MAX_BACKOFF = 10 * 366 * 86400.0
+
+
+def _bounded(seconds: float) -> float:
+    if seconds != seconds:  # NaN: no usable wait, retry at once
+        return 0.0
+    return min(MAX_BACKOFF, max(0.0, seconds))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff 2^attempt x base, capped, with optional jitter.
@@ -50,9 +61,9 @@ class RetryPolicy:
         if self.backoff is not None:
             if _wants_exception(self.backoff):
                 with_error: Callable[[int, BaseException | None], float] = self.backoff  # type: ignore[assignment]
-                return max(0.0, float(with_error(attempt, error)))
+                return _bounded(float(with_error(attempt, error)))
             plain: Callable[[int], float] = self.backoff  # type: ignore[assignment]
-            return max(0.0, float(plain(attempt)))
+            return _bounded(float(plain(attempt)))
         delay = min(self.cap, self.base * float(2 ** min(attempt, 62)))
         if self.jitter:
             # "Equal jitter": keeps at least half the delay so retries stay spread out
