@@ -114,6 +114,8 @@ _JOB_COLUMNS = frozenset(
         "updated",
         "trace_context",
         "unique_key",
+        "expires_at",
+        "snoozes",
     }
 )
 

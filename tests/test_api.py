@@ -604,3 +604,14 @@ async def test_workers_report_their_health(client: httpx.AsyncClient, db: Db) ->
     described = document["components"]["schemas"]["WorkerInfo"]["properties"]
     for name in ("uptime_seconds", "rss_bytes", "avg_processing_seconds", "breakers_open"):
         assert name in described, name
+
+
+async def test_expired_jobs_are_listed_filtered_and_counted(
+    client: httpx.AsyncClient, db: Db
+) -> None:
+    expired = add_job(db, queue="emails", status="expired")
+    add_job(db, queue="emails", status="cancelled")
+    page = (await call(client, "GET", "/api/jobs?status=expired", "viewer")).json()
+    assert [(item["id"], item["status"]) for item in page["items"]] == [(str(expired), "expired")]
+    stats = (await call(client, "GET", "/api/stats", "viewer")).json()
+    assert [(q["name"], q["expired"], q["dead"]) for q in stats["queues"]] == [("emails", 1, 0)]

@@ -559,3 +559,16 @@ async def test_workers_view_shows_their_health(
     assert re.search(r'data-label="Failed">4<', row.group(0))
     quiet = re.search(r"<code>w-quiet</code>.*?</tr>", html, re.S)
     assert quiet is not None and 'data-label="Memory">\u2013<' in quiet.group(0)
+
+
+async def test_expired_jobs_have_a_filter_and_a_count(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    await login(client, "viewer")
+    expired = add_job(db, status="expired")
+    waiting = add_job(db)
+    page = (await client.get("/queues/reports?status=expired")).text
+    assert '<option value="expired" selected>expired</option>' in page
+    assert str(expired) in page and str(waiting) not in page
+    summary = (await client.get("/queues/reports/summary")).text
+    assert "<b>1</b> expired" in summary

@@ -14,14 +14,17 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.jobs import Job
+from conveyor.outcomes import Cancel, Discard, Retry, Snooze
 from conveyor.retry import RetryPolicy
 from conveyor.tasks import JobContext, Task
 
 __all__ = [
+    "Cancel",
     "Conveyor",
     "ConveyorError",
     "DatabaseUnavailable",
     "Debounce",
+    "Discard",
     "EnqueueError",
     "EnqueueResult",
     "Job",
@@ -30,7 +33,9 @@ __all__ = [
     "JobNotFound",
     "PayloadError",
     "PayloadTooLargeError",
+    "Retry",
     "RetryPolicy",
+    "Snooze",
     "Task",
     "TaskTimeout",
     "Throttle",

@@ -91,6 +91,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         timeout: float | None = ...,
         lease: float | None = ...,
         retry: RetryPolicy | None = ...,
+        max_snoozes: int = ...,
+        expires_in: float | timedelta | None = ...,
     ) -> Callable[[TaskFunction], Task]: ...
 
     def task(
@@ -105,6 +107,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         timeout: float | None = None,
         lease: float | None = None,
         retry: RetryPolicy | None = None,
+        max_snoozes: int = 100,
+        expires_in: float | timedelta | None = None,
     ) -> Task | Callable[[TaskFunction], Task]:
         """Register a sync or async function as a task: `@app.task(queue="email-sending")`."""
 
@@ -124,6 +128,10 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
                 timeout=timeout if timeout is not None else jobs.timeout,
                 lease=lease,
                 retry=policy,
+                max_snoozes=max_snoozes,
+                expires_in=(
+                    expires_in.total_seconds() if isinstance(expires_in, timedelta) else expires_in
+                ),
                 enqueue_hook=self._enqueue_from_task,
             )
             if task.name in self.tasks:
@@ -194,6 +202,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         idempotency_key: str | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: SyncConn | None = None,
         dedup: Dedup | None = None,
     ) -> UUID:
@@ -202,9 +212,20 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         exists (retention has not pruned it) returns that job's id and adds nothing.
         `tenant` names who the job belongs to: scoped API tokens and dashboard users see
         only their tenants' jobs. `dedup` (`Unique`, `Debounce`, `Throttle`) returns the
-        id of the job that absorbed a duplicate; `enqueue_result` also says what happened."""
+        id of the job that absorbed a duplicate; `enqueue_result` also says what happened.
+        A job not started within `expires_in` (or by the aware datetime `deadline`) ends
+        expired and never runs."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, dedup=_one(dedup)
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            idempotency_key,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=_one(dedup),
         )
         return self._enqueue(task, [payload], options, connection)[0]
 
@@ -219,13 +240,24 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: SyncConn | None = None,
         dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
         """Enqueue many jobs of one task in a single statement; all or none are written.
         `dedup` gives one mode (or None) per payload, as `enqueue`'s `dedup`."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=_many(dedup)
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=_many(dedup),
         )
         return self._enqueue(task, payloads, options, connection)
 
@@ -241,11 +273,22 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         idempotency_key: str | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: AsyncConn | None = None,
         dedup: Dedup | None = None,
     ) -> UUID:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, idempotency_key, queue, tenant, dedup=_one(dedup)
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            idempotency_key,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=_one(dedup),
         )
         return (await self._aenqueue(task, [payload], options, connection))[0]
 
@@ -260,11 +303,22 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: AsyncConn | None = None,
         dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=_many(dedup)
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=_many(dedup),
         )
         return await self._aenqueue(task, payloads, options, connection)
 

@@ -34,6 +34,9 @@ class EnqueueOptions:
     tenant: str | None = None
     # One mode (or None) per payload, checked by `conveyor.dedup.check_modes`.
     dedup: tuple[Dedup | None, ...] | None = None
+    # Not started by then, the job ends expired (see docs/scheduling.md, "Expiry").
+    expires_in: float | timedelta | None = None
+    deadline: datetime | None = None
 
 
 def check_tenant_name(tenant: object) -> str:
@@ -95,6 +98,8 @@ def build_batch(
     if options.run_at is not None and options.run_at.tzinfo is None:
         raise EnqueueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
     delay = _delay_seconds(options.delay)
+    own = options.expires_in is not None or options.deadline is not None
+    expiry = _expiry(options.expires_in if own else task.expires_in, options.deadline)
     payloads = list(payloads)
     count = len(payloads)
     if options.idempotency_key is not None and count > 1:
@@ -122,6 +127,7 @@ def build_batch(
         common["tenant"] = tenant
     if trace_context is not None:  # the enqueue's span (see conveyor.tracing); same reason
         common["trace_context"] = trace_context
+    common.update(expiry)  # same reason
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}
@@ -143,6 +149,37 @@ def _delay_seconds(delay: float | timedelta | None) -> float | None:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         raise EnqueueError(f"delay must be a non-negative number of seconds, not {delay!r}")
     return float(seconds)
+
+
+# Beyond this PostgreSQL's timestamp arithmetic overflows; no deadline is that far anyway.
+MAX_EXPIRES_IN = 100 * 366 * 86400.0
+
+
+def _expiry(expires_in: float | timedelta | None, deadline: datetime | None) -> dict[str, Any]:
+    """The `insert_jobs` fields for a job's deadline: `expires_at` for an absolute one,
+    `expires_in` (seconds, counted from PostgreSQL's clock) for a relative one."""
+    if expires_in is not None and deadline is not None:
+        raise EnqueueError("give expires_in or deadline, not both")
+    if deadline is not None:
+        if not isinstance(deadline, datetime) or deadline.tzinfo is None:
+            raise EnqueueError(
+                f"deadline must be a timezone-aware datetime (naive ones are ambiguous), "
+                f"not {deadline!r}"
+            )
+        return {"expires_at": deadline}
+    if expires_in is None:
+        return {}
+    seconds = expires_in.total_seconds() if isinstance(expires_in, timedelta) else expires_in
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_EXPIRES_IN
+    ):
+        raise EnqueueError(
+            f"expires_in must be a positive number of seconds up to {MAX_EXPIRES_IN:.0f} "
+            f"(a hundred years), not {expires_in!r}"
+        )
+    return {"expires_in": float(seconds)}
 
 
 def counted(batch: InsertBatch, ids: list[UUID]) -> list[UUID]:

@@ -55,6 +55,13 @@ FAILED = Counter("jobs_failed", "Attempts that raised, timed out or were lost.",
 RETRIED = Counter("jobs_retried", "Failed attempts scheduled to run again.", JOB_LABELS)
 DEAD = Counter("jobs_dead", "Jobs moved to the dead-letter queue.", JOB_LABELS)
 CANCELLED = Counter("jobs_cancelled", "Running jobs that stopped on cancel.", JOB_LABELS)
+EXPIRED = Counter(
+    "jobs_expired",
+    "Queued jobs the Expirer ended past their deadline, never run (those a worker finds "
+    "expired at claim are counted in jobs_dropped).",
+    JOB_LABELS,
+)
+SNOOZED = Counter("jobs_snoozed", "Attempts a handler snoozed (attempt given back).", JOB_LABELS)
 OVERRAN = Counter(
     "jobs_overran_timeout",
     "Sync handlers still running at their timeout; their retry waits for the thread.",
@@ -63,7 +70,7 @@ OVERRAN = Counter(
 DROPPED = Counter(
     "jobs_dropped",
     "Popped ids that could not be claimed (duplicates, "
-    "cancelled or deleted rows, paused queues); never run.",
+    "cancelled or deleted rows, paused queues, expired at claim); never run.",
 )
 STALE = Counter(
     "jobs_stale_outcomes",

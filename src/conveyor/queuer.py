@@ -18,6 +18,7 @@ from conveyor import metrics, watchdog
 from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
+from conveyor.expiry import Expirer
 from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
@@ -73,6 +74,7 @@ class Queuer:
         self.reconciler = Reconciler(store, lanes, settings)
         self.pruner = Pruner(store, settings)
         self.rollup = MetricsRollup(store, settings)
+        self.expirer = Expirer(store, settings)
         self.alert_evaluator = AlertEvaluator(store, settings, self._alert_state)
         self.alert_delivery = BackgroundDelivery(AlertDelivery(store, settings))
         alerting: list[Pass] = (
@@ -80,7 +82,7 @@ class Queuer:
         )
         # The rollup first: the alert rules read the minute it has just written.
         self._leader_passes = Schedule(
-            [self.rescuer, self.reconciler, self.pruner, self.rollup, *alerting]
+            [self.rescuer, self.reconciler, self.pruner, self.rollup, self.expirer, *alerting]
         )
         # Every queuer runs the scheduler, leader or not: its guarded advance makes one job
         # per tick, and ticks keep coming through a leader election.

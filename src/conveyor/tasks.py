@@ -89,6 +89,10 @@ class Task:
     timeout: float | None = None
     lease: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Snoozes that give their attempt back; later ones use an attempt (conveyor.outcomes).
+    max_snoozes: int = 100
+    # Every job of the task expires this long after enqueue unless the enqueue says otherwise.
+    expires_in: float | None = None
     schema: type[pydantic.BaseModel] | None = None
     wants_context: bool = False
     is_async: bool = False
@@ -99,6 +103,16 @@ class Task:
         check_priority(self.priority)
         if self.max_attempts < 1:
             raise ValueError(f"task {self.name}: max_attempts must be at least 1")
+        if (
+            isinstance(self.max_snoozes, bool)
+            or not isinstance(self.max_snoozes, int)
+            or (self.max_snoozes < 0)
+        ):
+            raise ValueError(f"task {self.name}: max_snoozes must be a non-negative integer")
+        if self.expires_in is not None and (
+            isinstance(self.expires_in, bool) or not self.expires_in > 0
+        ):
+            raise ValueError(f"task {self.name}: expires_in must be a positive number of seconds")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"task {self.name}: timeout must be positive")
         self.is_async = inspect.iscoroutinefunction(self.func)

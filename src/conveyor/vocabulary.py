@@ -17,8 +17,9 @@ RUNNING: Final = "running"
 COMPLETED: Final = "completed"
 DEAD: Final = "dead"
 CANCELLED: Final = "cancelled"
-STATUSES: Final = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED)
-TERMINAL: Final = (COMPLETED, DEAD, CANCELLED)
+EXPIRED: Final = "expired"  # not started before its deadline (expires_at); never ran
+STATUSES: Final = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED, EXPIRED)
+TERMINAL: Final = (COMPLETED, DEAD, CANCELLED, EXPIRED)
 # Shown, never stored: a queued job waiting out its retry backoff.
 RETRY_SCHEDULED: Final = "retry_scheduled"
 
@@ -30,6 +31,8 @@ LOG_LOST: Final = "lost"  # rescued: the worker or its lease was lost
 LOG_CANCELLED: Final = "cancelled"
 LOG_RETRIED: Final = "retried"  # an operator sent a dead or failed job back to the queue
 LOG_HANDED_BACK: Final = "handed_back"  # shutdown interrupted it; the attempt does not count
+LOG_SNOOZED: Final = "snoozed"  # the handler asked to run later; the attempt does not count
+LOG_EXPIRED: Final = "expired"  # its deadline passed before any worker started it
 LOG_STATUSES: Final = (
     LOG_COMPLETED,
     LOG_FAILED,
@@ -38,6 +41,8 @@ LOG_STATUSES: Final = (
     LOG_CANCELLED,
     LOG_RETRIED,
     LOG_HANDED_BACK,
+    LOG_SNOOZED,
+    LOG_EXPIRED,
 )
 
 # -- lanes -------------------------------------------------------------------------------

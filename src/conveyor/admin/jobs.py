@@ -29,6 +29,7 @@ from conveyor.vocabulary import (
     COMPLETED,
     DEAD,
     DISPATCHED,
+    EXPIRED,
     HIGH,
     HIGH_PRIORITY_MAX,
     LANES,
@@ -43,7 +44,7 @@ from conveyor.vocabulary import (
 )
 
 log = logging.getLogger("conveyor.admin")
-AT_REST = (QUEUED, COMPLETED, DEAD, CANCELLED)  # the statuses jobs_admin_list_idx holds
+AT_REST = (QUEUED, COMPLETED, DEAD, CANCELLED, EXPIRED)  # the statuses jobs_admin_list_idx holds
 IN_FLIGHT = (DISPATCHED, RUNNING)
 LIST_STATUSES = (*STATUSES, RETRY_SCHEDULED)
 AHEAD_CAP = 100_000

@@ -69,6 +69,7 @@ class QueueStats(Model):
     live_workers: int
     status: Colour
     reasons: list[str] = field(default_factory=list)  # why the colour is not green
+    expired: int = 0  # jobs not started before their deadline, still kept
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,7 +157,7 @@ class Page(Model, Generic[T]):
 
 @dataclass(frozen=True, kw_only=True)
 class Attempt(Model):
-    status: str  # completed, failed, dead, lost, cancelled, handed_back, retried
+    status: str  # completed, failed, dead, lost, cancelled, handed_back, retried, snoozed, expired
     attempt_number: int
     message: str | None
     traceback: str | None

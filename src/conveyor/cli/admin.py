@@ -152,7 +152,7 @@ def peek(state: State, as_json: bool, queue: str, count: int, lane: str | None) 
     "--status",
     "-s",
     default=None,
-    help="queued, retry_scheduled, dispatched, running, completed, dead, cancelled.",
+    help="queued, retry_scheduled, dispatched, running, completed, dead, cancelled, expired.",
 )
 @click.option("--lane", type=click.Choice(LANES), default=None)
 @click.option("--older-than", default=None, help="Created at least this long ago (5m, 2h).")

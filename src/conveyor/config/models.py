@@ -143,6 +143,8 @@ class MaintenanceSettings(_Section):
     prune_interval: Interval = 3600.0
     retention: Interval = 7 * 86400.0
     dead_retention: Interval = 30 * 86400.0
+    # How often queued jobs past their deadline are ended as expired (conveyor.expiry).
+    expire_interval: Interval = 5.0
 
 
 class HealthSettings(_Section):

@@ -35,6 +35,13 @@ class DispatchedId:
 
 
 @dataclass(frozen=True)
+class ExpiredJob:
+    id: UUID
+    queue_name: str
+    task: str
+
+
+@dataclass(frozen=True)
 class QueueDepth:
     queue_name: str
     lane: str
@@ -85,3 +92,8 @@ class UpkeepStatements(StoreBase):
         """Waiting jobs (ready, or buffered in Redis) per queue and lane, and the age of
         the oldest."""
         return await self._rows("queue_depths", {}, QueueDepth)
+
+    async def expire_queued_jobs(self, limit: int) -> list[ExpiredJob]:
+        """End up to `limit` queued jobs whose deadline has passed as expired (one
+        statement, with their job_logs rows)."""
+        return await self._rows("expire_queued_jobs", {"limit": limit}, ExpiredJob)

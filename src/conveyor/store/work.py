@@ -24,6 +24,7 @@ _JOB_STATUS = {
     v.LOG_DEAD: v.DEAD,
     v.LOG_CANCELLED: v.CANCELLED,
     v.LOG_HANDED_BACK: v.QUEUED,
+    v.LOG_SNOOZED: v.QUEUED,
 }
 
 
@@ -43,6 +44,8 @@ class ClaimedJob:
     waited: float
     # W3C traceparent/tracestate of the enqueue (None unless the producer was traced).
     trace_context: dict[str, str] | None = None
+    # Snoozes so far: free up to the task's max_snoozes (see conveyor.outcomes.Snooze).
+    snoozes: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,8 @@ class Outcome:
 
     @property
     def attempt_delta(self) -> int:
-        # A handed-back attempt does not count: the job gets it back.
-        return -1 if self.log_status == v.LOG_HANDED_BACK else 0
+        # A handed-back or snoozed attempt does not count: the job gets it back.
+        return -1 if self.log_status in (v.LOG_HANDED_BACK, v.LOG_SNOOZED) else 0
 
 
 def outcome_params(outcomes: Sequence[Outcome]) -> dict[str, str]:

@@ -40,7 +40,14 @@ QueueName = Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_NAM
 Text = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
 Lane = LaneName
 Status = Literal[
-    "queued", "dispatched", "running", "completed", "dead", "cancelled", "retry_scheduled"
+    "queued",
+    "dispatched",
+    "running",
+    "completed",
+    "dead",
+    "cancelled",
+    "retry_scheduled",
+    "expired",
 ]
 JobIds = Annotated[
     list[UUID], Field(min_length=1, max_length=MAX_IDS, description="Job ids (UUIDs)")

@@ -16,7 +16,7 @@ from conveyor.errors import DatabaseUnavailable, StatementRejected
 from conveyor.log_context import job_fields
 from conveyor.retrying import Backoff
 from conveyor.store.work import WorkStatements
-from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
+from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, SNOOZED, Outcome
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
@@ -138,3 +138,5 @@ def observe(outcomes: list[Outcome]) -> None:
             (metrics.RETRIED if status == RETRY else metrics.DEAD).labels(queue, task).inc(count)
         elif status == CANCELLED:
             metrics.CANCELLED.labels(queue, task).inc(count)
+        elif status == SNOOZED:
+            metrics.SNOOZED.labels(queue, task).inc(count)

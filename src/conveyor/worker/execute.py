@@ -16,10 +16,11 @@ from conveyor import metrics
 from conveyor.encryption import PayloadCipher, redact
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
 from conveyor.human import span
+from conveyor.outcomes import Cancel, Discard, HandlerOutcome, Retry, Snooze
 from conveyor.retry import RetryPolicy
 from conveyor.store.work import ClaimedJob, UnreadablePayload
 from conveyor.tasks import JobContext, Task
-from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, Outcome
+from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, SNOOZED, Outcome
 
 log = logging.getLogger("conveyor.worker")
 
@@ -62,9 +63,17 @@ async def run_job(
             task=job.task,
         )
 
-    def failed(error: BaseException, policy: RetryPolicy, retryable: bool = True) -> Outcome:
-        if retryable and job.attempt < job.max_attempts and policy.should_retry(error):
-            outcome = done(RETRY, error, retry_in=policy.delay(job.attempt))
+    def failed(
+        error: BaseException,
+        policy: RetryPolicy,
+        retryable: bool = True,
+        retry_in: float | None = None,
+    ) -> Outcome:
+        """`retry_in` is the handler's own choice (Retry): it overrides the policy."""
+        chosen = retry_in is not None
+        if retryable and job.attempt < job.max_attempts and (chosen or policy.should_retry(error)):
+            delay = retry_in if retry_in is not None else policy.delay(job.attempt, error)
+            outcome = done(RETRY, error, retry_in=delay)
             log.warning(
                 "job %s (%s) failed on attempt %d of %d, retrying in %s: %s",
                 job.id,
@@ -102,14 +111,42 @@ async def run_job(
     except PayloadError as error:
         # The stored payload will not change by itself: retrying cannot help.
         return failed(error, task.retry, retryable=False)
+
+    def asked(request: HandlerOutcome) -> Outcome:
+        """The outcome the handler asked for (raised or returned)."""
+        if isinstance(request, Snooze):
+            if job.snoozes < task.max_snoozes:
+                log.info("job %s (%s) snoozed for %s", job.id, job.task, span(request.seconds))
+                return done(SNOOZED, request, retry_in=request.seconds, with_traceback=False)
+            # Past its free snoozes a snooze uses an attempt, so it cannot go on forever.
+            return failed(
+                RuntimeError(f"snoozed more than {task.max_snoozes} times: {request}"),
+                task.retry,
+                retry_in=request.seconds,
+            )
+        if isinstance(request, Retry):
+            return failed(request, task.retry, retry_in=request.in_seconds)
+        if isinstance(request, Cancel):
+            return done(CANCELLED, request, with_traceback=False)
+        if isinstance(request, Discard):
+            log.warning("job %s (%s) discarded by its handler: %s", job.id, job.task, request)
+            return done(DEAD, request, with_traceback=False)
+        return failed(TypeError(f"unknown handler outcome {request!r}"), task.retry)
+
     call = _bind(task, argument, ctx)
     try:
         if task.is_async:
-            await _with_timeout(call(), job.timeout)
+            result = await _with_timeout(call(), job.timeout)
         else:
-            await _in_thread(job, call, executor, overran)
+            result = await _in_thread(job, call, executor, overran)
     except HandedBack:
         raise
+    except HandlerOutcome as request:
+        if ctx.cancelled:
+            return done(
+                CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False
+            )
+        return asked(request)
     except JobCancelled as error:
         return done(CANCELLED, error, with_traceback=False)
     except asyncio.CancelledError:
@@ -128,6 +165,8 @@ async def run_job(
         return failed(error, task.retry)
     if ctx.cancelled:
         return done(CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False)
+    if isinstance(result, HandlerOutcome):
+        return asked(result)
     return done(COMPLETED)
 
 

@@ -124,7 +124,8 @@ class Fetcher:
         self.counts["claimed"] += len(jobs)
         if len(jobs) < len(popped):
             # Duplicates, cancelled or deleted rows, paused queues, jobs claimed directly
-            # while Redis was away: never run, just counted.
+            # while Redis was away, jobs past their deadline (the claim expired them):
+            # never run, just counted.
             self.counts["dropped"] += len(popped) - len(jobs)
             metrics.DROPPED.inc(len(popped) - len(jobs))
             log.info("dropped %d popped id(s) that could not be claimed", len(popped) - len(jobs))

@@ -11,6 +11,7 @@ RETRY = v.LOG_FAILED
 DEAD = v.LOG_DEAD
 CANCELLED = v.LOG_CANCELLED
 HANDED_BACK = v.LOG_HANDED_BACK
+SNOOZED = v.LOG_SNOOZED
 
 __all__ = [
     "CANCELLED",
@@ -18,6 +19,7 @@ __all__ = [
     "DEAD",
     "HANDED_BACK",
     "RETRY",
+    "SNOOZED",
     "Outcome",
     "outcome_params",
 ]

@@ -46,7 +46,7 @@ SELECT id, queue_name, tenant, previous FROM retried;
 -- replays racing for a job only the first turns it into a new runnable attempt.
 WITH target AS (
     SELECT id FROM {schema}.jobs
-    WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
+    WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED}) AND status = {DEAD}
       AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
       AND (%(task)s::text IS NULL OR task = %(task)s)
       AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
@@ -78,7 +78,7 @@ SELECT count(*) AS count,
        coalesce(array_agg(DISTINCT tenant), '{}') AS tenants,
        coalesce(array_agg(DISTINCT queue_name), '{}') AS queues
 FROM {schema}.jobs
-WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
+WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED}) AND status = {DEAD}
   AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
@@ -88,7 +88,7 @@ WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
 -- name: admin_purge_dead
 WITH gone AS (
     DELETE FROM {schema}.jobs
-    WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}) AND status = {DEAD}
+    WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED}) AND status = {DEAD}
       AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
       AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
       AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
@@ -103,10 +103,10 @@ FROM gone;
 -- name: admin_prune_preview
 -- What prune_finished_jobs (same conditions) would delete now with these retentions: the
 -- dry run of a shorter maintenance.retention or dead_retention. Changes nothing.
-SELECT count(*) FILTER (WHERE status IN ({COMPLETED}, {CANCELLED})) AS finished,
+SELECT count(*) FILTER (WHERE status IN ({COMPLETED}, {CANCELLED}, {EXPIRED})) AS finished,
        count(*) FILTER (WHERE status = {DEAD}) AS dead
 FROM {schema}.jobs
-WHERE (status IN ({COMPLETED}, {CANCELLED}) AND updated < now() - %(retention)s * interval '1 second')
+WHERE (status IN ({COMPLETED}, {CANCELLED}, {EXPIRED}) AND updated < now() - %(retention)s * interval '1 second')
    OR (status = {DEAD} AND updated < now() - %(dead_retention)s * interval '1 second');
 
 -- name: admin_delete_jobs

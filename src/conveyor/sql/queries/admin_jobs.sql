@@ -25,7 +25,7 @@ WITH queues AS (
                left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated,
                j.tenant
         FROM {schema}.jobs j
-        WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
+        WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED})
           AND j.queue_name = r.name AND j.status = r.status
           AND (%(tenants)s::text[] IS NULL OR j.tenant = r.tenant)
           AND (j.created, j.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid)

@@ -86,6 +86,7 @@ SELECT q.name,
        coalesce(c.failed_last_hour, 0) AS failed_last_hour,
        coalesce(c.completed_5m, 0) AS completed_5m,
        d.dead,
+       e.expired,
        coalesce(l.live_workers, 0) AS live_workers
 FROM queues q
 LEFT JOIN {schema}.job_queues jq ON jq.name = q.name
@@ -95,10 +96,17 @@ LEFT JOIN recent c ON c.queue_name = q.name
 LEFT JOIN live l ON l.queue_name = q.name
 CROSS JOIN LATERAL (
     SELECT count(*) AS dead FROM {schema}.jobs j
-    WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
+    WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED})
       AND j.queue_name = q.name AND j.status = {DEAD}
       AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
 ) d
+CROSS JOIN LATERAL (
+    -- jobs_admin_list_idx too: expired jobs are at rest (migration 014).
+    SELECT count(*) AS expired FROM {schema}.jobs j
+    WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED})
+      AND j.queue_name = q.name AND j.status = {EXPIRED}
+      AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
+) e
 ORDER BY q.name;
 
 -- name: admin_stats_summary
@@ -162,7 +170,7 @@ SELECT CASE WHEN %(tenants)s::text[] IS NOT NULL THEN
             WHERE tenant = ANY(%(tenants)s::text[]) AND queue_name = %(queue)s)
 ELSE EXISTS (SELECT 1 FROM {schema}.job_queues WHERE name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
-               WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED})
+               WHERE status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED})
                  AND queue_name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
                WHERE status = {DISPATCHED} AND queue_name = %(queue)s)

@@ -7,7 +7,7 @@ WITH t AS (
         AS t(id uuid, queue_name text, task text, priority int, payload jsonb, max_attempts int,
              run_at timestamptz, delay_seconds float8, idempotency_key text,
              timeout_seconds float8, lease_seconds float8, tenant text, trace_context jsonb,
-             unique_key text)
+             unique_key text, expires_at timestamptz, expires_in float8)
 ), new_queues AS (
     INSERT INTO {schema}.job_queues (name)
     SELECT DISTINCT queue_name FROM t
@@ -15,12 +15,15 @@ WITH t AS (
 )
 INSERT INTO {schema}.jobs (
     id, queue_name, task, priority, payload, max_attempts, run_at,
-    idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key)
+    idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
+    expires_at)
 SELECT t.id, t.queue_name, t.task, t.priority, t.payload, t.max_attempts,
        CASE WHEN t.delay_seconds IS NOT NULL THEN now() + t.delay_seconds * interval '1 second'
             ELSE coalesce(t.run_at, now()) END,
        t.idempotency_key, t.timeout_seconds, t.lease_seconds, t.tenant, t.trace_context,
-       t.unique_key
+       t.unique_key,
+       -- `deadline` is absolute; `expires_in` counts from PostgreSQL's clock, not the client's.
+       coalesce(t.expires_at, now() + t.expires_in * interval '1 second')
 FROM t
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;

@@ -44,7 +44,8 @@ WHERE status = {DISPATCHED} AND dispatched_at < now() - %(grace)s * interval '1 
 -- name: prune_finished_jobs
 WITH doomed AS (
     SELECT id FROM {schema}.jobs
-    WHERE (status IN ({COMPLETED}, {CANCELLED}) AND updated < now() - %(retention)s * interval '1 second')
+    WHERE (status IN ({COMPLETED}, {CANCELLED}, {EXPIRED})
+           AND updated < now() - %(retention)s * interval '1 second')
        OR (status = {DEAD} AND updated < now() - %(dead_retention)s * interval '1 second')
     LIMIT %(limit)s
 )
@@ -93,3 +94,26 @@ FROM (SELECT queue_name, priority, waiting, since FROM ready
       SELECT queue_name, priority, waiting, since FROM sent) w
 GROUP BY 1, 2
 HAVING sum(waiting) > 0;
+
+-- name: expire_queued_jobs
+-- The Expirer: queued jobs past their deadline end expired without running, oldest
+-- deadline first, in bounded batches (down jobs_expiry_idx). Guarded by the status it
+-- leaves; a row the queuer is dispatching right now is skipped and expires at its claim.
+WITH due AS (
+    SELECT id FROM {schema}.jobs
+    WHERE status = {QUEUED} AND expires_at IS NOT NULL AND expires_at <= now()
+    ORDER BY expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+    UPDATE {schema}.jobs j
+    SET status = {EXPIRED}, updated = now()
+    FROM due
+    WHERE j.id = due.id AND j.status = {QUEUED}
+    RETURNING j.id, j.queue_name, j.task, j.attempt
+), logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
+    SELECT id, queue_name, task, {LOG_EXPIRED}, attempt, 'not started before its deadline'
+    FROM expired
+)
+SELECT id, queue_name, task FROM expired;

@@ -11,13 +11,25 @@ SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
 -- nothing (duplicates, cancelled, deleted rows) are simply not returned. The payload comes
 -- back as text, parsed per job (store/work.py): one that cannot parse fails its own job.
 -- trace_context is the producer's trace (NULL unless it was traced; see conveyor/tracing.py).
+-- A job past its deadline (expires_at) is never started: it ends expired here, with its
+-- job_logs row, whether or not its queue is paused (the three updates touch disjoint rows).
 WITH paused AS (
     SELECT name FROM {schema}.job_queues WHERE NOT is_active
+), expired AS (
+    UPDATE {schema}.jobs
+    SET status = {EXPIRED}, dispatched_at = NULL, updated = now()
+    WHERE id = ANY(%(ids)s::uuid[]) AND status = {DISPATCHED} AND expires_at <= now()
+    RETURNING id, queue_name, task, attempt
+), expired_logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
+    SELECT id, queue_name, task, {LOG_EXPIRED}, attempt, 'not started before its deadline'
+    FROM expired
 ), held_back AS (
     UPDATE {schema}.jobs
     SET status = {QUEUED}, dispatched_at = NULL, updated = now()
     WHERE id = ANY(%(ids)s::uuid[]) AND status = {DISPATCHED}
       AND queue_name IN (SELECT name FROM paused)
+      AND (expires_at IS NULL OR expires_at > now())
     RETURNING id
 )
 UPDATE {schema}.jobs j
@@ -27,10 +39,11 @@ SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1
     updated = now()
 WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
   AND j.queue_name NOT IN (SELECT name FROM paused)
+  AND (j.expires_at IS NULL OR j.expires_at > now())
 RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload::text AS payload, j.attempt,
           j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
           extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
-          j.trace_context;
+          j.trace_context, j.snoozes;
 
 -- name: heartbeat
 -- One statement per worker per beat: the registry row (with the worker's vitals: totals
@@ -74,12 +87,17 @@ WITH o AS (
     UPDATE {schema}.jobs j
     SET status = o.status,
         attempt = j.attempt + o.attempt_delta,
+        -- A snooze gives its attempt back (attempt_delta) and is counted here instead.
+        snoozes = j.snoozes + CASE WHEN o.log_status = {LOG_SNOOZED} THEN 1 ELSE 0 END,
         completed = CASE WHEN o.status = {COMPLETED} THEN now() ELSE j.completed END,
-        failed = CASE WHEN o.error IS NOT NULL THEN now() ELSE j.failed END,
+        -- A snooze's message (its reason) goes to its job_logs row only: it is no failure.
+        failed = CASE WHEN o.error IS NOT NULL AND o.log_status <> {LOG_SNOOZED}
+                      THEN now() ELSE j.failed END,
         run_at = CASE WHEN o.status = {QUEUED}
                       THEN now() + coalesce(o.retry_in, 0) * interval '1 second'
                       ELSE j.run_at END,
-        last_error = coalesce(o.error, j.last_error),
+        last_error = CASE WHEN o.log_status = {LOG_SNOOZED} THEN j.last_error
+                          ELSE coalesce(o.error, j.last_error) END,
         lease_expires_at = NULL, dispatched_at = NULL, cancel_requested = false,
         updated = now()
     FROM o
@@ -136,6 +154,17 @@ WITH served AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM buffered) c
     ORDER BY c.priority, c.run_at
     LIMIT %(limit)s
+), expired AS (
+    -- Past its deadline: ends expired instead of starting (as in claim_jobs).
+    UPDATE {schema}.jobs j
+    SET status = {EXPIRED}, dispatched_at = NULL, updated = now()
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status IN ({QUEUED}, {DISPATCHED})
+      AND j.expires_at <= now()
+    RETURNING j.id, j.queue_name, j.task, j.attempt
+), expired_logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
+    SELECT id, queue_name, task, {LOG_EXPIRED}, attempt, 'not started before its deadline'
+    FROM expired
 )
 UPDATE {schema}.jobs j
 SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1,
@@ -144,7 +173,8 @@ SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1
     dispatched_at = NULL, updated = now()
 -- An array, not a join: the planner cannot size the CTE and would hash the whole table.
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status IN ({QUEUED}, {DISPATCHED})
+  AND (j.expires_at IS NULL OR j.expires_at > now())
 RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload, j.attempt,
           j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
           extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
-          j.trace_context;
+          j.trace_context, j.snoozes;

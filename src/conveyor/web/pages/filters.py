@@ -13,6 +13,7 @@ from conveyor.vocabulary import (
     COMPLETED,
     DEAD,
     DISPATCHED,
+    EXPIRED,
     LANES,
     QUEUED,
     RETRY_SCHEDULED,
@@ -22,7 +23,16 @@ from conveyor.web.pages.common import query_string
 
 PAGE_SIZE = 50
 # The statuses an operator filters by, in the order a job passes through them.
-STATUS_CHOICES = (QUEUED, RETRY_SCHEDULED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED)
+STATUS_CHOICES = (
+    QUEUED,
+    RETRY_SCHEDULED,
+    DISPATCHED,
+    RUNNING,
+    COMPLETED,
+    DEAD,
+    CANCELLED,
+    EXPIRED,
+)
 LANE_CHOICES = LANES
 
 
