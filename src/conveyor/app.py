@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 from uuid import UUID
 
 from conveyor import client
@@ -12,16 +12,14 @@ from conveyor.config import Settings, load_settings
 from conveyor.dedup import Dedup
 from conveyor.encryption import PayloadCipher
 from conveyor.enqueue_results import ResultEnqueue
-from conveyor.errors import EnqueueError, JobNotFound
-from conveyor.ids import parse_job_id
-from conveyor.jobs import Job
+from conveyor.errors import EnqueueError
+from conveyor.job_handles import JobHandles
 from conveyor.periodic import PeriodicMixin
 from conveyor.retry import RetryPolicy
 from conveyor.schedules import ScheduleSpec
 from conveyor.store.migrate import apply_migrations
 from conveyor.store.producer import (
     AsyncConn,
-    CancelOutcome,
     ProducerStatements,
     SyncConn,
     SyncProducer,
@@ -30,10 +28,9 @@ from conveyor.tasks import Task
 from conveyor.tracing import Tracing
 
 TaskFunction = Callable[..., Any]
-T = TypeVar("T")
 
 
-class Conveyor(PeriodicMixin, ResultEnqueue):
+class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
     """Declare tasks and enqueue jobs.
 
     Settings come from `settings=`, or are loaded from `config=` (YAML) and the
@@ -331,30 +328,6 @@ class Conveyor(PeriodicMixin, ResultEnqueue):
         ids = await statements.insert_jobs(batch.jobs, batch.ids, batch.keys)
         return client.counted(batch, ids)
 
-    # -- look up and cancel --------------------------------------------------------------
-
-    def get_job(self, job_id: UUID | str) -> Job:
-        """The job's current state; JobNotFound if there is none (or it was pruned)."""
-        identifier = parse_job_id(job_id)
-        return _found(identifier, self._producer(None).get_job(identifier))
-
-    async def aget_job(self, job_id: UUID | str) -> Job:
-        identifier = parse_job_id(job_id)
-        return _found(identifier, await (await self._aproducer(None)).get_job(identifier))
-
-    def cancel(self, job_id: UUID | str, reason: str = "cancelled by request") -> CancelOutcome:
-        """Cancel a job: 'cancelled' (it was waiting), 'requested' (it is running and will be
-        told), or 'finished' (nothing to do). JobNotFound if there is no such job."""
-        identifier = parse_job_id(job_id)
-        return _found(identifier, self._producer(None).cancel_job(identifier, reason))
-
-    async def acancel(
-        self, job_id: UUID | str, reason: str = "cancelled by request"
-    ) -> CancelOutcome:
-        identifier = parse_job_id(job_id)
-        statements = await self._aproducer(None)
-        return _found(identifier, await statements.cancel_job(identifier, reason))
-
     # -- lifecycle -----------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
@@ -399,12 +372,6 @@ def _many(dedup: Sequence[Dedup | None] | None) -> tuple[Dedup | None, ...] | No
     if dedup is not None and not isinstance(dedup, list | tuple):
         raise EnqueueError("dedup for enqueue_many must be a list, one mode (or None) per job")
     return None if dedup is None else tuple(dedup)
-
-
-def _found(job_id: UUID, value: T | None) -> T:
-    if value is None:
-        raise JobNotFound(job_id)
-    return value
 
 
 def _flatten(settings: Settings) -> dict[str, Any]:
