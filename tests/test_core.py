@@ -47,6 +47,23 @@ async def test_sync_and_async_handlers_complete(
     assert all(row[1] == 1 and row[2] for row in logs)
 
 
+async def test_a_job_without_a_payload_runs_with_none(
+    app: Conveyor, running: Running, db: psycopg.Connection[Any]
+) -> None:
+    seen: list[Any] = []
+
+    @app.task(queue="email-sending")
+    async def ping(payload: Any) -> None:
+        seen.append(payload)
+
+    app.enqueue(ping)  # no payload at all
+    await app.aenqueue(ping, None)
+    running.queuer()
+    running.worker(["email-sending"])
+    await wait_until(lambda: status_counts(db).get(COMPLETED) == 2, message="both ran")
+    assert seen == [None, None]
+
+
 async def test_delayed_job_does_not_run_early(
     app: Conveyor, running: Running, db: psycopg.Connection[Any]
 ) -> None:

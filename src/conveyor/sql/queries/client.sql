@@ -17,7 +17,9 @@ INSERT INTO {schema}.jobs (
     id, queue_name, task, priority, payload, max_attempts, run_at,
     idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
     expires_at)
-SELECT t.id, t.queue_name, t.task, t.priority, t.payload, t.max_attempts,
+SELECT t.id, t.queue_name, t.task, t.priority,
+       -- A JSON null payload reads as SQL NULL from the recordset: keep it JSON.
+       coalesce(t.payload, 'null'::jsonb), t.max_attempts,
        CASE WHEN t.delay_seconds IS NOT NULL THEN now() + t.delay_seconds * interval '1 second'
             ELSE coalesce(t.run_at, now()) END,
        t.idempotency_key, t.timeout_seconds, t.lease_seconds, t.tenant, t.trace_context,
