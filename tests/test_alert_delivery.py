@@ -323,7 +323,11 @@ async def test_the_leading_queuer_evaluates_and_delivers(
     try:
         await wait_until(lambda: len(receiver.on("/hook")) == 1, message="the fired webhook")
         db.execute(b"DELETE FROM metrics_minutes")
-        await wait_until(lambda: len(receiver.on("/hook")) == 2, message="the resolved webhook")
+        # Each receiver is sent to on its own: wait for all three, not the first to answer.
+        await wait_until(
+            lambda: all(len(receiver.on(path)) == 2 for path in ("/hook", "/pd", "/slack")),
+            message="the resolve at every receiver",
+        )
     finally:
         stop.set()
         await task
