@@ -82,9 +82,8 @@ def check_misfire(misfire: object, backfill_limit: object) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
-class ScheduleSpec:
-    """One schedule as the `schedules` table stores it (the row `upsert_schedules` reads).
-    `payload` is the JSON value every tick's job gets."""
+class ScheduleFields:
+    """What defines a schedule: the columns every reading of a `schedules` row carries."""
 
     name: str
     task: str
@@ -98,6 +97,13 @@ class ScheduleSpec:
     lease_seconds: float | None
     misfire: str
     backfill_limit: int
+
+
+@dataclass(frozen=True)
+class ScheduleSpec(ScheduleFields):
+    """One schedule as the `schedules` table stores it (the row `upsert_schedules` reads).
+    `payload` is the JSON value every tick's job gets."""
+
     source: str
 
     def __post_init__(self) -> None:

@@ -6,48 +6,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import orjson
 
-from conveyor.schedules import ScheduleSpec
+from conveyor.schedules import ScheduleFields, ScheduleSpec
 from conveyor.store.plans import AsyncPlans, Plan, SyncStatements
 from conveyor.store.producer import insert_jobs
 
 
 @dataclass(frozen=True)
-class DueSchedule:
-    name: str
-    task: str
-    cron: str
-    timezone: str
-    payload: Any
-    queue_name: str
-    priority: int
-    max_attempts: int
-    timeout_seconds: float | None
-    lease_seconds: float | None
-    misfire: str
-    backfill_limit: int
+class DueSchedule(ScheduleFields):
     next_run_at: datetime | None
     now: datetime
 
 
 @dataclass(frozen=True)
-class ScheduleRow:
-    name: str
-    task: str
-    cron: str
-    timezone: str
-    payload: Any
-    queue_name: str
-    priority: int
-    max_attempts: int
-    timeout_seconds: float | None
-    lease_seconds: float | None
-    misfire: str
-    backfill_limit: int
+class ScheduleRow(ScheduleFields):
     source: str
     paused: bool
     next_run_at: datetime | None
