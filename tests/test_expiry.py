@@ -14,6 +14,7 @@ import pytest
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.config import Settings
+from conveyor.dedup import Unique
 from conveyor.errors import EnqueueError
 from conveyor.expiry import Expirer
 from conveyor.maintenance import Pruner
@@ -97,6 +98,23 @@ def test_expires_in_counts_from_postgresql_now_and_deadline_is_stored_as_given(
     assert rows == {relative: 900.0, many[0]: 90.0, many[1]: 90.0, plain: None}
     stored = db.execute(b"SELECT expires_at FROM jobs WHERE id = %s", (absolute,)).fetchone()
     assert stored == (deadline,)
+
+
+def test_enqueue_result_with_a_dedup_mode_takes_an_expiry_too(
+    app: Conveyor, db: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="reset_password", queue="mail")
+    def reset_password(payload: Any) -> None: ...
+
+    first = app.enqueue_result(reset_password, {}, dedup=Unique("reset:ada"), expires_in=900)
+    many = app.enqueue_many_results(
+        reset_password, [{}], dedup=[Unique("reset:bob")], deadline=datetime(2031, 1, 1, tzinfo=UTC)
+    )
+    rows = dict(
+        db.execute(b"SELECT id, extract(epoch FROM expires_at - created) FROM jobs").fetchall()
+    )
+    assert 899 <= rows[first.job_id] <= 901
+    assert rows[many[0].job_id] > 86400  # the absolute deadline, years away
 
 
 def test_a_task_default_expiry_applies_unless_the_enqueue_gives_its_own(

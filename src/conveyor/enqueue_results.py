@@ -62,11 +62,22 @@ class ResultEnqueue:
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: SyncConn | None = None,
     ) -> EnqueueResult:
         """As `enqueue`, and say whether the job was written or which job absorbed it."""
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=(dedup,)
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=(dedup,),
         )
         return self._enqueue_results(task, [payload], options, connection)[0]
 
@@ -82,13 +93,24 @@ class ResultEnqueue:
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: SyncConn | None = None,
     ) -> list[EnqueueResult]:
         """As `enqueue_many`, one `EnqueueResult` per payload, in order."""
         payloads = list(payloads)
         modes = _modes(dedup, len(payloads))
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=modes
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=modes,
         )
         return self._enqueue_results(task, payloads, options, connection)
 
@@ -104,10 +126,21 @@ class ResultEnqueue:
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: AsyncConn | None = None,
     ) -> EnqueueResult:
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=(dedup,)
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=(dedup,),
         )
         return (await self._aenqueue_results(task, [payload], options, connection))[0]
 
@@ -123,12 +156,23 @@ class ResultEnqueue:
         max_attempts: int | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        expires_in: float | timedelta | None = None,
+        deadline: datetime | None = None,
         connection: AsyncConn | None = None,
     ) -> list[EnqueueResult]:
         payloads = list(payloads)
         modes = _modes(dedup, len(payloads))
         options = client.EnqueueOptions(
-            priority, run_at, delay, max_attempts, None, queue, tenant, dedup=modes
+            priority,
+            run_at,
+            delay,
+            max_attempts,
+            None,
+            queue,
+            tenant,
+            expires_in=expires_in,
+            deadline=deadline,
+            dedup=modes,
         )
         return await self._aenqueue_results(task, payloads, options, connection)
 
