@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 
 
 def scale_parser(description: str, runs: int) -> argparse.ArgumentParser:
@@ -28,3 +29,14 @@ def percentile(samples: list[float], fraction: float) -> float:
     """The nearest-rank percentile: a value that was measured, never an interpolation."""
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def print_timings(results: dict[str, list[float]], heading: str, column: str, width: int) -> None:
+    """p50, p95 and max in ms of each labelled list of samples, one line each."""
+    print(f"\n{heading}")
+    print(f"{column:<{width}} {'p50':>8} {'p95':>8} {'max':>8}")
+    for label, samples in results.items():
+        print(
+            f"{label:<{width}} {statistics.median(samples):8.1f} {percentile(samples, 0.95):8.1f}"
+            f" {max(samples):8.1f}"
+        )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from conveyor.web.app import create_app
 
 # Rows are fabricated by the tests' factory module, the one place such SQL lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.at_scale import percentile, scale_parser
+from benchmarks.at_scale import percentile, print_timings, scale_parser
 from tests.factories import make_settings
 from tests.factories_bulk import fill_at_scale
 
@@ -146,13 +145,7 @@ def main() -> None:
     finally:
         if not args.keep:
             wipe_namespace(settings.database.url, SCHEMA, settings.redis.url, PREFIX, configured)
-    print(f"\n{args.jobs:,} jobs, {args.runs} requests per page (ms)")
-    print(f"{'page':<48} {'p50':>8} {'p95':>8} {'max':>8}")
-    for label, samples in results.items():
-        print(
-            f"{label:<48} {statistics.median(samples):8.1f} {percentile(samples, 0.95):8.1f}"
-            f" {max(samples):8.1f}"
-        )
+    print_timings(results, f"{args.jobs:,} jobs, {args.runs} requests per page (ms)", "page", 48)
     worst = percentile(results[QUEUE_LIST], 0.95)
     verdict = "meets" if worst < TARGET_MS else "misses"
     print(f"\nqueue list p95 {worst:.1f} ms {verdict} the {TARGET_MS:.0f} ms target")

@@ -19,7 +19,6 @@ or one the configuration names.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +36,7 @@ from conveyor.store.migrate import migrate
 
 # Rows are fabricated by the tests' factory module, the one place such SQL lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.at_scale import percentile, scale_parser
+from benchmarks.at_scale import print_timings, scale_parser
 from tests.factories import add_worker, make_settings
 from tests.factories_bulk import fill_at_scale
 
@@ -130,13 +129,7 @@ def main() -> None:
     finally:
         if not args.keep:
             wipe_namespace(settings.database.url, SCHEMA, settings.redis.url, PREFIX, configured)
-    print(f"\n{args.jobs:,} jobs, {args.runs} runs each (ms)")
-    print(f"{'what':<44} {'p50':>8} {'p95':>8} {'max':>8}")
-    for label, samples in results.items():
-        print(
-            f"{label:<44} {statistics.median(samples):8.1f} {percentile(samples, 0.95):8.1f}"
-            f" {max(samples):8.1f}"
-        )
+    print_timings(results, f"{args.jobs:,} jobs, {args.runs} runs each (ms)", "what", 44)
 
 
 if __name__ == "__main__":
