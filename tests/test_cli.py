@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +109,45 @@ def test_finding_7_hash_password_reads_the_password_from_stdin_not_argv() -> Non
     assert in_argv.exit_code == 2, "a password on the command line is refused"
     empty = runner.invoke(main, ["hash-password"], input="\n")
     assert empty.exit_code != 0 and "empty" in empty.output
+
+
+def _conveyor_children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` and that run `-m conveyor` (the bench's queuer and
+    worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == pid and b"conveyor" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+async def test_sigterm_stops_the_bench_and_the_processes_it_started(
+    test_database: str, tmp_path: Path
+) -> None:
+    tag = os.urandom(4).hex()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER", "DATABASE"))}
+    env.update(DATABASE_URL=test_database)
+    bench = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "conveyor", "bench", "--count", "500000"),
+            *("--schema", f"conveyor_bench_{tag}", "--prefix", f"bench_{tag}:"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        await wait_until(lambda: len(_conveyor_children(bench.pid)) >= 2, timeout=60)
+        started = _conveyor_children(bench.pid)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(60) == 130
+        alive = [pid for pid in started if Path(f"/proc/{pid}").exists()]
+        await wait_until(lambda: not [p for p in alive if Path(f"/proc/{p}").exists()])
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait(10)

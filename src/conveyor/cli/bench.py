@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 
 import click
@@ -132,10 +133,16 @@ def bench(
         if not as_json and (done == total or done % max(1, total // 10) < 1000):
             console.print(f"  {stage}: {done:,}/{total:,}", highlight=False)
 
+    # SIGTERM unwinds like Ctrl-C: the queuer and workers the bench started are stopped
+    # (its `finally`), not left running on their own.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = asyncio.run(run_bench(settings, options, progress, configured=configured))
     except (RuntimeError, OSError, ScratchRefused) as error:
         raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
     if as_json:
         sys.stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
