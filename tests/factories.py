@@ -37,6 +37,9 @@ REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 
 # Short intervals so tests wait for outcomes in tenths of a second, not the defaults' seconds.
 FAST = {
+    # Few connections per process: two test files run side by side under PostgreSQL's
+    # default 100 connections, and their worker processes each open a pool.
+    "database.pool_size": 4,
     "queuer.poll_interval": 0.1,
     "worker.heartbeat_interval": 0.2,
     "worker.dead_after": 2.0,

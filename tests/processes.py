@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 FAST_KEYS = (
+    "database.pool_size",
     "queuer.poll_interval",
     "worker.heartbeat_interval",
     "worker.dead_after",

@@ -538,7 +538,9 @@ async def test_pause_holds_jobs_even_if_already_dispatched(
     def send(payload: dict[str, int]) -> None:
         ran.append(payload["n"])
 
-    running.queuer()
+    # No maintenance: the reconciler would put the pause back into Redis (it syncs the
+    # paused set from PostgreSQL) and undo the race this test stages below.
+    running.queuer(maintenance=False)
     ids = [app.enqueue(send, {"n": n}) for n in range(5)]
     await wait_until(
         lambda: (

@@ -45,10 +45,16 @@ def _new_pool() -> psycopg_pool.ConnectionPool:
         # ran must not go silent with it.
         os.environ.get("CONVEYOR_TEST_RECORD_URL") or app.settings.database.url,
         min_size=1,
-        max_size=8,
+        # Two: a record is one short insert, and every worker process of every test
+        # file running at the same time holds its own pool under max_connections.
+        max_size=2,
         # Names are schema-qualified and nothing is prepared, so the recording works
         # through a transaction-mode PgBouncer too (which drops `options`).
-        kwargs={"autocommit": True, "prepare_threshold": None},
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": None,
+            "application_name": "conveyor-test-recording",
+        },
     )
     atexit.register(created.close)
     return created
