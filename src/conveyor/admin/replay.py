@@ -45,6 +45,7 @@ class ReplayEditMixin(AdminBase):
         payload an enqueue would refuse."""
         identifier = check_job_id(job_id)
         actor = check_actor(actor)
+        payload = _plain_json(payload)
         cipher = PayloadCipher(self.settings.encryption.keys, self.settings.encryption.fields)
         async with self.transaction() as tx:
             job = await tx.lock_job(identifier, self.scope)
@@ -86,10 +87,6 @@ class ReplayEditMixin(AdminBase):
         self, task_name: str, job_id: UUID, payload: Any, cipher: PayloadCipher
     ) -> str:
         """The edited payload as the JSON text to store (validated, fields sealed)."""
-        try:
-            payload = orjson.loads(orjson.dumps(payload))
-        except TypeError as error:
-            raise AdminError(f"payload is not JSON: {error}") from None
         seal: Callable[[Any], Any] | None = None
         clear = payload
         limit = self.settings.jobs.max_payload_bytes
@@ -115,6 +112,27 @@ class ReplayEditMixin(AdminBase):
                 "(jobs.max_payload_bytes)"
             )
         return text.decode()
+
+
+def _plain_json(payload: Any) -> Any:
+    """`payload` as the JSON value it stands for; AdminError if it is none."""
+    try:
+        value = orjson.loads(orjson.dumps(payload))
+    except TypeError as error:
+        raise AdminError(f"payload is not JSON: {error}") from None
+    if _holds_nul(value):
+        raise AdminError("payload must not contain NUL characters (jsonb cannot hold them)")
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def masked(payload: Any, cipher: PayloadCipher) -> Any:
