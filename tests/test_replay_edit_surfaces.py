@@ -12,6 +12,7 @@ from uuid import UUID
 
 import httpx
 import psycopg
+import pydantic
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -24,6 +25,12 @@ from tests.factories import add_job
 from tests.test_cli_admin import clean_env, write_config
 
 Db = psycopg.Connection[Any]
+
+
+class Invoice(pydantic.BaseModel):
+    invoice_id: int
+
+
 OPERATOR = "operator-secret-token-0123456789"
 VIEWER = "viewer-secret-token-0123456789"
 
@@ -210,3 +217,60 @@ def test_cli_checks_the_task_model_with_app(
     done = cli(str(job_id), "--payload", '{"invoice_id": "2"}', "--app", app)
     assert done.exit_code == 0, done.output
     assert state(db, job_id) == ("queued", 0, {"invoice_id": 2})
+
+
+# -- dashboard -------------------------------------------------------------------------------
+
+
+async def test_dashboard_edit_box_and_replay(settings: Settings, db: Db) -> None:
+    from conveyor.app import Conveyor
+    from tests.test_dashboard import csrf_of
+    from tests.test_web_security import log_in, serving
+
+    app = Conveyor(settings)
+
+    @app.task(name="billing.invoice")
+    def invoice(payload: Invoice) -> None:
+        return None
+
+    dead = add_job(db, task="billing.invoice", status="dead", attempt=3, payload={"invoice_id": 1})
+    running = add_job(db, status="running", attempt=1, worker="w-1")
+    htmx = {"HX-Request": "true"}
+    async with serving(settings, tasks=app.tasks) as http:
+        assert (await log_in(http, token=VIEWER)).status_code == 303
+        modal = await http.get(f"/jobs/{dead}", headers=htmx)
+        assert modal.status_code == 200 and 'name="payload"' not in modal.text
+    async with serving(settings, tasks=app.tasks) as http:
+        assert (await log_in(http, token=OPERATOR)).status_code == 303
+        modal = await http.get(f"/jobs/{dead}", headers=htmx)
+        assert f'hx-post="/jobs/{dead}/replay"' in modal.text
+        assert "&#34;invoice_id&#34;: 1" in modal.text  # prefilled, escaped
+        assert "<script" not in modal.text
+        other = await http.get(f"/jobs/{running}", headers=htmx)
+        assert 'name="payload"' not in other.text
+        csrf = csrf_of(modal.text)
+
+        async def post(payload: str) -> httpx.Response:
+            return await http.post(
+                f"/jobs/{dead}/replay",
+                data={"payload": payload, "csrf_token": csrf},
+                headers=htmx,
+            )
+
+        for text, fragment in [
+            ("{invoice_id: 2}", "not valid JSON"),
+            ("  ", "edit box"),
+            ('{"invoice_id": "two"}', "invoice_id"),
+        ]:
+            refused = await post(text)
+            assert refused.status_code == 400, refused.text
+            assert fragment in refused.text
+        assert state(db, dead) == ("dead", 3, {"invoice_id": 1})
+        forged = await http.post(f"/jobs/{dead}/replay", data={"payload": "{}"}, headers=htmx)
+        assert forged.status_code == 403  # no CSRF token
+        done = await post('{"invoice_id": 2}')
+        assert done.status_code == 200, done.text
+        assert "edited payload" in done.text
+    assert state(db, dead) == ("queued", 0, {"invoice_id": 2})
+    assert [row[1] for row in audits(db)] == ["replay_edited"]
+    app.close()
