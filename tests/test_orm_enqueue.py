@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from conveyor.app import Conveyor
 from conveyor.errors import EnqueueError
@@ -107,6 +107,21 @@ def test_connection_in_begin_block_and_commit_as_you_go(
         app.enqueue(noop, {"n": 4}, connection=connection)
         # Closed without commit: rolled back.
     assert job_payloads(db) == [{"n": 1}, {"n": 3}]
+
+
+def test_scoped_session(
+    app: Conveyor, noop: Task, engine: Engine, db: psycopg.Connection[Any]
+) -> None:
+    registry = scoped_session(sessionmaker(engine))
+    try:
+        app.enqueue(noop, {"n": 1}, connection=registry)
+        assert job_payloads(db) == []
+        registry.commit()
+        app.enqueue(noop, {"n": 2}, connection=registry)
+        registry.rollback()
+    finally:
+        registry.remove()
+    assert job_payloads(db) == [{"n": 1}]
 
 
 def test_dedup_through_a_session(

@@ -4,8 +4,9 @@
 if and only if that transaction commits. `x` may be a psycopg 3 connection, or the handle
 an ORM gives on one:
 
-- SQLAlchemy >= 2 (`postgresql+psycopg://`): a `Session` or a `Connection`; for
-  `aenqueue`, an `AsyncSession` or an `AsyncConnection`. The DBAPI connection under the
+- SQLAlchemy >= 2 (`postgresql+psycopg://`): a `Session` (or a `scoped_session`) or a
+  `Connection`; for `aenqueue`, an `AsyncSession` (or `async_scoped_session`) or an
+  `AsyncConnection`. The DBAPI connection under the
   ORM's current transaction is used (a transaction is begun if none is, exactly as the
   ORM's next statement would), never a new connection from the pool.
 - Django >= 4.2 with the psycopg 3 backend: `django.db.connection` or
@@ -108,8 +109,10 @@ def _from_sqlalchemy(handle: object) -> object | None:
     if "sqlalchemy" not in sys.modules:
         return None
     from sqlalchemy.engine import Connection
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session, scoped_session
 
+    if isinstance(handle, scoped_session):  # Flask-SQLAlchemy's `db.session`, for one
+        handle = handle()
     if isinstance(handle, Session):
         # Begins the session's transaction if it has none, as its next query would.
         connection = handle.connection()
@@ -125,8 +128,10 @@ def _from_sqlalchemy(handle: object) -> object | None:
 async def _from_sqlalchemy_async(handle: object) -> object | None:
     if "sqlalchemy.ext.asyncio" not in sys.modules:
         return None
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
 
+    if isinstance(handle, async_scoped_session):
+        handle = handle()
     if isinstance(handle, AsyncSession):
         connection = await handle.connection()
     elif isinstance(handle, AsyncConnection):
