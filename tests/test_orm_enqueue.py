@@ -162,11 +162,23 @@ async def test_async_session_commit_and_rollback(
     assert job_payloads(db) == [{"n": 2}, {"n": 4}]
 
 
+async def test_async_autocommit_connection_is_refused(
+    app: Conveyor, noop: Task, async_engine: AsyncEngine, db: psycopg.Connection[Any]
+) -> None:
+    async with async_engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        with pytest.raises(EnqueueError, match="autocommit"):
+            await app.aenqueue(noop, {"n": 1}, connection=autocommit)
+    assert job_payloads(db) == []
+
+
 async def test_sync_and_async_handles_are_not_mixed_up(
     app: Conveyor, noop: Task, engine: Engine, async_engine: AsyncEngine
 ) -> None:
-    with Session(engine) as session, pytest.raises(TypeError, match="pass it to enqueue"):
-        await app.aenqueue(noop, {}, connection=session)  # type: ignore[arg-type]
+    with Session(engine) as session:
+        with pytest.raises(TypeError, match="pass it to enqueue"):
+            await app.aenqueue(noop, {}, connection=session)  # type: ignore[arg-type]
+        assert not session.in_transaction(), "a refused handle is left as it was"
     async with AsyncSession(async_engine) as async_session:
         with pytest.raises(TypeError, match="AsyncSession"):
             app.enqueue(noop, {}, connection=async_session)  # type: ignore[arg-type]

@@ -274,3 +274,12 @@ async def test_dashboard_edit_box_and_replay(settings: Settings, db: Db) -> None
     assert state(db, dead) == ("queued", 0, {"invoice_id": 2})
     assert [row[1] for row in audits(db)] == ["replay_edited"]
     app.close()
+
+
+def test_web_refuses_an_app_it_cannot_load(settings: Settings, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "conveyor.yaml", settings)
+    runner = CliRunner(env=clean_env())
+    for app, fragment in [("nowhere", "--app must look like"), ("no_such_mod:app", "no_such")]:
+        done = runner.invoke(main, ["--config", str(config), "web", "--app", app])
+        assert done.exit_code == 2, done.output
+        assert fragment in done.output

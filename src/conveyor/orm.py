@@ -21,7 +21,7 @@ object is a TypeError saying what is accepted, raised before anything is written
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import psycopg
 
@@ -81,18 +81,21 @@ async def async_connection(handle: object) -> psycopg.AsyncConnection[Any]:
         raise TypeError("connection= is a sync psycopg Connection: pass it to enqueue")
     raw = await _from_sqlalchemy_async(handle)
     if raw is None:
-        if _from_sqlalchemy(handle) is not None or _is_django(handle):
+        if _is_sync_sqlalchemy(handle) or _is_django(handle):
             raise TypeError(
                 f"connection= is a sync {_kind(handle)}: pass it to enqueue, or give "
                 f"aenqueue {ACCEPTED_ASYNC}"
             )
         raise TypeError(f"connection= must be {ACCEPTED_ASYNC}, not {_kind(handle)}")
     if isinstance(raw, psycopg.AsyncConnection):
-        return raw
+        return _in_transaction(raw)
     raise TypeError(f"connection= runs on {_kind(raw)}; Conveyor needs {ACCEPTED_ASYNC}")
 
 
-def _in_transaction(raw: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+Raw = TypeVar("Raw", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
+
+
+def _in_transaction(raw: Raw) -> Raw:
     """An ORM handle in autocommit mode would commit the job on its own, outside the
     transaction the caller meant: a mistake to report, not to run."""
     if raw.autocommit:
@@ -102,6 +105,16 @@ def _in_transaction(raw: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
             "connection= out to enqueue (and commit) on Conveyor's own pool"
         )
     return raw
+
+
+def _is_sync_sqlalchemy(handle: object) -> bool:
+    """Whether `handle` is a sync SQLAlchemy handle, asked without touching it."""
+    if "sqlalchemy" not in sys.modules:
+        return False
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session, scoped_session
+
+    return isinstance(handle, Session | scoped_session | Connection)
 
 
 def _from_sqlalchemy(handle: object) -> object | None:
