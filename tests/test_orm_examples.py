@@ -96,7 +96,7 @@ def test_django_example(settings: Settings, db: psycopg.Connection[Any]) -> None
             timeout=120,
             check=False,
         )
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
     manage("migrate", "--noinput", "shop")
