@@ -159,6 +159,13 @@ CASES = [
     Case("GET", "/api/scaling", "viewer"),
     Case("POST", "/api/jobs/{job_id}/retry", "operator", "retry"),
     Case("POST", "/api/jobs/{job_id}/cancel", "operator", "cancel", setup=queued_target),
+    Case(
+        "POST",
+        "/api/jobs/{job_id}/replay",
+        "operator",
+        "replay_edited",
+        lambda t: {"payload": {"edited": True}},
+    ),
     # Deleting a dead job is a dead-letter purge: see the test of finding 4 below.
     Case("DELETE", "/api/jobs/{job_id}", "operator", "delete", setup=queued_target),
     Case("POST", "/api/jobs/retry", "operator", "retry_jobs", ids_body),
@@ -479,6 +486,11 @@ BAD_INPUT: list[tuple[str, str, Any, str]] = [
     ("POST", "/api/dead/retry", {"task": "a\x00b"}, "NUL"),
     ("POST", "/api/dead/retry", {"queue": "bad queue!"}, "'queue'"),
     ("POST", "/api/dead/retry", {"ids": ["x"] * 10_001}, "'ids'"),
+    ("POST", f"/api/jobs/{uuid4()}/replay", b"", "'payload'"),
+    ("POST", f"/api/jobs/{uuid4()}/replay", {"payload": 1, "dry_run": True}, "unknown body"),
+    ("POST", f"/api/jobs/{uuid4()}/replay", {"payload": {"a": "b\x00"}}, "NUL"),
+    ("POST", f"/api/jobs/{uuid4()}/replay", {"payload": 2**70}, "not JSON"),
+    ("POST", "/api/jobs/not-a-uuid/replay", {"payload": 1}, "not a job id"),
     ("POST", "/api/queues/bad%20queue/pause", None, "queue name"),
     ("POST", "/api/queues/q:high/clear-failed", None, "lane names"),
 ]

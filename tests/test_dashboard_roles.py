@@ -60,6 +60,7 @@ DASHBOARD_ACTIONS: list[tuple[str, str, Callable[[Db, int], dict[str, str]], dic
     ("/queues/{name}/resume", "operator", _paused, {}),
     ("/queues/{name}/clear-failed", "admin", _dead, {}),
     ("/jobs/{id}/retry", "operator", _dead, {}),
+    ("/jobs/{id}/replay", "operator", _dead, {"payload": '{{"edited": true}}'}),
     ("/jobs/{id}/cancel", "operator", _queued, {}),
     ("/jobs/{id}/delete", "operator", _queued, {}),
     ("/jobs/{id}/delete", "admin", _dead, {}),  # a dead job: that is a dead-letter purge

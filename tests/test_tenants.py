@@ -174,6 +174,7 @@ CASES = [
     Case("GET", "/api/scaling", "hidden"),
     Case("POST", "/api/jobs/{job_id}/retry", 404),
     Case("POST", "/api/jobs/{job_id}/cancel", 404, "queued"),
+    Case("POST", "/api/jobs/{job_id}/replay", 404, body=lambda t: {"payload": {"n": 2}}),
     Case("DELETE", "/api/jobs/{job_id}", 404),
     Case("POST", "/api/jobs/retry", "skipped", body=ids),
     Case("POST", "/api/jobs/delete", "skipped", "queued", ids),

@@ -27,6 +27,7 @@ DASHBOARD_ACTIONS: list[tuple[str, str, dict[str, str], bool]] = [
     ("/queues/{queue}/resume", "queued", {}, False),
     ("/queues/{queue}/clear-failed", "dead", {}, True),
     ("/jobs/{job_id}/retry", "dead", {}, True),
+    ("/jobs/{job_id}/replay", "dead", {"payload": '{{"edited": true}}'}, True),
     ("/jobs/{job_id}/cancel", "queued", {}, True),
     ("/jobs/{job_id}/delete", "queued", {}, True),
     ("/jobs/retry", "dead", {"ids": "{job_id}"}, True),

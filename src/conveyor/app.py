@@ -14,16 +14,17 @@ from conveyor.encryption import PayloadCipher
 from conveyor.enqueue_results import ResultEnqueue
 from conveyor.errors import EnqueueError
 from conveyor.job_handles import JobHandles
+from conveyor.orm import (
+    AsyncTransactionHandle,
+    TransactionHandle,
+    async_connection,
+    sync_connection,
+)
 from conveyor.periodic import PeriodicMixin
 from conveyor.retry import RetryPolicy
 from conveyor.schedules import ScheduleSpec
 from conveyor.store.migrate import apply_migrations
-from conveyor.store.producer import (
-    AsyncConn,
-    ProducerStatements,
-    SyncConn,
-    SyncProducer,
-)
+from conveyor.store.producer import ProducerStatements, SyncProducer
 from conveyor.tasks import Task
 from conveyor.tracing import Tracing
 
@@ -158,7 +159,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         task_or_name: Task | str,
         payloads: Iterable[Any],
         options: client.EnqueueOptions,
-        connection: SyncConn | None,
+        connection: TransactionHandle | None,
     ) -> list[UUID]:
         if options.dedup is not None:
             results = self._enqueue_results(task_or_name, payloads, options, connection)
@@ -175,7 +176,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         task_or_name: Task | str,
         payloads: Iterable[Any],
         options: client.EnqueueOptions,
-        connection: AsyncConn | None,
+        connection: AsyncTransactionHandle | None,
     ) -> list[UUID]:
         if options.dedup is not None:
             results = await self._aenqueue_results(task_or_name, payloads, options, connection)
@@ -201,12 +202,14 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: SyncConn | None = None,
+        connection: TransactionHandle | None = None,
         dedup: Dedup | None = None,
     ) -> UUID:
         """Enqueue one job; return its id once it is committed (or once written into
-        `connection`'s open transaction). An `idempotency_key` held by a job whose row still
-        exists (retention has not pruned it) returns that job's id and adds nothing.
+        `connection`'s open transaction: a psycopg connection, a SQLAlchemy Session or
+        Connection, or Django's connection inside `transaction.atomic()`; see docs/orm.md).
+        An `idempotency_key` held by a job whose row still exists (retention has not
+        pruned it) returns that job's id and adds nothing.
         `tenant` names who the job belongs to: scoped API tokens and dashboard users see
         only their tenants' jobs. `dedup` (`Unique`, `Debounce`, `Throttle`) returns the
         id of the job that absorbed a duplicate; `enqueue_result` also says what happened.
@@ -239,7 +242,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: SyncConn | None = None,
+        connection: TransactionHandle | None = None,
         dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
         """Enqueue many jobs of one task in a single statement; all or none are written.
@@ -272,7 +275,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: AsyncConn | None = None,
+        connection: AsyncTransactionHandle | None = None,
         dedup: Dedup | None = None,
     ) -> UUID:
         options = client.EnqueueOptions(
@@ -302,7 +305,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: AsyncConn | None = None,
+        connection: AsyncTransactionHandle | None = None,
         dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
         options = client.EnqueueOptions(
@@ -319,11 +322,13 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         )
         return await self._aenqueue(task, payloads, options, connection)
 
-    def _write(self, batch: client.InsertBatch, connection: SyncConn | None) -> list[UUID]:
+    def _write(self, batch: client.InsertBatch, connection: TransactionHandle | None) -> list[UUID]:
         statements = self._producer(connection)
         return client.counted(batch, statements.insert_jobs(batch.jobs, batch.ids, batch.keys))
 
-    async def _awrite(self, batch: client.InsertBatch, connection: AsyncConn | None) -> list[UUID]:
+    async def _awrite(
+        self, batch: client.InsertBatch, connection: AsyncTransactionHandle | None
+    ) -> list[UUID]:
         statements = await self._aproducer(connection)
         ids = await statements.insert_jobs(batch.jobs, batch.ids, batch.keys)
         return client.counted(batch, ids)
@@ -333,19 +338,20 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
     def migrate(self) -> list[str]:
         return apply_migrations(self.settings)
 
-    def _producer(self, connection: SyncConn | None) -> SyncProducer:
-        """The caller's connection, else our own pool (opened on first use)."""
+    def _producer(self, connection: TransactionHandle | None) -> SyncProducer:
+        """The caller's connection (or the one inside its ORM transaction, see
+        `conveyor.orm`), else our own pool (opened on first use)."""
         schema = self.settings.database.schema_name
         if connection is not None:
-            return SyncProducer(None, schema, connection=connection)
+            return SyncProducer(None, schema, connection=sync_connection(connection))
         if self._statements is None:
             self._statements = SyncProducer.open(self.settings, "client")
         return self._statements
 
-    async def _aproducer(self, connection: AsyncConn | None) -> ProducerStatements:
+    async def _aproducer(self, connection: AsyncTransactionHandle | None) -> ProducerStatements:
         schema = self.settings.database.schema_name
         if connection is not None:
-            return ProducerStatements(None, schema, connection=connection)
+            return ProducerStatements(None, schema, connection=await async_connection(connection))
         if self._async_statements is None:
             # Opened here, inside the caller's event loop, which the pool's tasks run on.
             self._async_statements = await ProducerStatements.open(self.settings, "client")

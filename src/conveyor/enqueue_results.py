@@ -23,8 +23,9 @@ from conveyor.errors import EnqueueError
 if TYPE_CHECKING:
     from conveyor.config import Settings
     from conveyor.encryption import PayloadCipher
+    from conveyor.orm import AsyncTransactionHandle, TransactionHandle
     from conveyor.store.dedup import Reseal
-    from conveyor.store.producer import AsyncConn, ProducerStatements, SyncConn, SyncProducer
+    from conveyor.store.producer import ProducerStatements, SyncProducer
     from conveyor.tasks import Task
     from conveyor.tracing import Tracing
 
@@ -46,9 +47,11 @@ class ResultEnqueue:
             trace_context: dict[str, str] | None,
         ) -> client.InsertBatch: ...
 
-        def _producer(self, connection: SyncConn | None) -> SyncProducer: ...
+        def _producer(self, connection: TransactionHandle | None) -> SyncProducer: ...
 
-        async def _aproducer(self, connection: AsyncConn | None) -> ProducerStatements: ...
+        async def _aproducer(
+            self, connection: AsyncTransactionHandle | None
+        ) -> ProducerStatements: ...
 
     def enqueue_result(
         self,
@@ -64,7 +67,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: SyncConn | None = None,
+        connection: TransactionHandle | None = None,
     ) -> EnqueueResult:
         """As `enqueue`, and say whether the job was written or which job absorbed it."""
         options = client.EnqueueOptions(
@@ -95,7 +98,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: SyncConn | None = None,
+        connection: TransactionHandle | None = None,
     ) -> list[EnqueueResult]:
         """As `enqueue_many`, one `EnqueueResult` per payload, in order."""
         payloads = list(payloads)
@@ -128,7 +131,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: AsyncConn | None = None,
+        connection: AsyncTransactionHandle | None = None,
     ) -> EnqueueResult:
         options = client.EnqueueOptions(
             priority,
@@ -158,7 +161,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
-        connection: AsyncConn | None = None,
+        connection: AsyncTransactionHandle | None = None,
     ) -> list[EnqueueResult]:
         payloads = list(payloads)
         modes = _modes(dedup, len(payloads))
@@ -204,7 +207,7 @@ class ResultEnqueue:
         task_or_name: Task | str,
         payloads: Iterable[Any],
         options: client.EnqueueOptions,
-        connection: SyncConn | None,
+        connection: TransactionHandle | None,
     ) -> list[EnqueueResult]:
         task = client.resolve_task(self.tasks, task_or_name)
         with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
@@ -222,7 +225,7 @@ class ResultEnqueue:
         task_or_name: Task | str,
         payloads: Iterable[Any],
         options: client.EnqueueOptions,
-        connection: AsyncConn | None,
+        connection: AsyncTransactionHandle | None,
     ) -> list[EnqueueResult]:
         task = client.resolve_task(self.tasks, task_or_name)
         with self.tracing.enqueue(options.queue or task.queue, task.name) as span:

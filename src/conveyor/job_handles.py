@@ -11,13 +11,8 @@ from conveyor.ids import parse_job_id
 from conveyor.jobs import Job
 
 if TYPE_CHECKING:
-    from conveyor.store.producer import (
-        AsyncConn,
-        CancelOutcome,
-        ProducerStatements,
-        SyncConn,
-        SyncProducer,
-    )
+    from conveyor.orm import AsyncTransactionHandle, TransactionHandle
+    from conveyor.store.producer import CancelOutcome, ProducerStatements, SyncProducer
 
 T = TypeVar("T")
 
@@ -27,9 +22,11 @@ class JobHandles:
 
     if TYPE_CHECKING:
 
-        def _producer(self, connection: SyncConn | None) -> SyncProducer: ...
+        def _producer(self, connection: TransactionHandle | None) -> SyncProducer: ...
 
-        async def _aproducer(self, connection: AsyncConn | None) -> ProducerStatements: ...
+        async def _aproducer(
+            self, connection: AsyncTransactionHandle | None
+        ) -> ProducerStatements: ...
 
     def get_job(self, job_id: UUID | str) -> Job:
         """The job's current state; JobNotFound if there is none (or it was pruned)."""

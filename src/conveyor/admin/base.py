@@ -27,7 +27,7 @@ from conveyor.lanes import Lanes
 from conveyor.scope import UNRESTRICTED, Scope
 from conveyor.store import Store
 from conveyor.store.admin_writes import AuditScope
-from conveyor.tasks import check_queue_name
+from conveyor.tasks import TaskRegistry, check_queue_name
 from conveyor.vocabulary import LANES, LaneName
 
 T = TypeVar("T")
@@ -66,8 +66,12 @@ class AdminBase:
         store: Store | None = None,
         lanes: Lanes | None = None,
         pool_size: int | None = None,
+        tasks: TaskRegistry | None = None,
     ) -> None:
         self.settings = settings
+        # The application's tasks, when this process loaded them (`--app`): an edited
+        # replay is then validated against the task's payload model too.
+        self.tasks: TaskRegistry = tasks or {}
         # The queuer LISTENs here; resume notifies it so a resumed queue starts at once.
         self.channel = f"{settings.database.schema_name}_jobs"
         self._store = store

@@ -18,6 +18,7 @@ from conveyor.admin.health import HealthMixin
 from conveyor.admin.history import HistoryMixin
 from conveyor.admin.jobs import JobsMixin
 from conveyor.admin.queues import QueueActionsMixin
+from conveyor.admin.replay import ReplayEditMixin
 from conveyor.admin.scaling import ScalingMixin
 from conveyor.admin.schedules import SchedulesMixin
 from conveyor.admin.sessions import WebSessionsMixin
@@ -27,6 +28,7 @@ class Admin(
     HealthMixin,
     JobsMixin,
     JobActionsMixin,
+    ReplayEditMixin,
     QueueActionsMixin,
     WebSessionsMixin,
     AlertsMixin,
@@ -34,7 +36,8 @@ class Admin(
     ScalingMixin,
     SchedulesMixin,
 ):
-    """Stats, peek, job listings and details, retry / replay / delete / cancel, pause and
+    """Stats, peek, job listings and details, retry / replay (also with an edited payload) /
+    delete / cancel, pause and
     resume, purge of dead jobs, workers, the audit log, system health, the web's
     login sessions, the metrics history, the scaling signal and the periodic jobs'
     schedules."""

@@ -1,12 +1,16 @@
-"""`conveyor admin` commands that change things: retry, delete, cancel, pause, resume,
-purge-dead. Without `--yes`, destructive ones only say what they would do; prune-preview
-is the dry run of a retention change."""
+"""`conveyor admin` commands that change things: retry, replay (with an edited payload),
+delete, cancel, pause, resume, purge-dead. Without `--yes`, destructive ones only say what
+they would do; prune-preview is the dry run of a retention change."""
 
 from __future__ import annotations
 
+from typing import IO
+
 import click
 
+from conveyor.admin.errors import AdminError
 from conveyor.admin.models import JobSummary
+from conveyor.admin.replay import parse_payload_text
 from conveyor.cli.admin import admin
 from conveyor.cli.admin_output import (
     actor,
@@ -48,6 +52,55 @@ def retry(
         return report(run(state, lambda a: a.retry(job_id, actor())), as_json)
     result = run(state, lambda a: a.retry_dead(actor(), queue=queue, task=task, dry_run=not yes))
     report(result, as_json, None if yes else "nothing changed: run again with --yes to replay")
+
+
+@admin.command()
+@json_option
+@pass_state
+@click.argument("job_id")
+@click.option("--payload", default=None, help="The new payload, as JSON.")
+@click.option(
+    "--payload-file",
+    type=click.File("rb"),
+    default=None,
+    help="Read the new payload (JSON) from this file ('-': standard input).",
+)
+@click.option(
+    "--app",
+    "app_path",
+    default=None,
+    help="Your tasks ('package.module:app'), to check the payload against the task's model.",
+)
+def replay(
+    state: State,
+    as_json: bool,
+    job_id: str,
+    payload: str | None,
+    payload_file: IO[bytes] | None,
+    app_path: str | None,
+) -> None:
+    """Replay a dead job with an edited payload (attempts reset).
+
+    The payload is checked as an enqueue checks it (JSON, size limit, and the task's model
+    with --app); encrypted fields may keep their sealed value or get a new clear one. The
+    audit log records the payload before and after, encrypted fields masked."""
+    if (payload is None) == (payload_file is None):
+        raise click.UsageError("give the new payload with --payload or --payload-file (one)")
+    text = payload if payload is not None else payload_file.read()  # type: ignore[union-attr]
+    try:
+        new_payload = parse_payload_text(text)
+    except AdminError as error:
+        raise click.BadParameter(str(error), param_hint="--payload") from None
+    tasks = None
+    if app_path is not None:
+        from conveyor.worker.process import load_app
+
+        try:
+            tasks = load_app(app_path).tasks
+        except (ImportError, ValueError) as error:
+            raise click.BadParameter(str(error), param_hint="--app") from None
+    result = run(state, lambda a: a.replay_edited(job_id, new_payload, actor()), tasks)
+    report(result, as_json)
 
 
 @admin.command()

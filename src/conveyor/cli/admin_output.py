@@ -19,6 +19,7 @@ from conveyor.admin.models import Model, plain
 from conveyor.cli.main import State
 from conveyor.durations import format_duration, parse_duration
 from conveyor.errors import ConveyorError, SchemaNotMigrated
+from conveyor.tasks import TaskRegistry
 
 T = TypeVar("T")
 COLOURS = {
@@ -32,12 +33,15 @@ COLOURS = {
 HEALTH_EXIT = {"healthy": 0, "warning": 1, "critical": 2}
 
 
-def run(state: State, operation: Callable[[Admin], Awaitable[T]]) -> T:
-    """Open an Admin for one operation; every failure becomes a one-line ClickException."""
+def run(
+    state: State, operation: Callable[[Admin], Awaitable[T]], tasks: TaskRegistry | None = None
+) -> T:
+    """Open an Admin for one operation; every failure becomes a one-line ClickException.
+    `tasks`: the application's tasks, when the command loaded them (`--app`)."""
     settings = state.settings()
 
     async def go() -> T:
-        async with Admin(settings, pool_size=2) as admin:
+        async with Admin(settings, pool_size=2, tasks=tasks) as admin:
             return await operation(admin)
 
     try:

@@ -10,6 +10,7 @@ import click
 from conveyor.cli.main import State, main, pass_state
 from conveyor.config import Settings
 from conveyor.logs import configure_logging
+from conveyor.tasks import TaskRegistry
 
 
 class _Reachable:
@@ -41,6 +42,13 @@ class _Reachable:
     default=None,
     help="Also serve /healthz, /readyz and /metrics on this port, bound to health.host (0: off).",
 )
+@click.option(
+    "--app",
+    "app_path",
+    default=None,
+    help="Your tasks ('package.module:app'): payloads edited before a replay are then "
+    "checked against the task's model.",
+)
 @pass_state
 def web(
     state: State,
@@ -49,18 +57,29 @@ def web(
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
     health_port: int | None,
+    app_path: str | None = None,
 ) -> None:
     """Serve the JSON admin API (/api, /api/openapi.json) and the dashboard (/)."""
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
+    tasks = None
+    if app_path is not None:
+        from conveyor.worker.process import load_app
+
+        try:
+            tasks = load_app(app_path).tasks
+        except (ImportError, ValueError) as error:
+            raise click.BadParameter(str(error), param_hint="--app") from None
     settings = state.settings(**{"web.host": host, "web.port": port, "health.port": health_port})
     configure_logging(settings)
     if not settings.web.tokens and not settings.web.users:
         click.echo("warning: no web.tokens or web.users configured: nobody can log in", err=True)
-    asyncio.run(_serve(settings, ssl_certfile, ssl_keyfile))
+    asyncio.run(_serve(settings, ssl_certfile, ssl_keyfile, tasks))
 
 
-async def _serve(settings: Settings, certfile: str | None, keyfile: str | None) -> None:
+async def _serve(
+    settings: Settings, certfile: str | None, keyfile: str | None, tasks: TaskRegistry | None
+) -> None:
     from conveyor import watchdog
     from conveyor.web.app import serve
 
@@ -72,7 +91,7 @@ async def _serve(settings: Settings, certfile: str | None, keyfile: str | None) 
         # Like every other process, on the admin address: the web port may be public.
         health = await serve_health(settings, settings.health.port, _Reachable())
     try:
-        await serve(settings, settings.web.host, settings.web.port, certfile, keyfile)
+        await serve(settings, settings.web.host, settings.web.port, certfile, keyfile, tasks)
     finally:
         if health is not None:
             await health.stop()

@@ -82,6 +82,21 @@ class AdminWrites(StoreBase):
         params = {"ids": ids, "message": message, **scope.params}
         return await self._rows("admin_retry_jobs", params, ChangedJob, prepare=False)
 
+    async def job_payload(self, job_id: UUID) -> Any:
+        """The stored payload of a job locked by `lock_job` (sealed fields still sealed)."""
+        rows = await self._dicts("admin_job_payload", {"id": job_id})
+        if not rows:
+            raise LookupError(f"job {job_id} is gone")  # the caller holds its row lock
+        return rows[0]["payload"]
+
+    async def replay_edited(
+        self, job_id: UUID, payload: str, message: str, scope: Scope
+    ) -> ChangedJob | None:
+        """Queue a dead job (in scope) to run again now with `payload` (JSON text) and its
+        attempts reset; None when it is not dead (any more)."""
+        params = {"id": job_id, "payload": payload, "message": message, **scope.params}
+        return await self._row("admin_replay_edited", params, ChangedJob, prepare=False)
+
     async def delete_jobs(
         self, ids: list[UUID], *, include_dead: bool, scope: Scope
     ) -> list[ChangedJob]:

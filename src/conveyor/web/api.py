@@ -43,6 +43,7 @@ from conveyor.web.api_io import (
     NoQuery,
     PeekQuery,
     PurgeBody,
+    ReplayBody,
     json_response,
     parse_body,
     parse_query,
@@ -238,6 +239,20 @@ OPERATIONS: list[Operation] = [
         run=lambda c: c.admin.retry_dead(actor=c.actor, **c.args),
         body=DeadRetryBody,
         errors=(404,),
+    ),
+    Operation(
+        method="POST",
+        path="/jobs/{job_id}/replay",
+        operation_id="replayJob",
+        tag="dead letters",
+        summary="Replay a dead job with an edited payload (checked as an enqueue checks it; "
+        "the audit log keeps the payload before and after, encrypted fields masked).",
+        role="operator",
+        response=JobActionResult,
+        run=lambda c: c.admin.replay_edited(actor=c.actor, **c.args),
+        body=ReplayBody,
+        body_required=True,
+        errors=(404, 409),
     ),
     # -- admin actions ----------------------------------------------------------------------
     Operation(

@@ -125,6 +125,13 @@ class IdsBody(Body):
     ids: JobIds
 
 
+class ReplayBody(Body):
+    payload: Any = Field(
+        description="The dead job's new payload, any JSON value (encrypted fields: keep the "
+        "sealed value, or give a new clear one)."
+    )
+
+
 class DeadRetryBody(Body):
     queue: QueueName | None = Field(None, description="Only dead jobs of this queue.")
     task: Text | None = Field(None, description="Only dead jobs of this task.")

@@ -31,6 +31,7 @@ from conveyor.admin import (
 )
 from conveyor.config import Settings
 from conveyor.probes import health_routes
+from conveyor.tasks import TaskRegistry
 from conveyor.web import api, dashboard
 from conveyor.web.auth import Authenticator
 from conveyor.web.headers import SecurityHeaders
@@ -66,7 +67,11 @@ def allowed_hosts(settings: Settings) -> list[str]:
     return list(dict.fromkeys([*LOOPBACK_NAMES, settings.web.host, *settings.web.allowed_hosts]))
 
 
-def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
+def create_app(
+    settings: Settings, *, tls: bool = False, tasks: TaskRegistry | None = None
+) -> Starlette:
+    """`tasks`: the application's tasks, when `conveyor web --app` loaded them, so an
+    edited replay is checked against the task's payload model."""
     secure = settings.web.secure_cookies == "always" or (
         settings.web.secure_cookies == "auto" and tls
     )
@@ -81,7 +86,7 @@ def create_app(settings: Settings, *, tls: bool = False) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        admin = Admin(settings)
+        admin = Admin(settings, tasks=tasks)
         await admin.open()
         app.state.admin = admin
         try:
@@ -148,10 +153,11 @@ async def serve(
     port: int,
     certfile: str | None = None,
     keyfile: str | None = None,
+    tasks: TaskRegistry | None = None,
 ) -> None:
     import uvicorn
 
-    app = create_app(settings, tls=certfile is not None)
+    app = create_app(settings, tls=certfile is not None, tasks=tasks)
     config = uvicorn.Config(
         app,
         host=host,

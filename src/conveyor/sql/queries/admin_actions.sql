@@ -153,3 +153,33 @@ INSERT INTO {schema}.audit_log (actor, action, target, detail, result, tenants, 
 VALUES (%(actor)s, %(action)s, %(target)s, %(detail)s, %(result)s, %(tenants)s::text[],
         %(queues)s::text[])
 RETURNING id;
+
+-- name: admin_job_payload
+-- The stored payload of a job the caller has locked (admin_lock_job), for an edited replay
+-- to compare against and to record in the audit log.
+SELECT payload AS payload FROM {schema}.jobs WHERE id = %(id)s;
+
+-- name: admin_replay_edited
+-- Replay one dead job with a new payload, attempts reset as admin_retry_dead does. Guarded
+-- by `status = {DEAD}` on the locked row: of two edits racing, the second finds it queued
+-- and changes nothing.
+WITH target AS (
+    SELECT id, attempt FROM {schema}.jobs
+    WHERE id = %(id)s AND status = {DEAD}
+      AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+      AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
+    FOR UPDATE
+), replayed AS (
+    UPDATE {schema}.jobs j
+    SET status = {QUEUED}, attempt = 0, payload = %(payload)s::jsonb, run_at = now(),
+        dispatched_at = NULL, started = NULL, completed = NULL, lease_expires_at = NULL,
+        worker_id = NULL, cancel_requested = false, updated = now()
+    FROM target t
+    WHERE j.id = t.id AND j.status = {DEAD}
+    RETURNING j.id, j.queue_name, j.task, j.tenant, t.attempt AS previous_attempt
+), logged AS (
+    INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
+    SELECT id, queue_name, task, {LOG_RETRIED}, previous_attempt, %(message)s FROM replayed
+)
+SELECT id AS id, queue_name AS queue_name, tenant AS tenant, {DEAD} AS previous
+FROM replayed;

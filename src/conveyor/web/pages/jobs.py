@@ -8,6 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from conveyor.admin import AdminError
+from conveyor.admin.replay import parse_payload_text
 from conveyor.web.auth import Principal, guarded
 from conveyor.web.pages.common import acted, admin_of, form_ids, is_htmx, render
 from conveyor.web.pages.format import sentence
@@ -28,6 +30,8 @@ async def job_page(request: Request, principal: Principal) -> Response:
         # Deleting a dead job is a dead-letter purge: admins only.
         "deletable": detail.status != "running"
         and (detail.status != "dead" or principal.can("admin")),
+        # A dead job may be replayed with an edited payload (an edit box in the modal).
+        "editable": detail.status == "dead",
         "queue_url": f"/queues/{quote(detail.queue, safe='')}",
         "nav": "queues",
     }
@@ -41,6 +45,18 @@ async def job_page(request: Request, principal: Principal) -> Response:
 async def retry(request: Request, principal: Principal) -> Response:
     result = await admin_of(request).retry(request.path_params["id"], actor=principal.actor)
     form = await request.form()
+    return acted(request, form, sentence(result.message), event={"job": str(result.job_id)})
+
+
+@guarded("operator")
+async def replay_edited(request: Request, principal: Principal) -> Response:
+    form = await request.form()
+    text = form.get("payload")
+    if not isinstance(text, str) or not text.strip():
+        raise AdminError("type the new payload (JSON) in the edit box first")
+    result = await admin_of(request).replay_edited(
+        request.path_params["id"], parse_payload_text(text), actor=principal.actor
+    )
     return acted(request, form, sentence(result.message), event={"job": str(result.job_id)})
 
 
@@ -90,6 +106,7 @@ def routes() -> list[BaseRoute]:
         Route("/jobs/delete", bulk_delete, methods=["POST"]),
         Route("/jobs/{id}", job_page, methods=["GET"]),
         Route("/jobs/{id}/retry", retry, methods=["POST"]),
+        Route("/jobs/{id}/replay", replay_edited, methods=["POST"]),
         Route("/jobs/{id}/cancel", cancel, methods=["POST"]),
         Route("/jobs/{id}/delete", delete, methods=["POST"]),
     ]
