@@ -446,6 +446,10 @@ async def test_payload_with_huge_integers_is_served(client: httpx.AsyncClient, d
     assert response.json()["payload"] == {"big": 2**80}
 
 
+# A fixed id: parametrized ids must be the same in every pytest-xdist process.
+UNKNOWN_JOB = "00000000-0000-4000-8000-000000000001"
+
+
 BAD_INPUT: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/jobs/not-a-uuid", None, "not a job id"),
     ("POST", "/api/jobs/not-a-uuid/retry", None, "not a job id"),
@@ -486,10 +490,10 @@ BAD_INPUT: list[tuple[str, str, Any, str]] = [
     ("POST", "/api/dead/retry", {"task": "a\x00b"}, "NUL"),
     ("POST", "/api/dead/retry", {"queue": "bad queue!"}, "'queue'"),
     ("POST", "/api/dead/retry", {"ids": ["x"] * 10_001}, "'ids'"),
-    ("POST", f"/api/jobs/{uuid4()}/replay", b"", "'payload'"),
-    ("POST", f"/api/jobs/{uuid4()}/replay", {"payload": 1, "dry_run": True}, "unknown body"),
-    ("POST", f"/api/jobs/{uuid4()}/replay", {"payload": {"a": "b\x00"}}, "NUL"),
-    ("POST", f"/api/jobs/{uuid4()}/replay", {"payload": 2**70}, "not JSON"),
+    ("POST", f"/api/jobs/{UNKNOWN_JOB}/replay", b"", "'payload'"),
+    ("POST", f"/api/jobs/{UNKNOWN_JOB}/replay", {"payload": 1, "dry_run": True}, "unknown body"),
+    ("POST", f"/api/jobs/{UNKNOWN_JOB}/replay", {"payload": {"a": "b\x00"}}, "NUL"),
+    ("POST", f"/api/jobs/{UNKNOWN_JOB}/replay", {"payload": 2**70}, "not JSON"),
     ("POST", "/api/jobs/not-a-uuid/replay", {"payload": 1}, "not a job id"),
     ("POST", "/api/queues/bad%20queue/pause", None, "queue name"),
     ("POST", "/api/queues/q:high/clear-failed", None, "lane names"),
