@@ -109,6 +109,7 @@ def wait_for_job_end(settings: Settings, job_id: UUID, timeout: float | None) ->
     remaining = _deadline(timeout)
     session = _Session(settings)
     params = {"id": job_id}
+    end: JobEnd | None = None  # None: the timeout passed first
     with (
         database_errors(),
         psycopg.Connection.connect(session.url, **session.kwargs) as conn,
@@ -122,10 +123,15 @@ def wait_for_job_end(settings: Settings, job_id: UUID, timeout: float | None) ->
         while not end.ended:
             left = remaining()
             if left == 0.0 or not _notified_sync(conn, job_id, left):
-                raise JobWaitTimeout(job_id, timeout)
+                end = None
+                break
             row = cur.execute(session.queries["read_job_end"], params).fetchone()
             end = _found(job_id, row, "on its notification")
-        return end
+    # Raised out here: a TimeoutError is an OSError, which database_errors would take for
+    # an outage.
+    if end is None:
+        raise JobWaitTimeout(job_id, timeout)
+    return end
 
 
 async def await_job_end(
@@ -137,6 +143,7 @@ async def await_job_end(
     remaining = _deadline(timeout)
     session = _Session(settings)
     params = {"id": job_id}
+    end: JobEnd | None = None  # None: the timeout passed first
     with database_errors():
         async with (
             await psycopg.AsyncConnection.connect(session.url, **session.kwargs) as conn,
@@ -152,10 +159,13 @@ async def await_job_end(
             while not end.ended:
                 left = remaining()
                 if left == 0.0 or not await _notified(conn, job_id, left):
-                    raise JobWaitTimeout(job_id, timeout)
+                    end = None
+                    break
                 await cur.execute(session.queries["read_job_end"], params)
                 end = _found(job_id, await cur.fetchone(), "on its notification")
-            return end
+    if end is None:  # out here, as in wait_for_job_end
+        raise JobWaitTimeout(job_id, timeout)
+    return end
 
 
 async def _notified(conn: psycopg.AsyncConnection[Any], job_id: UUID, left: float | None) -> bool:
