@@ -16,7 +16,14 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from conveyor import JobFailed, JobNotFound, JobWaitTimeout, PayloadError, ResultNotStored
+from conveyor import (
+    ConveyorError,
+    JobFailed,
+    JobNotFound,
+    JobWaitTimeout,
+    PayloadError,
+    ResultNotStored,
+)
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.expiry import Expirer
@@ -192,7 +199,11 @@ async def test_a_wait_sleeps_until_the_job_ends_and_is_woken_by_its_notification
 
 
 async def test_every_end_wakes_its_waiter_and_unawaited_jobs_are_never_announced(
-    results_app: Conveyor, db: psycopg.Connection[Any], settings: Settings, store: Store
+    results_app: Conveyor,
+    db: psycopg.Connection[Any],
+    settings: Settings,
+    settings_factory: Any,
+    store: Store,
 ) -> None:
     app = results_app
 
@@ -204,6 +215,9 @@ async def test_every_end_wakes_its_waiter_and_unawaited_jobs_are_never_announced
         await app.await_job(uuid4(), timeout=5)
     with pytest.raises(ValueError, match="timeout"):
         app.wait(uuid4(), timeout=-1)
+    pooled = Conveyor(settings_factory(**{"database.pooler_mode": "transaction"}))
+    with pytest.raises(ConveyorError, match=r"set database\.direct_url"):
+        pooled.wait(uuid4())
 
     listener = psycopg.connect(settings.database.url, autocommit=True)
     listener.execute(f'LISTEN "{job_end_channel(settings.database.schema_name)}"'.encode())

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from conveyor.config import Settings
-from conveyor.errors import JobNotFound, JobWaitTimeout
+from conveyor.errors import ConveyorError, JobNotFound, JobWaitTimeout
 from conveyor.store.base import database_errors
 from conveyor.store.connect import connect_kwargs
 from conveyor.store.listen import CHANNEL_SLOT
@@ -75,6 +75,13 @@ class _Session:
 
     def __init__(self, settings: Settings) -> None:
         db = settings.database
+        if db.pooler_mode == "transaction" and not db.direct_url:
+            # Through such a pooler a LISTEN lands on a server connection that other clients
+            # use next: the wait would never hear its job end.
+            raise ConveyorError(
+                "waiting for a job needs a PostgreSQL session of its own: with "
+                "database.pooler_mode = transaction, set database.direct_url"
+            )
         self.url = db.direct_url or db.url
         self.kwargs = connect_kwargs("waiter", db.connect_timeout)
         self.queries = load_queries(db.schema_name)
