@@ -213,8 +213,9 @@ async def test_every_end_wakes_its_waiter_and_unawaited_jobs_are_never_announced
 
     with pytest.raises(JobNotFound):
         await app.await_job(uuid4(), timeout=5)
-    with pytest.raises(ValueError, match="timeout"):
-        app.wait(uuid4(), timeout=-1)
+    for bad in (-1, float("nan"), "5", True):
+        with pytest.raises(ValueError, match="timeout must be a number"):
+            app.wait(uuid4(), timeout=bad)  # type: ignore[arg-type]
     pooled = Conveyor(settings_factory(**{"database.pooler_mode": "transaction"}))
     with pytest.raises(ConveyorError, match=r"set database\.direct_url"):
         pooled.wait(uuid4())

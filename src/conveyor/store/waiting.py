@@ -96,7 +96,8 @@ def _deadline(timeout: float | None) -> Callable[[], float | None]:
     """Seconds left until the timeout (None: no timeout), from a monotonic clock."""
     if timeout is None:
         return lambda: None
-    if timeout != timeout or timeout < 0:  # NaN or negative
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if not number or timeout != timeout or timeout < 0:  # NaN is not equal to itself
         raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
     ends = time.monotonic() + timeout
     return lambda: max(0.0, ends - time.monotonic())
