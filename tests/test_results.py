@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID, uuid4
@@ -32,7 +33,7 @@ from conveyor.maintenance import Rescuer
 from conveyor.results import ResultCodec
 from conveyor.store import Store
 from conveyor.store.waiting import job_end_channel
-from conveyor.vocabulary import COMPLETED, RUNNING
+from conveyor.vocabulary import COMPLETED, RUNNING, TERMINAL
 from tests.apps import results
 from tests.conftest import wait_until
 from tests.factories import REDIS_URL, add_job
@@ -301,3 +302,12 @@ def test_a_result_codec_seals_listed_fields_and_refuses_what_postgresql_cannot_s
     assert "over jobs.max_result_bytes (100 bytes)" in (
         codec.encode("x" * 200, job_id, "t").error or ""
     )
+
+
+def test_the_trigger_announces_exactly_the_terminal_states(db: psycopg.Connection[Any]) -> None:
+    row = db.execute(
+        b"SELECT pg_get_triggerdef(oid) FROM pg_trigger"
+        b" WHERE tgname = 'jobs_awaited_ended' AND tgrelid = 'jobs'::regclass"
+    ).fetchone()
+    assert row is not None, "migration 018's trigger is missing"
+    assert set(re.findall(r"'(\w+)'", row[0])) == set(TERMINAL)
