@@ -33,7 +33,9 @@ from conveyor.maintenance import Rescuer
 from conveyor.results import ResultCodec
 from conveyor.store import Store
 from conveyor.store.waiting import job_end_channel
-from conveyor.vocabulary import COMPLETED, RUNNING, TERMINAL
+from conveyor.vocabulary import COMPLETED, LOG_COMPLETED, RUNNING, TERMINAL
+from conveyor.worker import completer
+from conveyor.worker.outcome import Outcome
 from tests.apps import results
 from tests.conftest import wait_until
 from tests.factories import REDIS_URL, add_job
@@ -311,3 +313,16 @@ def test_the_trigger_announces_exactly_the_terminal_states(db: psycopg.Connectio
     ).fetchone()
     assert row is not None, "migration 018's trigger is missing"
     assert set(re.findall(r"'(\w+)'", row[0])) == set(TERMINAL)
+
+
+def test_a_batch_of_outcomes_carries_at_most_16_mib_of_results() -> None:
+    writer = completer.Completer(store=None)  # type: ignore[arg-type] - only batches here
+    big = "x" * (completer.MAX_BATCH_RESULT_CHARS // 2)
+    writer._pending = [Outcome(uuid4(), 1, LOG_COMPLETED, 0.1, result=f'"{big}"') for _ in range(3)]
+    writer._pending += [Outcome(uuid4(), 1, LOG_COMPLETED, 0.1) for _ in range(2)]
+    assert len(writer._take()) == 1, "two halves and their quotes are over the bound"
+    assert len(writer._take()) == 1
+    assert len(writer._take()) == 3, "the last big one, and outcomes without a result"
+    many = completer.MAX_BATCH + 1
+    writer._pending = [Outcome(uuid4(), 1, LOG_COMPLETED, 0.1) for _ in range(many)]
+    assert len(writer._take()) == completer.MAX_BATCH
