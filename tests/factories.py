@@ -119,6 +119,9 @@ _JOB_COLUMNS = frozenset(
         "unique_key",
         "expires_at",
         "snoozes",
+        "result",
+        "result_error",
+        "awaited",
     }
 )
 

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from conveyor.errors import PayloadError
 
 MARK = "$encrypted"
+RESULT_SCOPE = "result"  # sealed values of a job's result are bound to this scope
 SEALED = "v2:"  # AES-GCM, nonce || ciphertext, bound to job id and field path
 NONCE_BYTES = 12
 REDACTED = "[redacted]"
@@ -52,8 +53,12 @@ def _aead_key(fernet_key: str) -> AESGCM:
     return AESGCM(derived)
 
 
-def _associated(job_id: UUID, path: tuple[str, ...]) -> bytes:
-    return f"{job_id}\x00{'.'.join(path)}".encode()
+def _associated(job_id: UUID, path: tuple[str, ...], scope: str) -> bytes:
+    # Payload values keep the form they were first sealed with (no scope); a result's
+    # carry theirs, so a sealed result copied into the payload field of the same name
+    # does not open there.
+    where = f"{scope}\x00{'.'.join(path)}" if scope else ".".join(path)
+    return f"{job_id}\x00{where}".encode()
 
 
 @dataclass
@@ -72,7 +77,9 @@ class PayloadCipher:
     def enabled(self) -> bool:
         return bool(self._aeads) and bool(self.paths)
 
-    def encrypt(self, payload: Any, job_id: UUID) -> Any:
+    def encrypt(self, payload: Any, job_id: UUID, scope: str = "") -> Any:
+        """`payload` with every configured field sealed; `scope` names what the value is
+        when it is not the payload (RESULT_SCOPE for a job's result)."""
         if not self.enabled or not isinstance(payload, dict):
             return payload
         result = copy.deepcopy(payload)
@@ -81,16 +88,16 @@ class PayloadCipher:
             if parent is not None and path[-1] in parent:
                 nonce = os.urandom(NONCE_BYTES)
                 sealed = self._aeads[0].encrypt(
-                    nonce, orjson.dumps(parent[path[-1]]), _associated(job_id, path)
+                    nonce, orjson.dumps(parent[path[-1]]), _associated(job_id, path, scope)
                 )
                 text = base64.urlsafe_b64encode(nonce + sealed).decode()
                 parent[path[-1]] = {MARK: SEALED + text}
         return result
 
-    def decrypt(self, payload: Any, job_id: UUID) -> Any:
-        return self.open(payload, job_id).payload
+    def decrypt(self, payload: Any, job_id: UUID, scope: str = "") -> Any:
+        return self.open(payload, job_id, scope).payload
 
-    def open(self, payload: Any, job_id: UUID) -> Decrypted:
+    def open(self, payload: Any, job_id: UUID, scope: str = "") -> Decrypted:
         """The clear payload, and every clear value as text (for redaction)."""
         if self._fernet is None or not isinstance(payload, dict):
             return Decrypted(payload)
@@ -99,33 +106,36 @@ class PayloadCipher:
             parent = _parent(result.payload, path)
             value = None if parent is None else parent.get(path[-1])
             if parent is not None and isinstance(value, dict) and set(value) == {MARK}:
-                clear = self._open_one(value[MARK], job_id, path)
+                clear = self._open_one(value[MARK], job_id, path, scope)
                 parent[path[-1]] = clear
                 result.secrets.extend(_texts(clear))
         return result
 
-    def _open_one(self, token: Any, job_id: UUID, path: tuple[str, ...]) -> Any:
+    def _open_one(self, token: Any, job_id: UUID, path: tuple[str, ...], scope: str) -> Any:
         assert self._fernet is not None  # noqa: S101
         try:
             if not isinstance(token, str):
                 raise InvalidToken
             if token.startswith(SEALED):
-                return orjson.loads(self._open_sealed(token, job_id, path))
+                return orjson.loads(self._open_sealed(token, job_id, path, scope))
+            if scope:  # only payloads older than the bound scheme hold Fernet tokens
+                raise InvalidToken
             return orjson.loads(self._fernet.decrypt(token.encode()))
         except (InvalidToken, InvalidTag, ValueError, orjson.JSONDecodeError):
             raise PayloadError(
-                f"cannot decrypt payload field {'.'.join(path)!r}: no configured key matches, "
+                f"cannot decrypt {scope or 'payload'} field {'.'.join(path)!r}: "
+                "no configured key matches, "
                 "or the value was sealed for another job or field (was encryption.keys "
                 "rotated without keeping the old key, or was the row edited?)",
                 field=".".join(path),
             ) from None
 
-    def _open_sealed(self, token: str, job_id: UUID, path: tuple[str, ...]) -> bytes:
+    def _open_sealed(self, token: str, job_id: UUID, path: tuple[str, ...], scope: str) -> bytes:
         blob = base64.urlsafe_b64decode(token[len(SEALED) :].encode())
         nonce, sealed = blob[:NONCE_BYTES], blob[NONCE_BYTES:]
         for aead in self._aeads:
             try:
-                return aead.decrypt(nonce, sealed, _associated(job_id, path))
+                return aead.decrypt(nonce, sealed, _associated(job_id, path, scope))
             except InvalidTag:
                 continue
         raise InvalidTag

@@ -87,3 +87,38 @@ class TaskTimeout(ConveyorError, TimeoutError):
 class ScratchRefused(ConveyorError):
     """`conveyor bench` or `conveyor demo` declined to drop a schema or wipe Redis keys it
     cannot prove are its own scratch data; nothing was changed."""
+
+
+class JobWaitTimeout(ConveyorError, TimeoutError):
+    """`app.wait` / `app.await_job` gave up; the job itself goes on."""
+
+    def __init__(self, job_id: object, seconds: float | None) -> None:
+        super().__init__(
+            f"job {job_id} had not ended after {seconds or 0:g} s of waiting; it goes on "
+            "(wait again, or cancel it)"
+        )
+        self.job_id = job_id
+        self.seconds = seconds
+
+
+class JobFailed(ConveyorError):
+    """The awaited job ended without a result: `status` is dead, cancelled or expired, and
+    `error` its last error (the final attempt's, the cancel's or the expiry's reason)."""
+
+    def __init__(
+        self, job_id: object, status: str, error: str | None, attempts: int, max_attempts: int
+    ) -> None:
+        super().__init__(
+            f"job {job_id} ended {status} after {attempts} of {max_attempts} attempt(s): "
+            f"{error or 'no error recorded'}"
+        )
+        self.job_id = job_id
+        self.status = status
+        self.error = error
+        self.attempts = attempts
+        self.max_attempts = max_attempts
+
+
+class ResultNotStored(JobFailed):
+    """The awaited job completed, but what its handler returned could not be kept (not
+    JSON, or over jobs.max_result_bytes): `error` says which. Its work was done."""

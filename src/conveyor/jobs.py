@@ -56,6 +56,10 @@ class Job:
     updated: datetime
     tenant: str | None = None  # who the job belongs to (scoped admin access)
     unique_key: str | None = None  # the dedup key it was enqueued with (conveyor.dedup)
+    # What the handler returned (docs/results.md): None until it completed, and when it
+    # returned None; `result_error` says why a completed job's return value was not kept.
+    result: Any = None
+    result_error: str | None = None
 
     @property
     def display_status(self) -> str:

@@ -48,6 +48,8 @@ AT_REST = (QUEUED, COMPLETED, DEAD, CANCELLED, EXPIRED)  # the statuses jobs_adm
 IN_FLIGHT = (DISPATCHED, RUNNING)
 LIST_STATUSES = (*STATUSES, RETRY_SCHEDULED)
 AHEAD_CAP = 100_000
+# Characters of a result's JSON shown in full; a longer one is shown truncated.
+RESULT_CAP = 65_536
 LIST_TIMEOUT_MS = 20_000  # a payload search over a huge queue gives up rather than hog
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 PRIORITY_RANGE: dict[LaneName | None, tuple[int, int]] = {
@@ -184,7 +186,7 @@ class JobsMixin(AdminBase):
         identifier = check_job_id(job_id)
         async with self.session() as store:
             row = await store.job_detail(
-                identifier, AHEAD_CAP, self.settings.worker.dead_after, self.scope
+                identifier, AHEAD_CAP, self.settings.worker.dead_after, self.scope, RESULT_CAP
             )
             if row is None:
                 raise AdminNotFound(f"no job with id {identifier}")
@@ -219,6 +221,9 @@ class JobsMixin(AdminBase):
             payload=row["payload"],
             idempotency_key=row["idempotency_key"],
             unique_key=row["unique_key"],
+            result=row["result"] if row["result_head"] is None else row["result_head"],
+            result_truncated=row["result_head"] is not None,
+            result_error=row["result_error"],
             lease_expires_at=row["lease_expires_at"],
             timeout_seconds=row["timeout_seconds"],
             attempts=[

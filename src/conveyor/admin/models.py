@@ -176,6 +176,11 @@ class JobDetail(JobSummary):
     attempts: list[Attempt]
     why_waiting: str | None  # a sentence for a job that is not running yet
     unique_key: str | None = None  # the dedup key it was enqueued with (docs/scheduling.md)
+    # What the handler returned (docs/results.md), encrypted fields still sealed; when its
+    # JSON is longer than 64 KiB, the first 64 KiB of it as text, and result_truncated.
+    result: Any = None
+    result_truncated: bool = False
+    result_error: str | None = None  # why a completed job's result was not kept
 
 
 # -- actions --------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def jobs(
 @pass_state
 @click.argument("job_id")
 def job(state: State, as_json: bool, job_id: str) -> None:
-    """One job in full: payload, attempts, and why it is waiting."""
+    """One job in full: payload, result, attempts, and why it is waiting."""
     detail = run(state, lambda a: a.job_detail(job_id))
     if as_json:
         return emit_json(detail)
@@ -229,6 +229,13 @@ def job(state: State, as_json: bool, job_id: str) -> None:
         out.print(f"[bold]why waiting:[/] {escape(detail.why_waiting)}")
     out.print("[bold]payload:[/]")
     out.print(orjson.dumps(detail.payload, option=orjson.OPT_INDENT_2).decode(), markup=False)
+    if detail.result is not None:
+        cut = " (truncated: the first 64 KiB of its JSON)" if detail.result_truncated else ""
+        out.print(f"[bold]result:[/]{cut}")
+        shown = detail.result if detail.result_truncated else _indented(detail.result)
+        out.print(shown, markup=False)
+    if detail.result_error:
+        out.print(f"[bold]result:[/] none kept: {escape(detail.result_error)}")
     if detail.attempts:
         table = make_table(
             "attempts",
@@ -338,3 +345,7 @@ def health(state: State, as_json: bool) -> None:
             message = escape(part.message)
             out.print(f"  {name:<12}[{COLOURS[part.status]}]{part.status:<9}[/] {message}")
     raise SystemExit(HEALTH_EXIT[report.overall_status])
+
+
+def _indented(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()

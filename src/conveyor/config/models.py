@@ -116,6 +116,8 @@ class JobsSettings(_Section):
     default_priority: Annotated[Int, AfterValidator(_check_priority)] = 100
     max_attempts: Annotated[PosInt, Le(_PG_INTEGER_MAX)] = 3
     max_payload_bytes: ByteSize = 1_048_576
+    # A larger return value is not kept: the job completes without it (docs/results.md).
+    max_result_bytes: ByteSize = 1_048_576
     timeout: OptInterval = None
 
 

@@ -194,11 +194,18 @@ class AdminReads(StoreBase):
         return await self._dicts("admin_list_jobs", params, prepare=False)
 
     async def job_detail(
-        self, job_id: UUID, ahead_cap: int, dead_after: float, scope: Scope
+        self, job_id: UUID, ahead_cap: int, dead_after: float, scope: Scope, result_cap: int
     ) -> Report | None:
         """The job with its queue's state and the facts `why_waiting` needs (None: no
-        such job in the scope)."""
-        params = {"id": job_id, "ahead_cap": ahead_cap, "dead_after": dead_after, **scope.params}
+        such job in the scope); its result whole up to `result_cap` characters of JSON,
+        else only their head (`result_head`)."""
+        params = {
+            "id": job_id,
+            "ahead_cap": ahead_cap,
+            "dead_after": dead_after,
+            "result_cap": result_cap,
+            **scope.params,
+        }
         rows = await self._dicts("admin_job_detail", params, prepare=False)
         return rows[0] if rows else None
 

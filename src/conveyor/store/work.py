@@ -100,6 +100,10 @@ class Outcome:
     retry_in: float | None = None
     queue: str = ""
     task: str = ""
+    # A completed handler's return value as JSON text, sealed and size-checked
+    # (conveyor.results); or, when it could not be kept, why not.
+    result: str | None = None
+    result_error: str | None = None
 
     @property
     def job_status(self) -> str:
@@ -113,8 +117,9 @@ class Outcome:
 
 def outcome_params(outcomes: Sequence[Outcome]) -> dict[str, str]:
     """The `record_outcomes` parameter: the whole batch as one JSON array."""
-    records = [
-        {
+    records = []
+    for o in outcomes:
+        record: dict[str, Any] = {
             "id": o.job_id,
             "token": o.token,
             "status": o.job_status,
@@ -125,8 +130,13 @@ def outcome_params(outcomes: Sequence[Outcome]) -> dict[str, str]:
             "log_status": o.log_status,
             "attempt_delta": o.attempt_delta,
         }
-        for o in outcomes
-    ]
+        # Only when there is one: a job without a result adds no byte to the batch. The
+        # result is JSON already; a Fragment puts it in the array as it is.
+        if o.result is not None:
+            record["result"] = orjson.Fragment(o.result)
+        if o.result_error is not None:
+            record["result_error"] = o.result_error
+        records.append(record)
     return {"outcomes": orjson.dumps(records).decode()}
 
 

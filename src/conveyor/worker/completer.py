@@ -20,6 +20,9 @@ from conveyor.worker.outcome import CANCELLED, COMPLETED, DEAD, RETRY, SNOOZED, 
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
+# A batch is one jsonb parameter: results (up to jobs.max_result_bytes each) must not grow
+# it towards PostgreSQL's limits or make one statement hold megabytes in memory.
+MAX_BATCH_RESULT_CHARS = 16 * 1_048_576
 
 
 class Completer:
@@ -62,7 +65,7 @@ class Completer:
             self._wake.clear()
             while self._pending:
                 watchdog.beat("worker.outcomes")
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                batch = self._take()
                 try:
                     await self._write(batch)
                     backoff.reset()
@@ -84,6 +87,19 @@ class Completer:
             if self._closing:
                 watchdog.done("worker.outcomes")
                 return
+
+    def _take(self) -> list[Outcome]:
+        """The next batch: up to MAX_BATCH outcomes whose results add up to at most
+        MAX_BATCH_RESULT_CHARS (always at least one outcome)."""
+        count, chars = 0, 0
+        for outcome in self._pending[:MAX_BATCH]:
+            if outcome.result is not None:
+                chars += len(outcome.result)
+                if chars > MAX_BATCH_RESULT_CHARS and count:
+                    break
+            count += 1
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        return batch
 
     async def _write_each(self, batch: list[Outcome]) -> None:
         """One refused outcome must not take the batch with it. Alone, a refused one is

@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any
 
 from conveyor import metrics
@@ -17,6 +18,7 @@ from conveyor.encryption import PayloadCipher, redact
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
 from conveyor.human import span
 from conveyor.outcomes import Cancel, Discard, HandlerOutcome, Retry, Snooze
+from conveyor.results import NO_RESULT, KeptResult, ResultCodec
 from conveyor.retry import RetryPolicy
 from conveyor.store.work import ClaimedJob, UnreadablePayload
 from conveyor.tasks import JobContext, Task
@@ -37,8 +39,10 @@ async def run_job(
     fallback_retry: RetryPolicy,
     cipher: PayloadCipher | None = None,
     overran: Callable[[], None] | None = None,
+    results: ResultCodec | None = None,
 ) -> Outcome:
-    """`overran` is called when a sync handler is still running at its timeout."""
+    """`overran` is called when a sync handler is still running at its timeout; `results`
+    encodes what a handler returns (no encryption, default size limit when None)."""
     started = time.perf_counter()
     # Every clear value decrypted for this attempt: error text must not carry them away.
     secrets: list[str] = []
@@ -167,7 +171,18 @@ async def run_job(
         return done(CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False)
     if isinstance(result, HandlerOutcome):
         return asked(result)
-    return done(COMPLETED)
+    return _completed(done(COMPLETED), (results or _PLAIN).encode(result, job.id, job.task))
+
+
+_PLAIN = ResultCodec()
+
+
+def _completed(outcome: Outcome, kept: KeptResult) -> Outcome:
+    if kept is NO_RESULT:
+        return outcome
+    if kept.error is not None:
+        log.error("job %s (%s) completed, but %s", outcome.job_id, outcome.task, kept.error)
+    return replace(outcome, result=kept.text, result_error=kept.error)
 
 
 def _bind(task: Task, argument: Any, ctx: JobContext) -> Callable[[], Any]:

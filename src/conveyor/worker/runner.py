@@ -20,6 +20,7 @@ from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementReje
 from conveyor.lanes import Lanes
 from conveyor.log_context import job_context, job_fields
 from conveyor.postgres_only import NORMAL, POSTGRES_ONLY, Mode
+from conveyor.results import ResultCodec
 from conveyor.retry import RetryPolicy
 from conveyor.retrying import Backoff
 from conveyor.store import Store
@@ -79,6 +80,7 @@ class Worker:
         self.options = options
         self.id = options.worker_id
         self.cipher = PayloadCipher(settings.encryption.keys, settings.encryption.fields)
+        self.results = ResultCodec(self.cipher, settings.jobs.max_result_bytes)
         self.counts: Counter[str] = Counter()
         self.ready = False
         self.not_ready_reason = "starting"
@@ -286,6 +288,7 @@ class Worker:
                 self._fallback_retry,
                 self.cipher,
                 self._overran,
+                self.results,
             )
         except (HandedBack, asyncio.CancelledError):
             outcome = Outcome(

@@ -28,7 +28,8 @@ WITH target AS (
     UPDATE {schema}.jobs j
     SET status = {QUEUED}, attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
         completed = NULL, lease_expires_at = NULL, worker_id = NULL, cancel_requested = false,
-        updated = now()
+        -- A completed job run again must not show its earlier run's result meanwhile.
+        result = NULL, result_error = NULL, updated = now()
     FROM target t
     WHERE j.id = t.id
       AND (j.status IN ({DEAD}, {CANCELLED}, {COMPLETED}) OR (j.status = {QUEUED} AND j.attempt > 0))

@@ -111,6 +111,12 @@ SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attemp
        j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
        j.last_error, j.cancel_requested, j.created, j.updated, j.payload, j.idempotency_key,
        j.lease_expires_at, j.timeout_seconds, j.tenant, now() AS db_now, j.unique_key,
+       -- The result whole up to result_cap characters of JSON, else only its head, as text:
+       -- a page or a terminal is no place for megabytes. Sealed fields stay sealed.
+       CASE WHEN length(j.result::text) <= %(result_cap)s THEN j.result END AS result,
+       CASE WHEN length(j.result::text) > %(result_cap)s
+            THEN left(j.result::text, %(result_cap)s) END AS result_head,
+       j.result_error,
        coalesce(NOT q.is_active, false) AS queue_paused, q.paused_at AS queue_paused_at,
        CASE WHEN j.status = {QUEUED} THEN (
            SELECT count(*) FROM (

@@ -78,11 +78,15 @@ SELECT EXISTS (SELECT FROM me) AS registered,
 -- Finish many attempts in one statement. Each row only lands if the attempt still owns
 -- the job (same fencing token, still running): a stale worker changes nothing.
 -- The batch arrives as one JSON array of records: one parameter that orjson encodes
--- and PostgreSQL parses in C, instead of nine arrays dumped element by element.
+-- and PostgreSQL parses in C, instead of nine arrays dumped element by element. A result
+-- is already JSON inside that array, so it lands in its jsonb column without another
+-- parse; records without one (most of them) leave result and result_error NULL.
+-- A job someone waits on is announced by the jobs_awaited_ended trigger (migration 018).
 WITH o AS (
     SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
         AS o(id uuid, token bigint, status text, retry_in float8, error text, traceback text,
-             duration float8, log_status text, attempt_delta int)
+             duration float8, log_status text, attempt_delta int, result jsonb,
+             result_error text)
 ), done AS (
     UPDATE {schema}.jobs j
     SET status = o.status,
@@ -98,17 +102,21 @@ WITH o AS (
                       ELSE j.run_at END,
         last_error = CASE WHEN o.log_status = {LOG_SNOOZED} THEN j.last_error
                           ELSE coalesce(o.error, j.last_error) END,
+        -- What the attempt that ends the job returned; any other end clears it, so a job
+        -- replayed after completing never shows the result of an earlier run.
+        result = o.result, result_error = o.result_error,
         lease_expires_at = NULL, dispatched_at = NULL, cancel_requested = false,
         updated = now()
     FROM o
     WHERE j.id = o.id AND j.lease_token = o.token AND j.status = {RUNNING}
     RETURNING j.id, j.queue_name, j.task, j.attempt - o.attempt_delta AS attempt, j.worker_id,
-              j.started, o.log_status, o.error, o.traceback, o.duration
+              j.started, o.log_status, o.error, o.traceback, o.duration, o.result_error
 ), logged AS (
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message,
                                    traceback, worker_id, started, finished, duration)
-    SELECT id, queue_name, task, log_status, attempt, error, traceback, worker_id, started,
-           now(), duration * interval '1 second'
+    -- A completed attempt whose result was not kept says why in its row.
+    SELECT id, queue_name, task, log_status, attempt, coalesce(error, result_error), traceback,
+           worker_id, started, now(), duration * interval '1 second'
     FROM done
 )
 SELECT id FROM done;
