@@ -599,7 +599,9 @@ async def test_pause_stops_a_running_worker(
         ).fetchone()
         return row[0] if row else 0
 
-    running.queuer()
+    # No maintenance: the reconciler would put the pause back into Redis (it syncs the
+    # paused set from PostgreSQL) and undo the race staged below.
+    running.queuer(maintenance=False)
     worker = running.worker(["mail", "beacon"])
     await app.aenqueue(send, {"n": 0})
     await wait_until(lambda: ran == [0], message="the worker runs jobs before the pause")
