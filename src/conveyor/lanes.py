@@ -22,6 +22,7 @@ from conveyor.redis_endpoints import DRIVER_ERRORS, ActiveEndpoint, Endpoints, _
 from conveyor.vocabulary import (
     HIGH_PRIORITY_MAX,
     LANES,
+    LOW,
     NORMAL,
     NORMAL_PRIORITY_MAX,
     LaneName,
@@ -138,6 +139,7 @@ class Lanes:
         self.keys = keys
         self._owns_client = owns_client
         self._push = self.endpoints.client.register_script(_load_lua("push.lua"))
+        self._promote = self.endpoints.client.register_script(_load_lua("promote.lua"))
 
     @classmethod
     def open(cls, settings: Settings, *, timeout: float | None = None) -> Lanes:
@@ -221,6 +223,15 @@ class Lanes:
             if not await self.endpoints.switched_since(generation, block):
                 raise
         return await self._pop(lane_keys, count, block)
+
+    @redis_errors
+    async def promote(self, queue: str, ids: Sequence[str]) -> int:
+        """Move these ids, where still in the queue's low lane, to the pop end of its normal
+        lane (the low lane's aging); return how many moved."""
+        if not ids:
+            return 0
+        keys = [self.keys.lane(queue, LOW), self.keys.lane(queue, NORMAL)]
+        return int(await self._promote(keys=keys, args=list(ids), client=self.client))
 
     def on_switch(self, listener: Callable[[], None]) -> None:
         """Call `listener` (no arguments, from the event loop) after every switch of Redis."""

@@ -50,6 +50,11 @@ LOGIN_ATTEMPTS = Counter(
 )
 ENQUEUED = Counter("jobs_enqueued", "Jobs committed by enqueue.", JOB_LABELS)
 DISPATCHED = Counter("jobs_dispatched", "Jobs moved from PostgreSQL into Redis.", ("queue",))
+LOW_LANE_AGED = Counter(
+    "jobs_low_lane_aged",
+    "Low-priority jobs served from the normal lane after waiting past their aging time.",
+    ("queue",),
+)
 COMPLETED = Counter("jobs_completed", "Attempts that completed.", JOB_LABELS)
 FAILED = Counter("jobs_failed", "Attempts that raised, timed out or were lost.", JOB_LABELS)
 RETRIED = Counter("jobs_retried", "Failed attempts scheduled to run again.", JOB_LABELS)

@@ -15,11 +15,12 @@ from collections import Counter, defaultdict
 from uuid import UUID
 
 from conveyor import metrics, watchdog
+from conveyor.aging import LowLaneAging, lane_with_aging
 from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.expiry import Expirer
-from conveyor.lanes import EpochLost, Lanes, lane_for_priority
+from conveyor.lanes import EpochLost, Lanes
 from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
@@ -75,14 +76,24 @@ class Queuer:
         self.pruner = Pruner(store, settings)
         self.rollup = MetricsRollup(store, settings)
         self.expirer = Expirer(store, settings)
+        self.aging = LowLaneAging(store, lanes, settings)
         self.alert_evaluator = AlertEvaluator(store, settings, self._alert_state)
         self.alert_delivery = BackgroundDelivery(AlertDelivery(store, settings))
         alerting: list[Pass] = (
             [self.alert_evaluator, self.alert_delivery] if settings.alerts.enabled else []
         )
         # The rollup first: the alert rules read the minute it has just written.
+        aging: list[Pass] = [self.aging] if self.aging.enabled else []
         self._leader_passes = Schedule(
-            [self.rescuer, self.reconciler, self.pruner, self.rollup, self.expirer, *alerting]
+            [
+                self.rescuer,
+                self.reconciler,
+                self.pruner,
+                self.rollup,
+                self.expirer,
+                *aging,
+                *alerting,
+            ]
         )
         # Every queuer runs the scheduler, leader or not: its guarded advance makes one job
         # per tick, and ticks keep coming through a leader election.
@@ -173,8 +184,8 @@ class Queuer:
         groups: dict[str, list[str]] = defaultdict(list)
         # Highest urgency first so each lane pops in priority-then-age order.
         for job in sorted(jobs, key=lambda job: job.priority):
-            lane = self.lanes.keys.lane(job.queue_name, lane_for_priority(job.priority))
-            groups[lane].append(str(job.id))
+            lane = lane_with_aging(job, self.settings)
+            groups[self.lanes.keys.lane(job.queue_name, lane)].append(str(job.id))
         try:
             assert self.epoch is not None  # noqa: S101
             await self.lanes.push(self.epoch, groups)

@@ -141,7 +141,9 @@ def queuer(state: State, no_maintenance: bool, health_port: int | None) -> None:
     "--queues",
     "-q",
     default=None,
-    help="Comma-separated queues, served in this order (default: worker.queues).",
+    help="Comma-separated queues, served in this order (default: worker.queues); "
+    "with weights (email:5,warmup:1) each fetch tries a queue first in proportion to its "
+    "weight.",
 )
 @click.option(
     "--concurrency",
@@ -189,7 +191,7 @@ def worker(
     autoscale: str | None = None,
 ) -> None:
     """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
-    from conveyor.tasks import check_queue_name
+    from conveyor.weights import parse_queue_spec
     from conveyor.worker.process import SettingsMismatch, load_tasks, sync_schedules
     from conveyor.worker.runner import WorkerOptions
     from conveyor.worker.supervisor import Supervisor
@@ -214,23 +216,24 @@ def worker(
         # process (which inherit this environment): a `Conveyor()` there must read the
         # same file as this command.
         os.environ["CONVEYOR_CONFIG"] = os.path.abspath(state.config)
-    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    names = names or list(settings.worker.queues)
     try:
-        for name in names:
-            check_queue_name(name)
+        choice = parse_queue_spec(queues.split(",") if queues else settings.worker.queues)
         tasks = load_tasks(app_path, settings)
     except SettingsMismatch as error:
         raise click.ClickException(str(error)) from None
     except (ValueError, ImportError) as error:
         raise click.BadParameter(str(error)) from None
+    names = choice.queues
     sync_schedules(app_path)
     if not names:
         names = sorted({task.queue for task in tasks.values()})
     if not names:
         raise click.UsageError("no queues to serve: pass --queues or register tasks")
     options = WorkerOptions(
-        queues=names, concurrency=settings.worker.count, lane_order=settings.worker.lane_order
+        queues=names,
+        concurrency=settings.worker.count,
+        lane_order=settings.worker.lane_order,
+        weights=choice.weights,
     )
     supervisor = Supervisor(
         app_path, settings, options, settings.worker.processes, settings.health.port or None

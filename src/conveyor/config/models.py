@@ -67,6 +67,9 @@ class QueuerSettings(_Section):
     buffer_per_queue: PosInt = 4000
     poll_interval: Interval = 0.5
     backlog_poll_interval: Interval = 0.02
+    # A low-lane job that has waited this long is dispatched into (or moved to) the
+    # normal lane, so a busy normal lane cannot starve it. None: off.
+    low_lane_aging: OptInterval = None
 
 
 class WorkerSettings(_Section):
@@ -180,6 +183,8 @@ class QueueSettings(_Section):
     critical_waiting: NonNegInt | None = None
     critical_failures_per_hour: NonNegInt | None = None
     alerts: RuleOverrides | None = None
+    # This queue's queuer.low_lane_aging (None: the global one).
+    low_lane_aging: OptInterval = None
 
 
 class CircuitBreakerSettings(_Section):
@@ -268,6 +273,13 @@ class Settings(BaseModel):
             if entry is not None and entry.target is not None:
                 return entry.target
         return self.thresholds.default_target
+
+    def low_lane_aging(self, queue: str) -> float | None:
+        """Seconds after which this queue's low-lane jobs go to its normal lane, or None."""
+        entry = self.queues.get(queue)
+        if entry is not None and entry.low_lane_aging is not None:
+            return entry.low_lane_aging
+        return self.queuer.low_lane_aging
 
     def queue_thresholds(self, queue: str) -> tuple[int, int, int]:
         """(warning_waiting, critical_waiting, critical_failures_per_hour) for ``queue``."""

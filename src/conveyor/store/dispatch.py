@@ -15,6 +15,8 @@ class DispatchedJob:
     id: UUID
     queue_name: str
     priority: int
+    # Seconds since the job became ready: the low lane's aging rule reads it.
+    waited: float = 0.0
 
 
 class DispatchStatements(StoreBase):
@@ -22,6 +24,20 @@ class DispatchStatements(StoreBase):
         """Mark up to `batch` ready jobs per active queue dispatched, leaving no queue more
         than `buffer` jobs in Redis."""
         return await self._rows("dispatch_ready", {"buffer": buffer, "batch": batch}, DispatchedJob)
+
+    async def aged_in_low_lane(
+        self, agings: dict[str, float], default: float | None, limit: int
+    ) -> list[DispatchedJob]:
+        """Dispatched low-lane jobs older than their queue's aging seconds (`agings`, else
+        `default`), at most `limit`, queue by queue, oldest first."""
+        params = {
+            "queues": list(agings),
+            "agings": list(agings.values()),
+            "default": default,
+            "limit": limit,
+        }
+        rows = await self._dicts("aged_in_low_lane", params)
+        return [DispatchedJob(row["id"], row["queue_name"], 0) for row in rows]
 
     async def undispatch(self, ids: Sequence[UUID]) -> list[UUID]:
         """Put dispatched jobs back to queued; return the ones that were still dispatched."""

@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Literal
 
 from conveyor import metrics
@@ -28,6 +29,7 @@ from conveyor.lanes import Lanes, lane_order
 from conveyor.postgres_only import PostgresOnlyMode, redis_unreachable
 from conveyor.store.listen import Listener
 from conveyor.store.work import ClaimedJob, WorkStatements
+from conveyor.weights import weighted_order
 from conveyor.worker.breaker import Breakers
 
 log = logging.getLogger("conveyor.worker")
@@ -47,11 +49,14 @@ class Fetcher:
         lanes: Lanes,
         breakers: Breakers,
         counts: Counter[str],
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
         self.queues = queues
         self.order = order
+        # Weighted queues: a fresh weighted random queue order on every fetch (weights.py).
+        self.weights = dict(weights or {})
         self.store = store
         self.lanes = lanes
         self.breakers = breakers
@@ -105,6 +110,8 @@ class Fetcher:
             self._paused = await self.lanes.paused()
             self._paused_checked = now
         queues = [queue for queue in self._serving() if queue not in self._paused]
+        if self.weights:
+            queues = weighted_order(queues, self.weights)
         return lane_order(queues, self.lanes.keys, self.order)
 
     async def _from_lanes(self, free: int) -> list[ClaimedJob]:

@@ -48,6 +48,8 @@ class WorkerOptions:
     concurrency: int = 10
     lane_order: Literal["queue", "priority"] = "queue"
     worker_id: str = field(default_factory=new_worker_id)
+    # Queue weights (`--queues email:5,warmup:1`); empty: the queues in strict order.
+    weights: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Worker:
             self._lanes,
             self.breakers,
             self.counts,
+            options.weights,
         )
 
     async def run(self, stop: asyncio.Event, grace: float | None = None) -> None:

@@ -24,7 +24,8 @@ UPDATE {schema}.jobs j
 SET status = {DISPATCHED}, dispatched_at = now(), updated = now()
 -- An array, not a join: the planner cannot size the CTE and would hash the whole table.
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status = {QUEUED}
-RETURNING j.id, j.queue_name, j.priority;
+RETURNING j.id, j.queue_name, j.priority,
+          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
 
 -- name: undispatch
 -- The push to Redis failed: put the jobs back so the next pass tries again.
@@ -79,3 +80,18 @@ DELETE FROM {schema}.leader WHERE name = %(name)s AND holder = %(holder)s;
 -- name: jit_enabled
 -- Behind a transaction-mode pooler the connection's `-c jit=off` cannot be sent: is JIT on?
 SELECT current_setting('jit') = 'on' AND pg_jit_available() AS enabled;
+
+-- name: aged_in_low_lane
+-- Dispatched low-lane jobs (priority above the normal lane's) that have waited longer than
+-- their queue's aging time (its own, else `default`; NULL: no aging): the ones the aging
+-- pass moves to the normal lane. Dispatched jobs are at most queuer.buffer_per_queue per
+-- queue (jobs_dispatched_idx), so this reads little.
+SELECT j.id, j.queue_name
+FROM {schema}.jobs j
+LEFT JOIN unnest(%(queues)s::text[], %(agings)s::float8[]) AS a(name, seconds)
+  ON a.name = j.queue_name
+WHERE j.status = {DISPATCHED} AND j.priority > {NORMAL_PRIORITY_MAX}
+  AND greatest(j.created, j.run_at)
+      < now() - coalesce(a.seconds, %(default)s::float8) * interval '1 second'
+ORDER BY j.queue_name, j.priority, j.run_at
+LIMIT %(limit)s;
