@@ -34,6 +34,17 @@ def lane_with_aging(job: DispatchedJob, settings: Settings) -> LaneName:
     return NORMAL if aging is not None and job.waited >= aging else lane
 
 
+def in_push_order(
+    jobs: list[DispatchedJob], settings: Settings
+) -> list[tuple[DispatchedJob, LaneName]]:
+    """Each job with its lane, in the order each lane should pop them: aged low jobs first
+    (they have waited longest), then by priority (highest urgency first)."""
+    placed = [(job, lane_with_aging(job, settings)) for job in jobs]
+    return sorted(
+        placed, key=lambda pair: (pair[1] == lane_for_priority(pair[0].priority), pair[0].priority)
+    )
+
+
 class LowLaneAging:
     """Moves dispatched low-lane jobs past their aging time to the normal lane."""
 

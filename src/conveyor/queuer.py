@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from uuid import UUID
 
 from conveyor import metrics, watchdog
-from conveyor.aging import LowLaneAging, lane_with_aging
+from conveyor.aging import LowLaneAging, in_push_order
 from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
@@ -182,9 +182,8 @@ class Queuer:
         if not jobs:
             return 0
         groups: dict[str, list[str]] = defaultdict(list)
-        # Highest urgency first so each lane pops in priority-then-age order.
-        for job in sorted(jobs, key=lambda job: job.priority):
-            lane = lane_with_aging(job, self.settings)
+        # Each lane pops in priority-then-age order, aged low jobs before the rest.
+        for job, lane in in_push_order(jobs, self.settings):
             groups[self.lanes.keys.lane(job.queue_name, lane)].append(str(job.id))
         try:
             assert self.epoch is not None  # noqa: S101
