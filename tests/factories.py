@@ -116,6 +116,9 @@ _JOB_COLUMNS = frozenset(
         "unique_key",
         "expires_at",
         "snoozes",
+        "limit_key",
+        "limited",
+        "rate_scopes",
     }
 )
 

@@ -64,6 +64,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: SyncConn | None = None,
     ) -> EnqueueResult:
         """As `enqueue`, and say whether the job was written or which job absorbed it."""
@@ -77,6 +78,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=(dedup,),
         )
         return self._enqueue_results(task, [payload], options, connection)[0]
@@ -95,6 +97,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: SyncConn | None = None,
     ) -> list[EnqueueResult]:
         """As `enqueue_many`, one `EnqueueResult` per payload, in order."""
@@ -110,6 +113,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=modes,
         )
         return self._enqueue_results(task, payloads, options, connection)
@@ -128,6 +132,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: AsyncConn | None = None,
     ) -> EnqueueResult:
         options = client.EnqueueOptions(
@@ -140,6 +145,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=(dedup,),
         )
         return (await self._aenqueue_results(task, [payload], options, connection))[0]
@@ -158,6 +164,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: AsyncConn | None = None,
     ) -> list[EnqueueResult]:
         payloads = list(payloads)
@@ -172,6 +179,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=modes,
         )
         return await self._aenqueue_results(task, payloads, options, connection)

@@ -190,7 +190,12 @@ def worker(
 ) -> None:
     """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
     from conveyor.tasks import check_queue_name
-    from conveyor.worker.process import SettingsMismatch, load_tasks, sync_schedules
+    from conveyor.worker.process import (
+        SettingsMismatch,
+        load_tasks,
+        sync_limits,
+        sync_schedules,
+    )
     from conveyor.worker.runner import WorkerOptions
     from conveyor.worker.supervisor import Supervisor
 
@@ -225,6 +230,7 @@ def worker(
     except (ValueError, ImportError) as error:
         raise click.BadParameter(str(error)) from None
     sync_schedules(app_path)
+    sync_limits(app_path)
     if not names:
         names = sorted({task.queue for task in tasks.values()})
     if not names:

@@ -27,6 +27,7 @@ from conveyor.config.base import (
     _Section,
 )
 from conveyor.config.connections import DatabaseSettings, RedisSettings, SentinelSettings
+from conveyor.config.limits import LimitsSettings, OptLimit, OptRate
 from conveyor.config.liveness import LivenessSettings
 from conveyor.config.metrics_history import MetricsSettings
 from conveyor.config.schedules import SchedulerSettings, ScheduleSettings
@@ -178,6 +179,9 @@ class QueueSettings(_Section):
     critical_waiting: NonNegInt | None = None
     critical_failures_per_hour: NonNegInt | None = None
     alerts: RuleOverrides | None = None
+    # Global limits on the queue's jobs, across every worker (docs/scheduling.md).
+    rate_limit: OptRate = None
+    concurrency_limit: OptLimit = None
 
 
 class CircuitBreakerSettings(_Section):
@@ -256,6 +260,7 @@ class Settings(BaseModel):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     # Periodic jobs defined in configuration, by name (see docs/scheduling.md).
     schedules: dict[str, ScheduleSettings] = Field(default_factory=dict)
 
@@ -313,4 +318,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "metrics": MetricsSettings,
     "autoscale": AutoscaleSettings,
     "scheduler": SchedulerSettings,
+    "limits": LimitsSettings,
 }
