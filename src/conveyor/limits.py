@@ -157,10 +157,16 @@ class LimitBook:
         exact = self.by_scope.get(scope(SCOPE_KEY, key))
         if exact is not None:
             return exact
+        pattern = self.pattern_for(key)
+        if pattern is None:
+            return None
+        return Limit(scope(SCOPE_KEY, key), pattern.rate, pattern.concurrency, pattern.source)
+
+    def pattern_for(self, key: str) -> Limit | None:
+        """The most specific pattern `key` matches."""
         for pattern in self.patterns:
             if fnmatch.fnmatchcase(key, pattern.name):
-                own = scope(SCOPE_KEY, key)
-                return Limit(own, pattern.rate, pattern.concurrency, pattern.source)
+                return pattern
         return None
 
     def governing(self, queue: str, task: str, key: str | None) -> list[Limit]:

@@ -257,6 +257,7 @@ def register_subcommands() -> None:
         "demo",
         "admin_alerts",
         "admin_schedules",
+        "admin_limits",
     ):
         importlib.import_module(f"conveyor.cli.{module}")
 

@@ -167,6 +167,10 @@ class LimitStatements(AsyncPlans):
         params = {"scopes": list(scopes), "queues": list(queues)}
         return await self._rows("limit_waiting", params, Waiting)
 
+    async def in_flight_limit_keys(self, max_keys: int) -> list[str]:
+        rows = await self._dicts("in_flight_limit_keys", {"max_keys": max_keys})
+        return [row["limit_key"] for row in rows]
+
 
 class SyncLimits(SyncStatements):
     """`write_limits` for `conveyor worker` at start (`Conveyor.sync_limits`)."""

@@ -178,3 +178,9 @@ CROSS JOIN LATERAL (VALUES ({SCOPE_QUEUE} || w.queue_name), ({SCOPE_TASK} || w.t
                            ({SCOPE_KEY} || w.limit_key)) AS s(scope)
 WHERE s.scope = ANY(%(scopes)s::text[])
 GROUP BY s.scope;
+
+-- name: in_flight_limit_keys
+-- Keys with jobs dispatched or running, for admin (bounded like the in-flight set).
+SELECT DISTINCT limit_key FROM {schema}.jobs
+WHERE status IN ({DISPATCHED}, {RUNNING}) AND limit_key IS NOT NULL
+LIMIT %(max_keys)s;
