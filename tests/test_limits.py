@@ -19,9 +19,15 @@ from conveyor.limited_dispatch import LimitedDispatch
 from conveyor.limits import Limit, Rate
 from conveyor.maintenance import Rescuer
 from conveyor.store import Store
-from conveyor.vocabulary import DISPATCHED, LIMIT_FROM_ADMIN, LIMIT_FROM_CODE, RUNNING
 from conveyor.store.work import Outcome
-from conveyor.vocabulary import LOG_COMPLETED, LOG_FAILED
+from conveyor.vocabulary import (
+    DISPATCHED,
+    LIMIT_FROM_ADMIN,
+    LIMIT_FROM_CODE,
+    LOG_COMPLETED,
+    LOG_FAILED,
+    RUNNING,
+)
 from tests.factories import add_job, add_worker
 
 Db = psycopg.Connection[Any]
