@@ -241,3 +241,19 @@ async def test_code_does_not_overwrite_an_operator_and_config_is_synced(
         assert {row.scope for row in await store.flow_limits()} == {"queue:mail"}
     finally:
         await store.close()
+
+
+async def test_postgres_only_claims_leave_limited_work_alone(
+    settings: Settings, store: Store, db: Db
+) -> None:
+    await store.write_limits([Limit("queue:limited", None, 5)], LIMIT_FROM_ADMIN)
+    add_worker(db, "w1", ["q", "limited"])
+    limited_job(db, "k", queue="q")
+    limited_job(db, "k", queue="q", status=DISPATCHED, rate_scopes=["key:k"])
+    add_job(db, "q", status=DISPATCHED, payload={}, rate_scopes=["queue:q"])
+    add_job(db, "limited", payload={})
+    plain = add_job(db, "q", payload={})
+
+    claimed = await store.claim_ready_direct(["q", "limited"], 10, "w1", 30.0)
+
+    assert [job.id for job in claimed] == [plain]
