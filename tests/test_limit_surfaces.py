@@ -42,6 +42,8 @@ def test_cli_sets_lists_and_removes(cli: Invoke, db: Db) -> None:
     assert listed["key:a.gmail.com"]["governed_by"] == "key:*.gmail.com"
     assert (listed["key:a.gmail.com"]["in_flight"], listed["key:a.gmail.com"]["waiting"]) == (1, 1)
     assert listed["key:a.gmail.com"]["rate"] == "20/m"
+    pattern = listed["key:*.gmail.com"]
+    assert (pattern["in_flight"], pattern["waiting"]) == (1, 2)  # summed over its keys
     table = cli("limits")
     assert table.exit_code == 0 and "*.gmail.com" in table.stdout
     assert "invalid rate" in one_line_error(cli("limit", "set", "queue:q", "--rate", "fast"))

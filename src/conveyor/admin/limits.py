@@ -7,7 +7,7 @@ queue-scoped caller sees and changes the limits of its queues only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +53,8 @@ class LimitActionResult(Model):
 class LimitsMixin(AdminBase):
     async def limits(self) -> list[LimitInfo]:
         """Every limit the caller may see with its use now, then the busiest keys that a
-        pattern governs (at most MAX_KEYS_SHOWN)."""
+        pattern governs (at most MAX_KEYS_SHOWN). A pattern's figures are the sums over
+        the keys it governs that have work waiting or in flight."""
         if self.scope.tenants is not None:
             return []
         async with self.session() as store:
@@ -76,10 +77,11 @@ class LimitsMixin(AdminBase):
             waiting = {
                 w.scope: w.waiting for w in await store.limit_waiting(names, book.limited_queues)
             }
-        found = []
+        configured: list[LimitInfo] = []
+        keyed: list[LimitInfo] = []
         for limit, row in shown:
             figures = usage.get(limit.scope)
-            found.append(
+            (configured if row is not None else keyed).append(
                 LimitInfo(
                     scope=limit.scope,
                     rate=str(limit.rate) if limit.rate else None,
@@ -92,8 +94,18 @@ class LimitsMixin(AdminBase):
                     waiting=waiting.get(limit.scope, 0),
                 )
             )
-        configured = found[: len(rows)]
-        keyed = sorted(found[len(rows) :], key=lambda info: (-info.waiting, -info.in_flight))
+        sums: dict[str, tuple[int, int]] = {}
+        for info in keyed:
+            if info.governed_by is not None:
+                in_flight, held = sums.get(info.governed_by, (0, 0))
+                sums[info.governed_by] = (in_flight + info.in_flight, held + info.waiting)
+        configured = [
+            replace(info, in_flight=sums[info.scope][0], waiting=sums[info.scope][1])
+            if info.scope in sums
+            else info
+            for info in configured
+        ]
+        keyed.sort(key=lambda info: (-info.waiting, -info.in_flight, info.scope))
         return configured + keyed[:MAX_KEYS_SHOWN]
 
     async def set_limit(
