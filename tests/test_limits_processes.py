@@ -78,7 +78,8 @@ async def test_rate_limit_holds_across_two_queuers_and_two_workers(
     starts = [start for _, start, _ in attempts(db)]
     assert len(starts) == len(ids)
     assert most_in_window(starts, 2.0) <= 20
-    assert most_in_window(starts, 2.0) >= 10  # the limit, not something else, paced them
+    # 60 starts at 20 per 2 s need three windows: the limit, nothing else, paced them.
+    assert (starts[-1] - starts[0]).total_seconds() >= 4.0
 
 
 async def test_concurrency_per_key_holds_across_workers(
