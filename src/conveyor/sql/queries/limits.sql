@@ -7,13 +7,16 @@ SELECT scope, rate_count, rate_period_seconds, concurrency, source, updated
 FROM {schema}.flow_limits ORDER BY scope;
 
 -- name: set_local_lock_timeout
+-- For the rest of this transaction only (lock_flow_limits_table must not wait for long).
+SELECT set_config('lock_timeout', %(lock_timeout)s, true) AS lock_timeout;
+
+-- name: lock_flow_limits_table
 -- A new task limit must reach every job of the task (jobs.limited), including jobs being
 -- inserted right now: insert_jobs reads flow_limits, and holds that read lock until it
 -- commits. Taking the table exclusively waits for those inserts, so mark_task_limited then
--- sees their rows; inserts that come later wait, then see the new limit. Bounded: a long
--- transaction holding the read lock makes the change fail, not stall every enqueue.
-SELECT set_config('lock_timeout', %(lock_timeout)s, true) AS lock_timeout;
--- name: lock_flow_limits_table
+-- sees their rows; inserts that come later wait, then see the new limit. Bounded by the
+-- lock timeout: a long transaction holding the read lock makes the change fail (and roll
+-- back), not stall every enqueue.
 LOCK TABLE {schema}.flow_limits IN ACCESS EXCLUSIVE MODE;
 
 -- name: upsert_flow_limits
