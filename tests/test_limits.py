@@ -4,6 +4,7 @@ slots released by completion, failure, rescue and cancel (one run_once() each)."
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ from conveyor.vocabulary import (
     LOG_FAILED,
     RUNNING,
 )
+from tests.conftest import wait_until
 from tests.factories import add_job, add_worker
 
 Db = psycopg.Connection[Any]
@@ -257,3 +259,28 @@ async def test_postgres_only_claims_leave_limited_work_alone(
     claimed = await store.claim_ready_direct(["q", "limited"], 10, "w1", 30.0)
 
     assert [job.id for job in claimed] == [plain]
+
+
+async def test_a_new_task_limit_reaches_a_job_whose_enqueue_is_still_open(
+    settings: Settings, db: Db, app: Conveyor
+) -> None:
+    @app.task(queue="q", concurrency_limit=1)
+    def limited(payload: Any) -> None: ...
+
+    flow_limits = f'"{settings.database.schema_name}".flow_limits'
+    with psycopg.connect(settings.database.url) as open_enqueue:
+        job = app.enqueue(limited, {}, connection=open_enqueue)  # not committed yet
+        writer = asyncio.get_running_loop().run_in_executor(None, app.sync_limits)
+
+        def waiting_for_the_lock() -> bool:
+            row = db.execute(
+                b"SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                (flow_limits,),
+            ).fetchone()
+            return bool(row and row[0])
+
+        await wait_until(waiting_for_the_lock, message="the limit's write to wait for the enqueue")
+        open_enqueue.commit()
+        assert await writer == [f"task:{limited.name}"]
+    row = db.execute(b"SELECT limited FROM jobs WHERE id = %s", (job,)).fetchone()
+    assert row == (True,)  # the plain dispatch can never take it
