@@ -122,6 +122,9 @@ _JOB_COLUMNS = frozenset(
         "result",
         "result_error",
         "awaited",
+        "limit_key",
+        "limited",
+        "rate_scopes",
     }
 )
 

@@ -182,6 +182,7 @@ CASES = [
     ),
     Case("POST", "/api/queues/{queue}/clear-failed", "admin", "clear_failed"),
     Case("GET", "/api/schedules", "viewer"),
+    Case("GET", "/api/limits", "viewer"),
     Case(
         "POST",
         "/api/schedules/{schedule}/pause",

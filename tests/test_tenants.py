@@ -188,6 +188,8 @@ CASES = [
     Case("POST", "/api/schedules/{schedule}/pause", 403, own=403),
     Case("POST", "/api/schedules/{schedule}/resume", 403, own=403),
     Case("POST", "/api/schedules/{schedule}/trigger", 403, own=403),
+    # Limits belong to no tenant either.
+    Case("GET", "/api/limits", "hidden"),
 ]
 
 

@@ -9,10 +9,9 @@ from uuid import UUID
 
 from conveyor import client
 from conveyor.config import Settings, load_settings
-from conveyor.dedup import Dedup
+from conveyor.dedup import Dedup, many_modes, one_mode
 from conveyor.encryption import PayloadCipher
 from conveyor.enqueue_results import ResultEnqueue
-from conveyor.errors import EnqueueError
 from conveyor.job_handles import JobHandles
 from conveyor.orm import (
     AsyncTransactionHandle,
@@ -25,13 +24,14 @@ from conveyor.retry import RetryPolicy
 from conveyor.schedules import ScheduleSpec
 from conveyor.store.migrate import apply_migrations
 from conveyor.store.producer import ProducerStatements, SyncProducer
+from conveyor.task_limits import TaskLimits
 from conveyor.tasks import Task
 from conveyor.tracing import Tracing
 
 TaskFunction = Callable[..., Any]
 
 
-class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
+class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
     """Declare tasks and enqueue jobs.
 
     Settings come from `settings=`, or are loaded from `config=` (YAML) and the
@@ -91,6 +91,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         retry: RetryPolicy | None = ...,
         max_snoozes: int = ...,
         expires_in: float | timedelta | None = ...,
+        rate_limit: str | None = ...,
+        concurrency_limit: int | None = ...,
     ) -> Callable[[TaskFunction], Task]: ...
 
     def task(
@@ -107,8 +109,12 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         retry: RetryPolicy | None = None,
         max_snoozes: int = 100,
         expires_in: float | timedelta | None = None,
+        rate_limit: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> Task | Callable[[TaskFunction], Task]:
-        """Register a sync or async function as a task: `@app.task(queue="email-sending")`."""
+        """Register a sync or async function as a task: `@app.task(queue="email-sending")`.
+        `rate_limit` ("100/s", "5/10s") and `concurrency_limit` hold across every worker;
+        `conveyor worker` writes them to PostgreSQL when it starts."""
 
         def register(function: TaskFunction) -> Task:
             jobs = self.settings.jobs
@@ -131,6 +137,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
                     expires_in.total_seconds() if isinstance(expires_in, timedelta) else expires_in
                 ),
                 enqueue_hook=self._enqueue_from_task,
+                rate_limit=rate_limit,
+                concurrency_limit=concurrency_limit,
             )
             if task.name in self.tasks:
                 raise ValueError(f"a task named {task.name!r} is already registered")
@@ -202,6 +210,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
         dedup: Dedup | None = None,
     ) -> UUID:
@@ -214,7 +223,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         only their tenants' jobs. `dedup` (`Unique`, `Debounce`, `Throttle`) returns the
         id of the job that absorbed a duplicate; `enqueue_result` also says what happened.
         A job not started within `expires_in` (or by the aware datetime `deadline`) ends
-        expired and never runs."""
+        expired and never runs. `limit_key` puts the job under the global limits of that
+        key (`limits.keys` in the configuration; docs/scheduling.md)."""
         options = client.EnqueueOptions(
             priority,
             run_at,
@@ -225,7 +235,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
             tenant,
             expires_in=expires_in,
             deadline=deadline,
-            dedup=_one(dedup),
+            limit_key=limit_key,
+            dedup=one_mode(dedup),
         )
         return self._enqueue(task, [payload], options, connection)[0]
 
@@ -242,6 +253,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
         dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
@@ -257,7 +269,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
             tenant,
             expires_in=expires_in,
             deadline=deadline,
-            dedup=_many(dedup),
+            limit_key=limit_key,
+            dedup=many_modes(dedup),
         )
         return self._enqueue(task, payloads, options, connection)
 
@@ -275,6 +288,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
         dedup: Dedup | None = None,
     ) -> UUID:
@@ -288,7 +302,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
             tenant,
             expires_in=expires_in,
             deadline=deadline,
-            dedup=_one(dedup),
+            limit_key=limit_key,
+            dedup=one_mode(dedup),
         )
         return (await self._aenqueue(task, [payload], options, connection))[0]
 
@@ -305,6 +320,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
         dedup: Sequence[Dedup | None] | None = None,
     ) -> list[UUID]:
@@ -318,7 +334,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
             tenant,
             expires_in=expires_in,
             deadline=deadline,
-            dedup=_many(dedup),
+            limit_key=limit_key,
+            dedup=many_modes(dedup),
         )
         return await self._aenqueue(task, payloads, options, connection)
 
@@ -367,17 +384,6 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles):
             await self._async_statements.close()
             self._async_statements = None
         self.close()
-
-
-def _one(dedup: Dedup | None) -> tuple[Dedup | None, ...] | None:
-    return None if dedup is None else (dedup,)
-
-
-def _many(dedup: Sequence[Dedup | None] | None) -> tuple[Dedup | None, ...] | None:
-    """Checked further by `client.build_batch` (one entry per payload)."""
-    if dedup is not None and not isinstance(dedup, list | tuple):
-        raise EnqueueError("dedup for enqueue_many must be a list, one mode (or None) per job")
-    return None if dedup is None else tuple(dedup)
 
 
 def _flatten(settings: Settings) -> dict[str, Any]:

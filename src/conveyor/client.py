@@ -20,6 +20,7 @@ from conveyor.dedup import Dedup, check_options
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import EnqueueError, UnknownTaskError
 from conveyor.ids import uuid7
+from conveyor.limits import check_limit_key
 from conveyor.tasks import QUEUE_NAME, Task, check_priority, check_queue_name
 
 
@@ -37,6 +38,8 @@ class EnqueueOptions:
     # Not started by then, the job ends expired (see docs/scheduling.md, "Expiry").
     expires_in: float | timedelta | None = None
     deadline: datetime | None = None
+    # The job's share of global limits (docs/scheduling.md, "Rate and concurrency limits").
+    limit_key: str | None = None
 
 
 def check_tenant_name(tenant: object) -> str:
@@ -98,6 +101,7 @@ def build_batch(
     if options.run_at is not None and options.run_at.tzinfo is None:
         raise EnqueueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
     delay = _delay_seconds(options.delay)
+    limit_key = _limit_key(options.limit_key)
     own = options.expires_in is not None or options.deadline is not None
     expiry = _expiry(options.expires_in if own else task.expires_in, options.deadline)
     payloads = list(payloads)
@@ -128,12 +132,23 @@ def build_batch(
     if trace_context is not None:  # the enqueue's span (see conveyor.tracing); same reason
         common["trace_context"] = trace_context
     common.update(expiry)  # same reason
+    if limit_key is not None:  # same reason
+        common["limit_key"] = limit_key
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}
         for job_id, payload in zip(ids, encoded, strict=True)
     ]
     return InsertBatch(ids, [options.idempotency_key] * count, records)
+
+
+def _limit_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return check_limit_key(key)
+    except ValueError as error:
+        raise EnqueueError(str(error)) from None
 
 
 def _sealer(cipher: PayloadCipher | None, job_id: UUID) -> Callable[[Any], Any] | None:

@@ -208,3 +208,15 @@ def check_options(options: Any, count: int) -> None:
     debounced = any(isinstance(mode, Debounce) for mode in modes)
     if debounced and (options.run_at is not None or options.delay is not None):
         raise EnqueueError("Debounce sets the run time (now + Debounce.delay): drop run_at/delay")
+
+
+def one_mode(dedup: Dedup | None) -> tuple[Dedup | None, ...] | None:
+    """`enqueue`'s `dedup` as the per-payload tuple `client.build_batch` checks."""
+    return None if dedup is None else (dedup,)
+
+
+def many_modes(dedup: Sequence[Dedup | None] | None) -> tuple[Dedup | None, ...] | None:
+    """Checked further by `client.build_batch` (one entry per payload)."""
+    if dedup is not None and not isinstance(dedup, list | tuple):
+        raise EnqueueError("dedup for enqueue_many must be a list, one mode (or None) per job")
+    return None if dedup is None else tuple(dedup)

@@ -67,6 +67,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
     ) -> EnqueueResult:
         """As `enqueue`, and say whether the job was written or which job absorbed it."""
@@ -80,6 +81,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=(dedup,),
         )
         return self._enqueue_results(task, [payload], options, connection)[0]
@@ -98,6 +100,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
     ) -> list[EnqueueResult]:
         """As `enqueue_many`, one `EnqueueResult` per payload, in order."""
@@ -113,6 +116,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=modes,
         )
         return self._enqueue_results(task, payloads, options, connection)
@@ -131,6 +135,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
     ) -> EnqueueResult:
         options = client.EnqueueOptions(
@@ -143,6 +148,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=(dedup,),
         )
         return (await self._aenqueue_results(task, [payload], options, connection))[0]
@@ -161,6 +167,7 @@ class ResultEnqueue:
         tenant: str | None = None,
         expires_in: float | timedelta | None = None,
         deadline: datetime | None = None,
+        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
     ) -> list[EnqueueResult]:
         payloads = list(payloads)
@@ -175,6 +182,7 @@ class ResultEnqueue:
             tenant,
             expires_in=expires_in,
             deadline=deadline,
+            limit_key=limit_key,
             dedup=modes,
         )
         return await self._aenqueue_results(task, payloads, options, connection)

@@ -1,10 +1,10 @@
 """Queue gauges for /metrics, read from PostgreSQL by whichever process is scraped.
 
 queue_length, oldest_job_age_seconds (and _by_lane), jobs_running, workers_live,
-queue_target_seconds and lane_target_seconds describe the queues, not the process that
-reports them, so every process that serves /metrics (queuer, worker supervisor, web)
-reads them from PostgreSQL itself: any scrape target gives the same figures, whichever
-queuer leads and even when no queuer runs at all.
+queue_target_seconds, lane_target_seconds, limit_in_flight and limit_waiting describe the
+queues and their limits, not the process that reports them, so every process that serves
+/metrics (queuer, worker supervisor, web) reads them from PostgreSQL itself: any scrape
+target gives the same figures, whichever queuer leads and even when no queuer runs at all.
 
 They are read when a scrape asks for them, at most once per `REFRESH_SECONDS` (however
 many scrapers there are), on a connection of their own that is closed right after, so a
@@ -31,8 +31,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError, reason
+from conveyor.limited_dispatch import MAX_GROUPS
+from conveyor.limits import LimitBook, scope
 from conveyor.store import Store
-from conveyor.vocabulary import LANES
+from conveyor.vocabulary import LANES, SCOPE_KEY
 
 log = logging.getLogger("conveyor.queue_gauges")
 
@@ -51,6 +53,8 @@ class QueueFigures:
     oldest_age: dict[str, float] = field(default_factory=dict)
     running: dict[str, int] = field(default_factory=dict)
     live_workers: dict[str, int] = field(default_factory=dict)
+    # Per limit row (scope): jobs in flight and ready jobs held back; see read_limit_figures.
+    limits: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def queues(self) -> set[str]:
         waiting = {queue for queue, _ in self.waiting}
@@ -75,7 +79,40 @@ async def read_figures(store: Store, dead_after: float, taken: float) -> QueueFi
         oldest_age=oldest,
         running={row.queue_name: row.running for row in running},
         live_workers={row.queue_name: row.live_workers for row in workers},
+        limits=await read_limit_figures(store),
     )
+
+
+async def read_limit_figures(store: Store) -> dict[str, tuple[int, int]]:
+    """(in flight, waiting) per row of flow_limits. A key pattern reports the sum over the
+    keys it governs, so 1,000 keys under "*" make one series, not 1,000."""
+    rows = await store.flow_limits()
+    if not rows:
+        return {}
+    book = LimitBook(row.limit() for row in rows)
+    names = [limit.scope for limit in book.by_scope.values()]
+    keys: set[str] = set()
+    if book.patterns:
+        keys = {group.limit_key for group in await store.limited_groups(MAX_GROUPS)}
+        keys |= set(await store.in_flight_limit_keys(MAX_GROUPS))
+    governed = {
+        scope(SCOPE_KEY, key): pattern.scope
+        for key in keys - {""}
+        if scope(SCOPE_KEY, key) not in book.by_scope
+        and (pattern := book.pattern_for(key)) is not None
+    }
+    asked = names + sorted(governed)
+    flight = {
+        row.scope: row.in_flight for row in await store.limit_usage(asked, [None] * len(asked))
+    }
+    held = {row.scope: row.waiting for row in await store.limit_waiting(asked, book.limited_queues)}
+    figures = {name: (flight.get(name, 0), held.get(name, 0)) for name in names}
+    for governing in book.patterns:
+        figures[governing.scope] = (0, 0)
+    for name, pattern_scope in governed.items():
+        in_flight, waiting = figures[pattern_scope]
+        figures[pattern_scope] = (in_flight + flight.get(name, 0), waiting + held.get(name, 0))
+    return figures
 
 
 class QueueGauges:
@@ -196,3 +233,18 @@ class QueueGauges:
             workers.add_metric([queue], figures.live_workers.get(queue, 0))
             target.add_metric([queue], self.settings.queue_target(queue))
         yield from (length, oldest, lane_oldest, running, workers, target, lane_target)
+        in_flight = GaugeMetricFamily(
+            "limit_in_flight",
+            "Jobs dispatched or running under a global limit, per limit (a key pattern sums "
+            "the keys it governs).",
+            labels=("scope",),
+        )
+        waiting = GaugeMetricFamily(
+            "limit_waiting",
+            "Ready jobs held back in PostgreSQL by a global limit, per limit.",
+            labels=("scope",),
+        )
+        for name, (flight, held) in sorted(figures.limits.items()):
+            in_flight.add_metric([name], flight)
+            waiting.add_metric([name], held)
+        yield from (in_flight, waiting)

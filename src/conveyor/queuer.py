@@ -21,6 +21,7 @@ from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.expiry import Expirer
 from conveyor.lanes import EpochLost, Lanes
+from conveyor.limited_dispatch import LimitedDispatch
 from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
 from conveyor.retrying import Backoff
@@ -98,6 +99,7 @@ class Queuer:
         # Every queuer runs the scheduler, leader or not: its guarded advance makes one job
         # per tick, and ticks keep coming through a leader election.
         self.scheduler = Scheduler(store, settings)
+        self.limited = LimitedDispatch(settings, store)
         self._every_queuer_passes = Schedule(
             [self.scheduler] if settings.scheduler.enabled and maintenance else []
         )
@@ -179,6 +181,7 @@ class Queuer:
             await self.sync_epoch()
         queuer = self.settings.queuer
         jobs = await self.store.dispatch_ready(queuer.buffer_per_queue, queuer.batch_size)
+        jobs += await self.limited.dispatch()
         if not jobs:
             return 0
         groups: dict[str, list[str]] = defaultdict(list)
@@ -326,6 +329,8 @@ class Queuer:
             return 0.0
         if moved or await self.store.has_backlog():
             return queuer.backlog_poll_interval
+        if self.limited.next_wake is not None:  # a rate window opens before the next poll
+            return max(min(self.limited.next_wake, queuer.poll_interval), 0.001)
         return queuer.poll_interval
 
     def _without_redis(self, error: RedisUnavailable, backoff: Backoff) -> float:

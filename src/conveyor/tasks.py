@@ -18,8 +18,9 @@ import orjson
 import pydantic
 
 from conveyor.errors import JobCancelled, PayloadError, PayloadTooLargeError
+from conveyor.limits import Limit, check_concurrency, parse_rate, scope
 from conveyor.retry import RetryPolicy
-from conveyor.vocabulary import MAX_PRIORITY, MIN_PRIORITY
+from conveyor.vocabulary import MAX_PRIORITY, MIN_PRIORITY, SCOPE_TASK
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(?::[A-Za-z0-9_.\-]+)*$")
 RESERVED_SUFFIXES = (":high", ":low")
@@ -97,9 +98,19 @@ class Task:
     wants_context: bool = False
     is_async: bool = False
     enqueue_hook: Callable[..., Any] | None = field(default=None, repr=False)
+    # Global limits across every worker, written to flow_limits as scope "task:<name>".
+    rate_limit: str | None = None
+    concurrency_limit: int | None = None
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
+        try:
+            if self.rate_limit is not None:
+                parse_rate(self.rate_limit)
+            if self.concurrency_limit is not None:
+                check_concurrency(self.concurrency_limit)
+        except ValueError as error:
+            raise ValueError(f"task {self.name}: {error}") from None
         check_priority(self.priority)
         if self.max_attempts < 1:
             raise ValueError(f"task {self.name}: max_attempts must be at least 1")
@@ -122,6 +133,14 @@ class Task:
             annotation = _resolved_annotation(self.func, params[0].name)
             if inspect.isclass(annotation) and issubclass(annotation, pydantic.BaseModel):
                 self.schema = annotation
+
+    @property
+    def limit(self) -> Limit | None:
+        """The task's global limit, if it declares one."""
+        if self.rate_limit is None and self.concurrency_limit is None:
+            return None
+        rate = parse_rate(self.rate_limit) if self.rate_limit is not None else None
+        return Limit(scope(SCOPE_TASK, self.name), rate, self.concurrency_limit)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)

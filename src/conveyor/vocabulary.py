@@ -71,6 +71,21 @@ SEVERITY_WARNING: Final = "warning"
 SEVERITY_CRITICAL: Final = "critical"
 SEVERITIES: Final = (SEVERITY_WARNING, SEVERITY_CRITICAL)
 
+# -- flow limits (flow_limits.scope is "<kind>:<name>"; docs/scheduling.md) ---------------
+SCOPE_QUEUE: Final = "queue"
+SCOPE_TASK: Final = "task"
+SCOPE_KEY: Final = "key"
+SCOPE_KINDS: Final = (SCOPE_QUEUE, SCOPE_TASK, SCOPE_KEY)
+# Who wrote a limit (flow_limits.source): the app's `@app.task`, the configuration file,
+# or an operator at runtime (which code and configuration never overwrite).
+LIMIT_FROM_CODE: Final = "code"
+LIMIT_FROM_CONFIG: Final = "config"
+LIMIT_FROM_ADMIN: Final = "admin"
+LIMIT_SOURCES: Final = (LIMIT_FROM_CODE, LIMIT_FROM_CONFIG, LIMIT_FROM_ADMIN)
+# Width of a flow_starts bucket in seconds. A rate's window counts every bucket that
+# overlaps it, so a window may over-count by one bucket's starts, never under-count.
+START_BUCKET_SECONDS: Final = 0.05
+
 
 def lane_for_priority(priority: int) -> LaneName:
     if priority <= HIGH_PRIORITY_MAX:
@@ -89,6 +104,9 @@ def sql_tokens() -> dict[str, str]:
     tokens.update({f"ALERT_{name.upper()}": f"'{name}'" for name in ALERT_STATES})
     tokens.update({f"NOTIFY_{name.upper()}": f"'{name}'" for name in NOTIFY_TRANSITIONS})
     tokens.update({f"SEVERITY_{name.upper()}": f"'{name}'" for name in SEVERITIES})
+    tokens.update({f"SCOPE_{kind.upper()}": f"'{kind}:'" for kind in SCOPE_KINDS})
+    tokens.update({f"LIMIT_FROM_{name.upper()}": f"'{name}'" for name in LIMIT_SOURCES})
+    tokens["START_BUCKET_SECONDS"] = str(START_BUCKET_SECONDS)
     tokens["HIGH_PRIORITY_MAX"] = str(HIGH_PRIORITY_MAX)
     tokens["NORMAL_PRIORITY_MAX"] = str(NORMAL_PRIORITY_MAX)
     return tokens

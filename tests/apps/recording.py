@@ -81,6 +81,8 @@ def behave(payload: dict[str, Any], ctx: JobContext) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if payload.get("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
+    if ctx.attempt in payload.get("hang_on_attempts", []):
+        time.sleep(3600)  # holds its slot until the worker is killed
     deadline = time.monotonic() + float(payload.get("sleep", 0))
     while time.monotonic() < deadline:
         time.sleep(0.01)

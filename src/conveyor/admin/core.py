@@ -17,6 +17,7 @@ from conveyor.admin.alerts import AlertsMixin
 from conveyor.admin.health import HealthMixin
 from conveyor.admin.history import HistoryMixin
 from conveyor.admin.jobs import JobsMixin
+from conveyor.admin.limits import LimitsMixin
 from conveyor.admin.queues import QueueActionsMixin
 from conveyor.admin.replay import ReplayEditMixin
 from conveyor.admin.scaling import ScalingMixin
@@ -35,12 +36,13 @@ class Admin(
     HistoryMixin,
     ScalingMixin,
     SchedulesMixin,
+    LimitsMixin,
 ):
     """Stats, peek, job listings and details, retry / replay (also with an edited payload) /
     delete / cancel, pause and
     resume, purge of dead jobs, workers, the audit log, system health, the web's
-    login sessions, the metrics history, the scaling signal and the periodic jobs'
-    schedules."""
+    login sessions, the metrics history, the scaling signal, the periodic jobs'
+    schedules and the global rate and concurrency limits."""
 
 
 __all__ = ["Admin"]

@@ -49,6 +49,9 @@ class BenchOptions:
     # Give the queuer and the workers a Redis nobody answers on: the workers claim straight
     # from PostgreSQL (postgres-only mode) from their first fetch.
     postgres_only: bool = False
+    # A global rate limit on the bench queue ("100000/s"): its jobs then take the limited
+    # dispatch path, and every claim records its start (docs/scheduling.md).
+    rate_limit: str | None = None
 
 
 @dataclass
@@ -105,6 +108,9 @@ async def run_bench(
         try:
             if options.postgres_only:
                 launcher.env.update(POSTGRES_ONLY_ENV)
+            if options.rate_limit is not None:
+                async with Admin(settings) as admin:
+                    await admin.set_limit(f"queue:{QUEUE}", "bench", rate=options.rate_limit)
             launcher.queuer()
             launcher.worker(
                 "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency

@@ -15,6 +15,7 @@ from conveyor.bench.run import BenchOptions, BenchResult, parse_priority, run_be
 from conveyor.cli.main import State, main, pass_state
 from conveyor.durations import parse_duration
 from conveyor.errors import ScratchRefused
+from conveyor.limits import parse_rate
 
 
 @main.command()
@@ -90,6 +91,12 @@ from conveyor.errors import ScratchRefused
     help="Start the queuer and workers with an unreachable Redis: jobs are claimed "
     "straight from PostgreSQL (postgres-only mode).",
 )
+@click.option(
+    "--rate-limit",
+    metavar="RATE",
+    help='A global rate limit on the bench queue ("100000/s"): the cost of the limited '
+    "dispatch when the limit is above the drain rate.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_state
 def bench(
@@ -105,6 +112,7 @@ def bench(
     prefix: str,
     drain: bool,
     postgres_only: bool,
+    rate_limit: str | None,
     as_json: bool,
 ) -> None:
     """Benchmark enqueue, end-to-end throughput and per-job latency on this machine."""
@@ -119,6 +127,7 @@ def bench(
             processes=processes,
             drain=drain,
             postgres_only=postgres_only,
+            rate_limit=str(parse_rate(rate_limit)) if rate_limit is not None else None,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None

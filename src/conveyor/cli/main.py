@@ -192,7 +192,12 @@ def worker(
 ) -> None:
     """Run jobs: pop, claim, execute, report. SIGTERM drains; a second SIGTERM hands back."""
     from conveyor.weights import parse_queue_spec
-    from conveyor.worker.process import SettingsMismatch, load_tasks, sync_schedules
+    from conveyor.worker.process import (
+        SettingsMismatch,
+        load_tasks,
+        sync_limits,
+        sync_schedules,
+    )
     from conveyor.worker.runner import WorkerOptions
     from conveyor.worker.supervisor import Supervisor
 
@@ -225,6 +230,7 @@ def worker(
         raise click.BadParameter(str(error)) from None
     names = choice.queues
     sync_schedules(app_path)
+    sync_limits(app_path)
     if not names:
         names = sorted({task.queue for task in tasks.values()})
     if not names:
@@ -254,6 +260,7 @@ def register_subcommands() -> None:
         "demo",
         "admin_alerts",
         "admin_schedules",
+        "admin_limits",
     ):
         importlib.import_module(f"conveyor.cli.{module}")
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from conveyor.config.base import Loc, _FieldProblem, dotted
+from conveyor.config.limits import KeyLimitSettings
 from conveyor.config.models import (
     _DEFAULT_QUEUES,
     _SECTIONS,
@@ -46,7 +47,14 @@ def _file_keys(model: type[BaseModel]) -> dict[str, str]:
 
 
 _KEYS = {section: _file_keys(model) for section, model in _SECTIONS.items()}
-_FILE_ONLY = {("web", "users"), ("redis", "sentinel"), ("alerts", "rules"), ("alerts", "receivers")}
+_FILE_ONLY = {
+    ("web", "users"),
+    ("redis", "sentinel"),
+    ("alerts", "rules"),
+    ("alerts", "receivers"),
+    ("limits", "keys"),
+    ("limits", "default_key"),
+}
 # Names the specification (BACKUP_REDIS_URL) and Sentinel deployments use, mapped onto our
 # settings; they work bare and with the CONVEYOR_ prefix like every other variable.
 _ENV_ALIASES: dict[str, tuple[str, ...]] = {
@@ -138,6 +146,7 @@ def _known_names(parent: Loc) -> list[str]:
 _NESTED_MODELS: dict[Loc, type[BaseModel]] = {
     ("web", "tokens"): ApiToken,
     ("web", "users"): WebUser,
+    ("limits", "keys"): KeyLimitSettings,
 }
 
 

@@ -27,6 +27,7 @@ from conveyor.config.base import (
     _Section,
 )
 from conveyor.config.connections import DatabaseSettings, RedisSettings, SentinelSettings
+from conveyor.config.limits import LimitsSettings, OptLimit, OptRate
 from conveyor.config.liveness import LivenessSettings
 from conveyor.config.metrics_history import MetricsSettings
 from conveyor.config.schedules import SchedulerSettings, ScheduleSettings
@@ -185,6 +186,9 @@ class QueueSettings(_Section):
     alerts: RuleOverrides | None = None
     # This queue's queuer.low_lane_aging (None: the global one).
     low_lane_aging: OptInterval = None
+    # Global limits on the queue's jobs, across every worker (docs/scheduling.md).
+    rate_limit: OptRate = None
+    concurrency_limit: OptLimit = None
 
 
 class CircuitBreakerSettings(_Section):
@@ -263,6 +267,7 @@ class Settings(BaseModel):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     # Periodic jobs defined in configuration, by name (see docs/scheduling.md).
     schedules: dict[str, ScheduleSettings] = Field(default_factory=dict)
 
@@ -327,4 +332,5 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "metrics": MetricsSettings,
     "autoscale": AutoscaleSettings,
     "scheduler": SchedulerSettings,
+    "limits": LimitsSettings,
 }

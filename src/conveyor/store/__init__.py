@@ -11,6 +11,7 @@ from conveyor.store.alerts import AlertStatements
 from conveyor.store.base import StoreBase, database_errors
 from conveyor.store.dispatch import DispatchStatements
 from conveyor.store.gauges import GaugeStatements
+from conveyor.store.limits import LimitStatements
 from conveyor.store.metrics_history import MetricsHistoryStatements
 from conveyor.store.producer import ProducerStatements
 from conveyor.store.queries import Queries, load_queries
@@ -36,6 +37,7 @@ class Store(
     MetricsHistoryStatements,
     ScalingStatements,
     ScheduleStatements,
+    LimitStatements,
 ):
     """Every statement Conveyor runs, on one pool (or one bound transaction)."""
 

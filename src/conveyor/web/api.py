@@ -48,6 +48,7 @@ from conveyor.web.api_io import (
     parse_body,
     parse_query,
 )
+from conveyor.web.api_limits import LIMIT_OPERATIONS
 from conveyor.web.api_openapi import Call, Operation, build_document
 from conveyor.web.api_schedules import SCHEDULE_OPERATIONS
 from conveyor.web.auth import Principal, guarded, scoped_admin
@@ -291,6 +292,7 @@ OPERATIONS: list[Operation] = [
     ),
     *ALERT_OPERATIONS,
     *SCHEDULE_OPERATIONS,
+    *LIMIT_OPERATIONS,
     # -- the document itself -------------------------------------------------------------------
     Operation(
         method="GET",

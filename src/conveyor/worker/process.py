@@ -100,6 +100,19 @@ def sync_schedules(app_path: str) -> int:
     return changed
 
 
+def sync_limits(app_path: str) -> list[str]:
+    """Write the app's task limits to the `flow_limits` table, where the queuers find them.
+    An outage is reported, not fatal: the limits last written hold until the next start."""
+    try:
+        changed = load_app(app_path).sync_limits()
+    except ConveyorError as error:
+        log.warning("could not write the app's task limits (%s); the last ones written hold", error)
+        return []
+    if changed:
+        log.info("task limits written or dropped: %s", ", ".join(sorted(changed)))
+    return changed
+
+
 def install_loop_policy() -> None:
     try:
         import uvloop

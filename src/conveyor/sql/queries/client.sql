@@ -7,7 +7,7 @@ WITH t AS (
         AS t(id uuid, queue_name text, task text, priority int, payload jsonb, max_attempts int,
              run_at timestamptz, delay_seconds float8, idempotency_key text,
              timeout_seconds float8, lease_seconds float8, tenant text, trace_context jsonb,
-             unique_key text, expires_at timestamptz, expires_in float8)
+             unique_key text, expires_at timestamptz, expires_in float8, limit_key text)
 ), new_queues AS (
     INSERT INTO {schema}.job_queues (name)
     SELECT DISTINCT queue_name FROM t
@@ -16,7 +16,7 @@ WITH t AS (
 INSERT INTO {schema}.jobs (
     id, queue_name, task, priority, payload, max_attempts, run_at,
     idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
-    expires_at)
+    expires_at, limit_key, limited)
 SELECT t.id, t.queue_name, t.task, t.priority,
        -- A JSON null payload reads as SQL NULL from the recordset: keep it JSON.
        coalesce(t.payload, 'null'::jsonb), t.max_attempts,
@@ -25,7 +25,13 @@ SELECT t.id, t.queue_name, t.task, t.priority,
        t.idempotency_key, t.timeout_seconds, t.lease_seconds, t.tenant, t.trace_context,
        t.unique_key,
        -- `deadline` is absolute; `expires_in` counts from PostgreSQL's clock, not the client's.
-       coalesce(t.expires_at, now() + t.expires_in * interval '1 second')
+       coalesce(t.expires_at, now() + t.expires_in * interval '1 second'),
+       -- A key, or a task with a limit, sends the job through the limited dispatch. The
+       -- read of flow_limits is what lock_flow_limits_table waits for (limits.sql).
+       t.limit_key,
+       t.limit_key IS NOT NULL OR t.task = ANY(ARRAY(
+           SELECT substr(l.scope, length({SCOPE_TASK}) + 1) FROM {schema}.flow_limits l
+           WHERE starts_with(l.scope, {SCOPE_TASK})))
 FROM t
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;

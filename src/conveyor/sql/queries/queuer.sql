@@ -2,6 +2,9 @@
 -- Move ready jobs of active queues into the dispatched state, at most `batch` per queue
 -- and never more than the queue's free room in the Redis buffer. SKIP LOCKED lets several
 -- queuers run side by side without handing out the same job twice.
+-- Limited work is not this statement's: queues with a queue limit are skipped, and jobs
+-- with a key or a limited task (jobs.limited) sit in their own part of jobs_ready_idx,
+-- which this scan never enters (limited_dispatch in limits.sql takes them).
 WITH room AS (
     SELECT q.name,
            greatest(%(buffer)s - (SELECT count(*) FROM {schema}.jobs d
@@ -9,11 +12,13 @@ WITH room AS (
                AS free
     FROM {schema}.job_queues q
     WHERE q.is_active
+      AND NOT EXISTS (SELECT FROM {schema}.flow_limits l WHERE l.scope = {SCOPE_QUEUE} || q.name)
 ), picked AS (
     SELECT p.id
     FROM room CROSS JOIN LATERAL (
         SELECT j.id FROM {schema}.jobs j
-        WHERE j.status = {QUEUED} AND j.queue_name = room.name AND j.run_at <= now()
+        WHERE j.status = {QUEUED} AND NOT j.limited AND j.queue_name = room.name
+          AND j.run_at <= now()
         ORDER BY j.priority, j.run_at
         LIMIT least(room.free, %(batch)s)
         FOR UPDATE SKIP LOCKED
@@ -45,12 +50,16 @@ SELECT now() AS now;
 SELECT name FROM {schema}.job_queues WHERE NOT is_active ORDER BY name;
 
 -- name: has_backlog
--- True when some active queue has ready jobs but no room left in Redis.
+-- True when some active queue has ready jobs but no room left in Redis. Limited work
+-- waiting for its budget is not a backlog: the limited dispatch says when to look again.
 SELECT EXISTS (
     SELECT 1 FROM {schema}.job_queues q
-    WHERE q.is_active AND EXISTS (
+    WHERE q.is_active
+      AND NOT EXISTS (SELECT FROM {schema}.flow_limits l WHERE l.scope = {SCOPE_QUEUE} || q.name)
+      AND EXISTS (
         SELECT 1 FROM {schema}.jobs j
-        WHERE j.status = {QUEUED} AND j.queue_name = q.name AND j.run_at <= now())
+        WHERE j.status = {QUEUED} AND NOT j.limited AND j.queue_name = q.name
+          AND j.run_at <= now())
 ) AS backlog;
 
 -- name: listen_for_jobs

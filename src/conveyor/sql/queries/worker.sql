@@ -31,19 +31,36 @@ WITH paused AS (
       AND queue_name IN (SELECT name FROM paused)
       AND (expires_at IS NULL OR expires_at > now())
     RETURNING id
+), claimed AS (
+    UPDATE {schema}.jobs j
+    SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1,
+        started = now(), worker_id = %(worker_id)s,
+        lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second',
+        updated = now()
+    WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
+      AND j.queue_name NOT IN (SELECT name FROM paused)
+      AND (j.expires_at IS NULL OR j.expires_at > now())
+    RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload::text AS payload,
+              j.attempt, j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
+              extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
+              j.trace_context, j.snoozes, j.rate_scopes
+), started AS (
+    -- A job dispatched under a rate counts as a start from this statement on, no longer as
+    -- dispatched: one statement, so the limited dispatch sees it exactly once. Scopes in
+    -- one order, so two claims never wait on each other's buckets crosswise.
+    INSERT INTO {schema}.flow_starts AS f (scope, bucket, starts)
+    SELECT s.scope,
+           to_timestamp(floor(extract(epoch FROM now()) / {START_BUCKET_SECONDS})
+                        * {START_BUCKET_SECONDS}),
+           count(*)
+    FROM claimed c CROSS JOIN unnest(c.rate_scopes) AS s(scope)
+    GROUP BY s.scope
+    ORDER BY s.scope
+    ON CONFLICT (scope, bucket) DO UPDATE SET starts = f.starts + excluded.starts
 )
-UPDATE {schema}.jobs j
-SET status = {RUNNING}, attempt = j.attempt + 1, lease_token = j.lease_token + 1,
-    started = now(), worker_id = %(worker_id)s,
-    lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second',
-    updated = now()
-WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
-  AND j.queue_name NOT IN (SELECT name FROM paused)
-  AND (j.expires_at IS NULL OR j.expires_at > now())
-RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload::text AS payload, j.attempt,
-          j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
-          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
-          j.trace_context, j.snoozes;
+SELECT id, queue, task, priority, payload, attempt, max_attempts, token, timeout, waited,
+       trace_context, snoozes
+FROM claimed;
 
 -- name: heartbeat
 -- One statement per worker per beat: the registry row (with the worker's vitals: totals
@@ -137,14 +154,19 @@ WHERE id = %(worker_id)s;
 -- for queued, jobs_dispatched_idx for the dispatched buffer, bounded by
 -- queuer.buffer_per_queue), skipping rows another worker holds; the best `limit` of the
 -- candidates win. A pause is read in the same statement, as in claim_jobs.
+-- Limited work is never claimed here (it waits for Redis and the queuer's budgets): queues
+-- with a queue limit are not served, limited jobs and jobs dispatched under a rate are
+-- skipped.
 WITH served AS (
     SELECT q.name FROM {schema}.job_queues q
     WHERE q.name = ANY(%(queues)s::text[]) AND q.is_active
+      AND NOT EXISTS (SELECT FROM {schema}.flow_limits l WHERE l.scope = {SCOPE_QUEUE} || q.name)
 ), ready AS (
     SELECT r.id, r.priority, r.run_at
     FROM served CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.run_at FROM {schema}.jobs j
-        WHERE j.status = {QUEUED} AND j.queue_name = served.name AND j.run_at <= now()
+        WHERE j.status = {QUEUED} AND NOT j.limited AND j.queue_name = served.name
+          AND j.run_at <= now()
         ORDER BY j.priority, j.run_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -153,7 +175,8 @@ WITH served AS (
     SELECT b.id, b.priority, b.run_at
     FROM served CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.run_at FROM {schema}.jobs j
-        WHERE j.status = {DISPATCHED} AND j.queue_name = served.name
+        WHERE j.status = {DISPATCHED} AND j.queue_name = served.name AND NOT j.limited
+          AND j.rate_scopes IS NULL
         ORDER BY j.priority, j.run_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
