@@ -159,7 +159,8 @@ SET status = {DISPATCHED}, dispatched_at = now(), updated = now(),
     rate_scopes = CASE WHEN cardinality(p.scopes) > 0 THEN p.scopes END
 FROM p
 WHERE j.id = p.id AND j.status = {QUEUED}
-RETURNING j.id, j.queue_name, j.priority;
+RETURNING j.id, j.queue_name, j.priority,
+          extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
 
 -- name: prune_flow_starts
 DELETE FROM {schema}.flow_starts
