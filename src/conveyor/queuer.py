@@ -20,7 +20,8 @@ from conveyor.alerting import AlertDelivery, AlertEvaluator, BackgroundDelivery
 from conveyor.config import Settings
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.expiry import Expirer
-from conveyor.lanes import EpochLost, Lanes
+from conveyor.fairness import TenantFairness
+from conveyor.lanes import EpochLost, Lanes, lane_for_priority
 from conveyor.limited_dispatch import LimitedDispatch
 from conveyor.maintenance import Pass, Pruner, Reconciler, Rescuer, Schedule
 from conveyor.postgres_only import Mode, PostgresOnlyMode, redis_unreachable
@@ -28,6 +29,7 @@ from conveyor.retrying import Backoff
 from conveyor.rollup import MetricsRollup
 from conveyor.scheduler import Scheduler
 from conveyor.store import Store
+from conveyor.store.dispatch import DispatchedJob
 from conveyor.store.lease import Election, LeaseElection
 from conveyor.store.listen import Listener
 
@@ -100,6 +102,7 @@ class Queuer:
         # per tick, and ticks keep coming through a leader election.
         self.scheduler = Scheduler(store, settings)
         self.limited = LimitedDispatch(settings, store)
+        self.fairness = TenantFairness(settings, store)
         self._every_queuer_passes = Schedule(
             [self.scheduler] if settings.scheduler.enabled and maintenance else []
         )
@@ -180,14 +183,22 @@ class Queuer:
         if self.epoch is None:
             await self.sync_epoch()
         queuer = self.settings.queuer
-        jobs = await self.store.dispatch_ready(queuer.buffer_per_queue, queuer.batch_size)
+        jobs = await self.store.dispatch_ready(
+            queuer.buffer_per_queue, queuer.batch_size, self.fairness.queues
+        )
         jobs += await self.limited.dispatch()
-        if not jobs:
+        fair = await self.fairness.dispatch()
+        if not jobs and not fair:
             return 0
         groups: dict[str, list[str]] = defaultdict(list)
         # Each lane pops in priority-then-age order, aged low jobs before the rest.
         for job, lane in in_push_order(jobs, self.settings):
             groups[self.lanes.keys.lane(job.queue_name, lane)].append(str(job.id))
+        # Fair queues' jobs come in push order already: round by round across tenants.
+        for fair_job in fair:
+            lane = lane_for_priority(fair_job.priority)
+            groups[self.lanes.keys.lane(fair_job.queue_name, lane)].append(str(fair_job.id))
+        jobs += [DispatchedJob(job.id, job.queue_name, job.priority) for job in fair]
         try:
             assert self.epoch is not None  # noqa: S101
             await self.lanes.push(self.epoch, groups)

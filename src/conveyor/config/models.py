@@ -71,6 +71,9 @@ class QueuerSettings(_Section):
     # A low-lane job that has waited this long is dispatched into (or moved to) the
     # normal lane, so a busy normal lane cannot starve it. None: off.
     low_lane_aging: OptInterval = None
+    # The buffer of queues with fairness between tenants: small, as a tenant's new job
+    # waits behind whatever already sits in Redis.
+    fair_buffer_per_queue: PosInt = 100
 
 
 class WorkerSettings(_Section):
@@ -189,6 +192,8 @@ class QueueSettings(_Section):
     # Global limits on the queue's jobs, across every worker (docs/scheduling.md).
     rate_limit: OptRate = None
     concurrency_limit: OptLimit = None
+    # "tenant": the queuer dispatches round-robin across the tenants of the queue's jobs.
+    fairness: Annotated[Literal["none", "tenant"], BeforeValidator(lowercase)] = "none"
 
 
 class CircuitBreakerSettings(_Section):
@@ -278,6 +283,10 @@ class Settings(BaseModel):
             if entry is not None and entry.target is not None:
                 return entry.target
         return self.thresholds.default_target
+
+    def fair_queues(self) -> list[str]:
+        """Queues dispatched round-robin across tenants (queues.<name>.fairness: tenant)."""
+        return sorted(name for name, entry in self.queues.items() if entry.fairness == "tenant")
 
     def low_lane_aging(self, queue: str) -> float | None:
         """Seconds after which this queue's low-lane jobs go to its normal lane, or None."""

@@ -10,6 +10,7 @@ from conveyor.store.admin_writes import AdminWrites
 from conveyor.store.alerts import AlertStatements
 from conveyor.store.base import StoreBase, database_errors
 from conveyor.store.dispatch import DispatchStatements
+from conveyor.store.fairness import FairnessStatements
 from conveyor.store.gauges import GaugeStatements
 from conveyor.store.limits import LimitStatements
 from conveyor.store.metrics_history import MetricsHistoryStatements
@@ -26,6 +27,7 @@ from conveyor.store.work import WorkStatements
 class Store(
     ProducerStatements,
     DispatchStatements,
+    FairnessStatements,
     WorkStatements,
     UpkeepStatements,
     AdminReads,

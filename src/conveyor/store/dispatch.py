@@ -20,10 +20,13 @@ class DispatchedJob:
 
 
 class DispatchStatements(StoreBase):
-    async def dispatch_ready(self, buffer: int, batch: int) -> list[DispatchedJob]:
-        """Mark up to `batch` ready jobs per active queue dispatched, leaving no queue more
-        than `buffer` jobs in Redis."""
-        return await self._rows("dispatch_ready", {"buffer": buffer, "batch": batch}, DispatchedJob)
+    async def dispatch_ready(
+        self, buffer: int, batch: int, skip: Sequence[str] = ()
+    ) -> list[DispatchedJob]:
+        """Mark up to `batch` ready jobs per active queue but `skip` dispatched, leaving no
+        queue more than `buffer` jobs in Redis."""
+        params = {"buffer": buffer, "batch": batch, "skip": list(skip)}
+        return await self._rows("dispatch_ready", params, DispatchedJob)
 
     async def aged_in_low_lane(
         self, agings: dict[str, float], default: float | None, limit: int

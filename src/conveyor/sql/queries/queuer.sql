@@ -13,6 +13,8 @@ WITH room AS (
     FROM {schema}.job_queues q
     WHERE q.is_active
       AND NOT EXISTS (SELECT FROM {schema}.flow_limits l WHERE l.scope = {SCOPE_QUEUE} || q.name)
+      -- `skip`: queues with fairness between tenants (dispatch_fair in fairness.sql).
+      AND NOT q.name = ANY(%(skip)s::text[])
 ), picked AS (
     SELECT p.id
     FROM room CROSS JOIN LATERAL (
