@@ -26,13 +26,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Two pytest processes, a test file each at a time (pytest-xdist): the suite takes about
-# 60 % of its one-process time. Test processes keep small pools (tests/factories.py FAST,
+# Two pytest processes (pytest-xdist), tests shared out one by one and stolen back by an
+# idle process (worksteal), so a long fault-test file does not run alone at the end. Test processes keep small pools (tests/factories.py FAST,
 # tests/apps/recording.py), so two process-heavy files together stay far below
 # PostgreSQL's default 100 connections. PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
 unit: $(STAMP)
-	$(BIN)/python -m pytest -W error -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -W error -n $(PYTEST_WORKERS) --dist worksteal
 
 test: lint typecheck unit
 

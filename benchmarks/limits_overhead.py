@@ -34,7 +34,12 @@ from conveyor.vocabulary import LIMIT_FROM_ADMIN, LOG_COMPLETED
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-CASES = {"no limit": None, "rate limit 1000000/s": "1000000/s"}
+# name -> (queue rate limit, concurrency per key over 1,000 keys)
+CASES: dict[str, tuple[str | None, int | None]] = {
+    "no limit": (None, None),
+    "rate limit 1000000/s": ("1000000/s", None),
+    "5 at once per key, 1,000 keys": (None, 5),
+}
 
 
 async def statements(jobs: int = 20_000, batch: int = 500) -> None:
@@ -115,8 +120,10 @@ async def main() -> None:
     )
     rates: dict[str, list[float]] = {name: [] for name in CASES}
     for round_number in range(args.rounds):
-        for name, limit in CASES.items():
-            options = BenchOptions(count=args.count, drain=True, rate_limit=limit)
+        for name, (limit, per_key) in CASES.items():
+            options = BenchOptions(
+                count=args.count, drain=True, rate_limit=limit, key_concurrency=per_key
+            )
             result = await run_bench(settings, options, configured=configured)
             rates[name].append(result.end_to_end_jobs_per_s)
             print(f"round {round_number + 1}, {name}: {result.end_to_end_jobs_per_s:,.0f} jobs/s")

@@ -52,6 +52,10 @@ class BenchOptions:
     # A global rate limit on the bench queue ("100000/s"): its jobs then take the limited
     # dispatch path, and every claim records its start (docs/scheduling.md).
     rate_limit: str | None = None
+    # A concurrency limit per limit key, the jobs spread over `keys` keys round-robin: the
+    # cost of many key budgets (every key scope in each limited pass).
+    key_concurrency: int | None = None
+    keys: int = 1000
 
 
 @dataclass
@@ -111,6 +115,10 @@ async def run_bench(
             if options.rate_limit is not None:
                 async with Admin(settings) as admin:
                     await admin.set_limit(f"queue:{QUEUE}", "bench", rate=options.rate_limit)
+            if options.key_concurrency is not None:
+                async with Admin(settings) as admin:
+                    # The pattern `*`: every key its own budget of this many at once.
+                    await admin.set_limit("key:*", "bench", concurrency=options.key_concurrency)
             launcher.queuer()
             launcher.worker(
                 "conveyor.bench.tasks:app", [QUEUE], options.processes, options.concurrency
@@ -148,6 +156,22 @@ async def _noop(payload: Any) -> None:
     return None
 
 
+async def _enqueue_over_keys(
+    app: Conveyor, options: BenchOptions, payload: dict[str, str], sent: int, size: int
+) -> None:
+    """Jobs sent..sent+size in runs of count / keys jobs per key (one bulk enqueue per
+    run), so the whole count covers every key evenly."""
+    per_key = max(1, -(-options.count // options.keys))
+    position = sent
+    while position < sent + size:
+        run = min(per_key - position % per_key, sent + size - position)
+        key = (position // per_key) % options.keys
+        await app.aenqueue_many(
+            TASK, [payload] * run, priority=options.priority, limit_key=f"bench-{key}"
+        )
+        position += run
+
+
 async def _wait_for_workers(
     tools: ToolStatements, options: BenchOptions, launcher: Launcher
 ) -> None:
@@ -176,7 +200,10 @@ async def _enqueue(
             if size <= 0:
                 await asyncio.sleep(TICK)
                 continue
-        await app.aenqueue_many(TASK, [payload] * size, priority=options.priority)
+        if options.key_concurrency is None:
+            await app.aenqueue_many(TASK, [payload] * size, priority=options.priority)
+        else:
+            await _enqueue_over_keys(app, options, payload, sent, size)
         sent += size
         if progress:
             progress("enqueued", sent, options.count)

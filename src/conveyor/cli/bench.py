@@ -97,6 +97,13 @@ from conveyor.limits import parse_rate
     help='A global rate limit on the bench queue ("100000/s"): the cost of the limited '
     "dispatch when the limit is above the drain rate.",
 )
+@click.option(
+    "--key-concurrency",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    help="Spread the jobs over 1,000 limit keys, each allowed this many at once: the cost "
+    "of many key budgets in the limited dispatch.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_state
 def bench(
@@ -113,6 +120,7 @@ def bench(
     drain: bool,
     postgres_only: bool,
     rate_limit: str | None,
+    key_concurrency: int | None,
     as_json: bool,
 ) -> None:
     """Benchmark enqueue, end-to-end throughput and per-job latency on this machine."""
@@ -128,6 +136,7 @@ def bench(
             drain=drain,
             postgres_only=postgres_only,
             rate_limit=str(parse_rate(rate_limit)) if rate_limit is not None else None,
+            key_concurrency=key_concurrency,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
