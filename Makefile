@@ -27,9 +27,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Two pytest processes (pytest-xdist), tests shared out one by one and stolen back by an
-# idle process (worksteal), so a long fault-test file does not run alone at the end. Test processes keep small pools (tests/factories.py FAST,
-# tests/apps/recording.py), so two process-heavy files together stay far below
-# PostgreSQL's default 100 connections. PYTEST_WORKERS=0 runs everything in one process.
+# idle process (worksteal), so a long fault-test file does not run alone at the end. Test
+# processes keep small pools (tests/factories.py FAST, tests/apps/recording.py), so two
+# process-heavy tests together stay far below PostgreSQL's default 100 connections. PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
 unit: $(STAMP)
 	$(BIN)/python -m pytest -W error -n $(PYTEST_WORKERS) --dist worksteal
