@@ -14,6 +14,7 @@ from conveyor.admin.replay import parse_payload_text
 from conveyor.cli.admin import admin
 from conveyor.cli.admin_output import (
     actor,
+    app_tasks,
     duration_option,
     emit_json,
     json_option,
@@ -91,14 +92,7 @@ def replay(
         new_payload = parse_payload_text(text)
     except AdminError as error:
         raise click.BadParameter(str(error), param_hint="--payload") from None
-    tasks = None
-    if app_path is not None:
-        from conveyor.worker.process import load_app
-
-        try:
-            tasks = load_app(app_path).tasks
-        except (ImportError, ValueError) as error:
-            raise click.BadParameter(str(error), param_hint="--app") from None
+    tasks = app_tasks(app_path)
     result = run(state, lambda a: a.replay_edited(job_id, new_payload, actor()), tasks)
     report(result, as_json)
 

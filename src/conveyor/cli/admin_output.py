@@ -130,3 +130,16 @@ def report(result: Model, as_json: bool, hint: str | None = None) -> None:
         click.echo("skipped: " + ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else ""))
     if hint:
         click.echo(hint)
+
+
+def app_tasks(app_path: str | None) -> dict[str, Any] | None:
+    """The tasks of `--app module:app`, to check payloads against their models; None
+    without `--app`. An app that does not import is a usage error naming `--app`."""
+    if app_path is None:
+        return None
+    from conveyor.worker.process import load_app
+
+    try:
+        return dict(load_app(app_path).tasks)
+    except (ImportError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="--app") from None

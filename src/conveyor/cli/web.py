@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from conveyor.cli.admin_output import app_tasks
 from conveyor.cli.main import State, main, pass_state
 from conveyor.config import Settings
 from conveyor.logs import configure_logging
@@ -62,14 +63,7 @@ def web(
     """Serve the JSON admin API (/api, /api/openapi.json) and the dashboard (/)."""
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
-    tasks = None
-    if app_path is not None:
-        from conveyor.worker.process import load_app
-
-        try:
-            tasks = load_app(app_path).tasks
-        except (ImportError, ValueError) as error:
-            raise click.BadParameter(str(error), param_hint="--app") from None
+    tasks = app_tasks(app_path)
     settings = state.settings(**{"web.host": host, "web.port": port, "health.port": health_port})
     configure_logging(settings)
     if not settings.web.tokens and not settings.web.users:
