@@ -26,11 +26,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Two pytest processes (pytest-xdist), tests shared out one by one and stolen back by an
-# idle process (worksteal), so a long fault-test file does not run alone at the end. Test
-# processes keep small pools (tests/factories.py FAST, tests/apps/recording.py), so two
-# process-heavy tests together stay far below PostgreSQL's default 100 connections. PYTEST_WORKERS=0 runs everything in one process.
-PYTEST_WORKERS ?= 2
+# One pytest process by default. PYTEST_WORKERS=2 runs two (pytest-xdist, worksteal): about
+# 25 % faster, but in one of two fresh-clone runs a test's producer pool could not get a
+# connection within database.connect_timeout while two process-heavy tests ran together
+# (PostgreSQL was not out of connections; the cause is not found yet), so CI stays serial.
+PYTEST_WORKERS ?= 0
 unit: $(STAMP)
 	$(BIN)/python -m pytest -W error -n $(PYTEST_WORKERS) --dist worksteal
 
