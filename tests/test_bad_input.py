@@ -68,6 +68,8 @@ def tasks(app: Conveyor) -> Conveyor:
         ),
         (lambda a: a.enqueue_many("plain", [{}, {"x": {1, 2}}]), PayloadError, "not JSON"),
         (lambda a: a.get_job("not-a-uuid"), ValueError, "not a job id"),
+        (lambda a: a.enqueue("plain", {}, prority=1), TypeError, "unexpected keyword"),
+        (lambda a: a.enqueue_many("plain", [{}], idempotency_key="k"), TypeError, "unexpected"),
     ],
 )
 def test_bad_enqueue_is_refused_and_writes_nothing(

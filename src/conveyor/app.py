@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import Any, overload
+from datetime import timedelta
+from typing import Any, Unpack, overload
 from uuid import UUID
 
 from conveyor import client
@@ -201,18 +201,10 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         task: Task | str,
         payload: Any = None,
         *,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
         idempotency_key: str | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
         dedup: Dedup | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> UUID:
         """Enqueue one job; return its id once it is committed (or once written into
         `connection`'s open transaction: a psycopg connection, a SQLAlchemy Session or
@@ -225,18 +217,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         A job not started within `expires_in` (or by the aware datetime `deadline`) ends
         expired and never runs. `limit_key` puts the job under the global limits of that
         key (`limits.keys` in the configuration; docs/scheduling.md)."""
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            idempotency_key,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=one_mode(dedup),
+        options = client.enqueue_options(
+            args, dedup=one_mode(dedup), idempotency_key=idempotency_key
         )
         return self._enqueue(task, [payload], options, connection)[0]
 
@@ -245,33 +227,13 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         task: Task | str,
         payloads: Iterable[Any],
         *,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
         dedup: Sequence[Dedup | None] | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> list[UUID]:
         """Enqueue many jobs of one task in a single statement; all or none are written.
         `dedup` gives one mode (or None) per payload, as `enqueue`'s `dedup`."""
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            None,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=many_modes(dedup),
-        )
+        options = client.enqueue_options(args, dedup=many_modes(dedup))
         return self._enqueue(task, payloads, options, connection)
 
     async def aenqueue(
@@ -279,31 +241,13 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         task: Task | str,
         payload: Any = None,
         *,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
         idempotency_key: str | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
         dedup: Dedup | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> UUID:
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            idempotency_key,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=one_mode(dedup),
+        options = client.enqueue_options(
+            args, dedup=one_mode(dedup), idempotency_key=idempotency_key
         )
         return (await self._aenqueue(task, [payload], options, connection))[0]
 
@@ -312,31 +256,11 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         task: Task | str,
         payloads: Iterable[Any],
         *,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
         dedup: Sequence[Dedup | None] | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> list[UUID]:
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            None,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=many_modes(dedup),
-        )
+        options = client.enqueue_options(args, dedup=many_modes(dedup))
         return await self._aenqueue(task, payloads, options, connection)
 
     def _write(self, batch: client.InsertBatch, connection: TransactionHandle | None) -> list[UUID]:

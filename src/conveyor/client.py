@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 import orjson
@@ -40,6 +40,38 @@ class EnqueueOptions:
     deadline: datetime | None = None
     # The job's share of global limits (docs/scheduling.md, "Rate and concurrency limits").
     limit_key: str | None = None
+
+
+class EnqueueArgs(TypedDict, total=False):
+    """The keyword arguments every enqueue form takes (`enqueue`, `enqueue_many`, their
+    async and `_result(s)` forms, `Task.enqueue`), declared once; see `EnqueueOptions`."""
+
+    priority: int | None
+    run_at: datetime | None
+    delay: float | timedelta | None
+    max_attempts: int | None
+    queue: str | None
+    tenant: str | None
+    expires_in: float | timedelta | None
+    deadline: datetime | None
+    limit_key: str | None
+
+
+ENQUEUE_ARGS = frozenset(EnqueueArgs.__annotations__)
+
+
+def enqueue_options(
+    args: EnqueueArgs,
+    *,
+    dedup: tuple[Dedup | None, ...] | None = None,
+    idempotency_key: str | None = None,
+) -> EnqueueOptions:
+    """The options of one enqueue call; an unknown keyword is a `TypeError`, as it would
+    be for a function that spells its keywords out."""
+    unknown = sorted(set(args) - ENQUEUE_ARGS)
+    if unknown:
+        raise TypeError(f"enqueue got unexpected keyword arguments: {', '.join(unknown)}")
+    return EnqueueOptions(idempotency_key=idempotency_key, dedup=dedup, **args)
 
 
 def check_tenant_name(tenant: object) -> str:

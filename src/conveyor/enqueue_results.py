@@ -9,9 +9,8 @@ an `EnqueueResult` per payload instead: the job id and the outcome ("enqueued",
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from uuid import UUID
 
 import orjson
@@ -59,31 +58,11 @@ class ResultEnqueue:
         payload: Any = None,
         *,
         dedup: Dedup | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> EnqueueResult:
         """As `enqueue`, and say whether the job was written or which job absorbed it."""
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            None,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=(dedup,),
-        )
+        options = client.enqueue_options(args, dedup=(dedup,))
         return self._enqueue_results(task, [payload], options, connection)[0]
 
     def enqueue_many_results(
@@ -92,33 +71,13 @@ class ResultEnqueue:
         payloads: Iterable[Any],
         *,
         dedup: Sequence[Dedup | None] | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: TransactionHandle | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> list[EnqueueResult]:
         """As `enqueue_many`, one `EnqueueResult` per payload, in order."""
         payloads = list(payloads)
         modes = _modes(dedup, len(payloads))
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            None,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=modes,
-        )
+        options = client.enqueue_options(args, dedup=modes)
         return self._enqueue_results(task, payloads, options, connection)
 
     async def aenqueue_result(
@@ -127,30 +86,10 @@ class ResultEnqueue:
         payload: Any = None,
         *,
         dedup: Dedup | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> EnqueueResult:
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            None,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=(dedup,),
-        )
+        options = client.enqueue_options(args, dedup=(dedup,))
         return (await self._aenqueue_results(task, [payload], options, connection))[0]
 
     async def aenqueue_many_results(
@@ -159,32 +98,12 @@ class ResultEnqueue:
         payloads: Iterable[Any],
         *,
         dedup: Sequence[Dedup | None] | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        expires_in: float | timedelta | None = None,
-        deadline: datetime | None = None,
-        limit_key: str | None = None,
         connection: AsyncTransactionHandle | None = None,
+        **args: Unpack[client.EnqueueArgs],
     ) -> list[EnqueueResult]:
         payloads = list(payloads)
         modes = _modes(dedup, len(payloads))
-        options = client.EnqueueOptions(
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            None,
-            queue,
-            tenant,
-            expires_in=expires_in,
-            deadline=deadline,
-            limit_key=limit_key,
-            dedup=modes,
-        )
+        options = client.enqueue_options(args, dedup=modes)
         return await self._aenqueue_results(task, payloads, options, connection)
 
     def _dedup_batch(
