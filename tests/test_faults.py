@@ -150,10 +150,17 @@ async def test_terminating_every_postgres_backend_loses_nothing(
     worker = procs.worker(processes=2, concurrency=8)
     for _ in range(2):
         await wait_until(lambda: finished(db) >= 300, message="progress")
-        db.execute(
-            b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            b"WHERE application_name LIKE 'conveyor-%%' AND pid <> pg_backend_pid()"
-        )
+        # This test's connections only: every statement names the schema. A server-wide
+        # kill also ended the connections of a test running beside this one (two pytest
+        # processes), whose producer then timed out waiting for its pool.
+        killed = db.execute(
+            b"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            b"WHERE application_name LIKE 'conveyor-%%' AND pid <> pg_backend_pid() "
+            b"AND datname = current_database() AND query LIKE %s",
+            (f"%{recording_app.settings.database.schema_name}%",),
+        ).fetchone()
+        # The queuer's, the supervisor's and both worker processes' connections at least.
+        assert killed is not None and killed[0] >= 4, killed
         await asyncio.sleep(0.5)
     await wait_until(lambda: finished(db) == 1500, timeout=120, message="every job")
     assert await settle_and_check(db, ids) == {"completed": 1500}

@@ -176,9 +176,11 @@ async def test_a_wait_sleeps_until_the_job_ends_and_is_woken_by_its_notification
 
     def waiter_asleep() -> bool:
         # The waiter's session is idle after its first read: it waits on the socket.
+        # This test's waiter only: another test's may be asleep beside it (pytest -n 2).
         row = db.execute(
             b"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'conveyor-waiter'"
-            b" AND state = 'idle' AND query LIKE '%%SET awaited = true%%'"
+            b" AND state = 'idle' AND query LIKE '%%SET awaited = true%%' AND query LIKE %s",
+            (f"%{app.settings.database.schema_name}%",),
         ).fetchone()
         return row is not None and row[0] == 1
 
