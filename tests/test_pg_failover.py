@@ -66,14 +66,16 @@ async def test_a_multi_host_url_skips_a_dead_host(
     app.tasks.update(recording.app.tasks)
     procs = Processes(through, tmp_path)
     try:
+        # Every process and pool must skip the dead host; the job count adds nothing to that
+        # (the 10,000-job run of scenario 20 is the PgBouncer test's).
         ids: list[Any] = []
-        for start in range(0, 10_000, 2_000):
-            ids += app.enqueue_many("job", [{"n": n} for n in range(start, start + 2_000)])
+        for start in range(0, 2_000, 500):
+            ids += app.enqueue_many("job", [{"n": n} for n in range(start, start + 500)])
         assert (await app.aget_job(ids[0])).status in ("queued", "dispatched")  # async path
         procs.queuer()
         procs.queuer()
         procs.worker(processes=3, concurrency=20)
-        await wait_until(lambda: finished(db, 10_000), timeout=300, interval=0.5, message="10,000")
+        await wait_until(lambda: finished(db, 2_000), timeout=300, interval=0.5, message="2,000")
         ran_each_once(db, ids)
     finally:
         procs.stop_all()
