@@ -4,11 +4,16 @@ process importing an app that has middleware."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -22,13 +27,14 @@ from sentry_sdk.transport import Transport
 
 from conveyor import Discard, EnqueueError, JobContext, RetryPolicy, Snooze, Unique
 from conveyor.app import Conveyor
+from conveyor.config import Settings
 from conveyor.contrib.logging import LoggingMiddleware
 from conveyor.contrib.sentry import SentryMiddleware
 from conveyor.errors import EnqueueAborted, PayloadError
 from conveyor.middleware import EnqueueCall, Hooks, Middleware
 from conveyor.vocabulary import COMPLETED, DEAD, LOG_COMPLETED, LOG_DEAD, LOG_FAILED
 from tests.conftest import Running, wait_until
-from tests.processes import Processes
+from tests.processes import ROOT, Processes, env_for
 
 FAST = RetryPolicy(base=0.05, cap=0.1)
 
@@ -655,3 +661,44 @@ async def test_a_worker_process_runs_the_middleware_of_the_app_it_imports(
     assert any(m.startswith(f"job {job_id} raised PermissionError") for m in messages)
     started = [line for line in mine if line["message"].endswith("attempt 2 of 2")]
     assert started[0]["task"] == "hooked.greet" and started[0]["worker"]
+
+
+GUIDE = ROOT / "docs" / "middleware.md"
+
+
+async def test_the_guide_example_runs(settings: Settings, procs: Processes, tmp_path: Path) -> None:
+    """docs/middleware.md's shop.py, as its readers run it: a queuer, a worker importing
+    it, and the script itself."""
+    text = GUIDE.read_text()
+    example = text.split("`shop.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "shop.py").write_text(example)
+    # Beside, not instead of, the path that finds this checkout's conveyor.
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    procs.queuer()
+    procs.conveyor(
+        "worker",
+        "--app",
+        "shop:app",
+        "--queues",
+        "orders",
+        name="worker",
+        PYTHONPATH=path,
+    )
+    script = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(tmp_path / "shop.py")],
+        cwd=ROOT,
+        env=env_for(settings, PYTHONPATH=path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.splitlines() == [
+        "shipped order 42",
+        "enqueue of ship aborted by middleware NoJobsForBannedTenants: "
+        "tenant acme-trial may not enqueue",
+    ]
+    assert "queued 1 ship job(s)" in script.stderr
+    await wait_until(lambda: "done: 'shipped order 42'" in procs.logs(), message="the audit line")
