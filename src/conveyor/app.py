@@ -77,7 +77,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         self._statements: SyncProducer | None = None
         self._async_statements: ProducerStatements | None = None
         self._middleware: list[Middleware] = []
-        # None without middleware: enqueue then checks this one attribute.
+        # None without middleware: enqueue then calls no hook at all.
         self.hooks: Hooks | None = None
         for each in middleware:
             self.add_middleware(each)
