@@ -32,7 +32,15 @@ from conveyor.contrib.logging import LoggingMiddleware
 from conveyor.contrib.sentry import SentryMiddleware
 from conveyor.errors import EnqueueAborted, PayloadError
 from conveyor.middleware import EnqueueCall, Hooks, Middleware
-from conveyor.vocabulary import COMPLETED, DEAD, LOG_COMPLETED, LOG_DEAD, LOG_FAILED
+from conveyor.vocabulary import (
+    COMPLETED,
+    DEAD,
+    LOG_COMPLETED,
+    LOG_DEAD,
+    LOG_FAILED,
+    QUEUED,
+    RETRY_SCHEDULED,
+)
 from tests.conftest import Running, wait_until
 from tests.processes import ROOT, Processes, env_for
 
@@ -271,7 +279,7 @@ def test_a_raising_after_enqueue_keeps_the_jobs(
     before = hook_errors("after_enqueue")
     with caplog.at_level(logging.ERROR, logger="conveyor.middleware"):
         job_id = app.enqueue(noop, {})
-    assert app.get_job(job_id).status == "queued"
+    assert app.get_job(job_id).status == QUEUED
     assert job_count(db) == 1
     assert hook_errors("after_enqueue") == before + 1
     assert "middleware Raising raised in after_enqueue" in caplog.text
@@ -557,7 +565,7 @@ async def test_sentry_gets_dead_jobs_with_their_tags(
         "conveyor.job_id": str(job_id),
         "conveyor.attempt": "2",
     }
-    assert event["contexts"]["conveyor"] == {"attempt": 2, "max_attempts": 2, "outcome": "dead"}
+    assert event["contexts"]["conveyor"] == {"attempt": 2, "max_attempts": 2, "status": DEAD}
     [exception] = event["exception"]["values"]
     assert exception["type"] == "ConnectionError"
     assert exception["value"] == "card processor unreachable"
@@ -582,7 +590,7 @@ async def test_sentry_can_report_every_failed_attempt(
     await wait_until(lambda: len(sentry_events) == 2, message="two Sentry events")
     assert [event["level"] for event in sentry_events] == ["warning", "warning"]
     assert [event["tags"]["conveyor.attempt"] for event in sentry_events] == ["1", "2"]
-    assert {event["contexts"]["conveyor"]["outcome"] for event in sentry_events} == {"retry"}
+    assert {event["contexts"]["conveyor"]["status"] for event in sentry_events} == {RETRY_SCHEDULED}
 
 
 async def test_logging_middleware_logs_enqueue_and_each_attempt_with_the_job(

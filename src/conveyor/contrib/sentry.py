@@ -12,6 +12,7 @@ from typing import Any
 
 from conveyor.middleware import Middleware
 from conveyor.tasks import JobContext
+from conveyor.vocabulary import DEAD, RETRY_SCHEDULED
 
 try:
     import sentry_sdk
@@ -25,18 +26,19 @@ class SentryMiddleware(Middleware):
     """Sends the exception of every dead job to Sentry, once, after its outcome is
     committed; with `every_attempt=True`, also each failed attempt that will retry (as a
     warning). Events carry the tags `conveyor.queue`, `conveyor.task`, `conveyor.job_id`
-    and `conveyor.attempt`, and a `conveyor` context with the attempt count, the outcome
-    and, for a retry, its delay."""
+    and `conveyor.attempt`, and a `conveyor` context with the attempt count, the job's
+    status as the dashboard shows it (dead, retry_scheduled) and, for a retry, its delay."""
 
     def __init__(self, *, every_attempt: bool = False) -> None:
         self.every_attempt = every_attempt
 
     def on_retry(self, job: JobContext, error: BaseException, retry_in: timedelta) -> None:
         if self.every_attempt:
-            capture(job, error, "warning", outcome="retry", retry_in=retry_in.total_seconds())
+            seconds = retry_in.total_seconds()
+            capture(job, error, "warning", status=RETRY_SCHEDULED, retry_in=seconds)
 
     def on_dead(self, job: JobContext, error: BaseException) -> None:
-        capture(job, error, "error", outcome="dead")
+        capture(job, error, "error", status=DEAD)
 
 
 def capture(job: JobContext, error: BaseException, level: str, **details: Any) -> str | None:
