@@ -286,6 +286,31 @@ def test_a_raising_after_enqueue_keeps_the_jobs(
     assert "after_enqueue is broken" in caplog.text  # the traceback is logged
 
 
+def test_after_enqueue_in_a_transaction_runs_before_its_commit(
+    app: Conveyor, db: psycopg.Connection[Any]
+) -> None:
+    seen: list[tuple[bool, list[UUID]]] = []
+
+    class Watcher(Middleware):
+        def after_enqueue(self, call: EnqueueCall, job_ids: Sequence[UUID]) -> None:
+            seen.append((call.in_transaction, list(job_ids)))
+
+    app.add_middleware(Watcher())
+
+    @app.task(name="noop", queue="work")
+    def noop(payload: Any) -> None:
+        pass
+
+    with psycopg.connect(app.settings.database.url) as conn:
+        rolled_back = app.enqueue(noop, {}, connection=conn)
+        conn.rollback()
+    committed = app.enqueue(noop, {})
+    # The hook saw both; only the committed one exists: a transactional enqueue's
+    # after_enqueue runs before the caller decides.
+    assert seen == [(True, [rolled_back]), (False, [committed])]
+    assert job_count(db) == 1
+
+
 # -- attempts and events -------------------------------------------------------------------
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="none")
