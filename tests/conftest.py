@@ -133,7 +133,7 @@ class Running:
 
     def worker(self, queues: list[str], concurrency: int = 10, **kwargs: Any) -> Worker:
         options = WorkerOptions(queues=queues, concurrency=concurrency, **kwargs)
-        worker = Worker(self.app.settings, self.app.tasks, options)
+        worker = Worker(self.app.settings, self.app.tasks, options, middleware=self.app.middleware)
         self._start(worker.run)
         self.workers.append(worker)
         return worker

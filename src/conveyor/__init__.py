@@ -5,6 +5,7 @@ from conveyor.dedup import Debounce, EnqueueResult, Throttle, Unique
 from conveyor.errors import (
     ConveyorError,
     DatabaseUnavailable,
+    EnqueueAborted,
     EnqueueError,
     JobCancelled,
     JobFailed,
@@ -28,6 +29,7 @@ __all__ = [
     "DatabaseUnavailable",
     "Debounce",
     "Discard",
+    "EnqueueAborted",
     "EnqueueError",
     "EnqueueResult",
     "Job",

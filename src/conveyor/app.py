@@ -13,6 +13,7 @@ from conveyor.dedup import Dedup, many_modes, one_mode
 from conveyor.encryption import PayloadCipher
 from conveyor.enqueue_results import ResultEnqueue
 from conveyor.job_handles import JobHandles
+from conveyor.middleware import Hooks, Middleware, check_middleware, enqueue_guard
 from conveyor.orm import (
     AsyncTransactionHandle,
     TransactionHandle,
@@ -36,6 +37,8 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
 
     Settings come from `settings=`, or are loaded from `config=` (YAML) and the
     environment (DATABASE_URL, REDIS_URL, ...); keyword arguments override both.
+    `middleware` (or `add_middleware`) wraps enqueue here and every attempt in the
+    workers that import this app (docs/middleware.md).
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         redis_url: str | None = None,
         schema: str | None = None,
         key_prefix: str | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         overrides = {
             key: value
@@ -72,6 +76,22 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
         self.tracing = Tracing.from_settings(settings)
         self._statements: SyncProducer | None = None
         self._async_statements: ProducerStatements | None = None
+        self._middleware: list[Middleware] = []
+        # None without middleware: enqueue then calls no hook at all.
+        self.hooks: Hooks | None = None
+        for each in middleware:
+            self.add_middleware(each)
+
+    # -- middleware ----------------------------------------------------------------------
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Register a middleware after those already registered (it runs inside them)."""
+        self._middleware.append(check_middleware(middleware))
+        self.hooks = Hooks(self._middleware)
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        return tuple(self._middleware)
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -173,11 +193,13 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
             results = self._enqueue_results(task_or_name, payloads, options, connection)
             return [result.job_id for result in results]
         task = client.resolve_task(self.tasks, task_or_name)
-        with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
+        payloads = payloads if isinstance(payloads, list) else list(payloads)
+        guard = enqueue_guard(self.hooks, task, payloads, options, connection is not None)
+        with self.tracing.enqueue(options.queue or task.queue, task.name) as span, guard:
             batch = self._batch(task, payloads, options, span.context)
             ids = self._write(batch, connection) if batch.ids else []
             span.written(ids)
-            return ids
+            return guard.finish(ids)
 
     async def _aenqueue(
         self,
@@ -190,11 +212,13 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
             results = await self._aenqueue_results(task_or_name, payloads, options, connection)
             return [result.job_id for result in results]
         task = client.resolve_task(self.tasks, task_or_name)
-        with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
+        payloads = payloads if isinstance(payloads, list) else list(payloads)
+        guard = enqueue_guard(self.hooks, task, payloads, options, connection is not None)
+        with self.tracing.enqueue(options.queue or task.queue, task.name) as span, guard:
             batch = self._batch(task, payloads, options, span.context)
             ids = await self._awrite(batch, connection) if batch.ids else []
             span.written(ids)
-            return ids
+            return guard.finish(ids)
 
     def enqueue(
         self,

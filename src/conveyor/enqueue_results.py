@@ -18,10 +18,12 @@ import orjson
 from conveyor import client, dedup, metrics
 from conveyor.dedup import Dedup, EnqueueResult
 from conveyor.errors import EnqueueError
+from conveyor.middleware import enqueue_guard
 
 if TYPE_CHECKING:
     from conveyor.config import Settings
     from conveyor.encryption import PayloadCipher
+    from conveyor.middleware import Hooks
     from conveyor.orm import AsyncTransactionHandle, TransactionHandle
     from conveyor.store.dedup import Reseal
     from conveyor.store.producer import ProducerStatements, SyncProducer
@@ -37,6 +39,7 @@ class ResultEnqueue:
         tracing: Tracing
         cipher: PayloadCipher
         settings: Settings
+        hooks: Hooks | None
 
         def _batch(
             self,
@@ -137,15 +140,17 @@ class ResultEnqueue:
         connection: TransactionHandle | None,
     ) -> list[EnqueueResult]:
         task = client.resolve_task(self.tasks, task_or_name)
-        with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
+        payloads = payloads if isinstance(payloads, list) else list(payloads)
+        guard = enqueue_guard(self.hooks, task, payloads, options, connection is not None)
+        with self.tracing.enqueue(options.queue or task.queue, task.name) as span, guard:
             batch, reseal = self._dedup_batch(task, payloads, options, span.context)
-            if not batch.ids:
-                return []
-            statements = self._producer(connection)
-            rows = statements.enqueue_deduplicated(batch.records, batch.keys, reseal)
-            results = batch.results(rows)
-            span.written([result.job_id for result in results])
-            return _counted(batch, results)
+            results = []
+            if batch.ids:
+                statements = self._producer(connection)
+                rows = statements.enqueue_deduplicated(batch.records, batch.keys, reseal)
+                results = _counted(batch, batch.results(rows))
+            span.written(guard.finish([result.job_id for result in results]))
+            return results
 
     async def _aenqueue_results(
         self,
@@ -155,15 +160,17 @@ class ResultEnqueue:
         connection: AsyncTransactionHandle | None,
     ) -> list[EnqueueResult]:
         task = client.resolve_task(self.tasks, task_or_name)
-        with self.tracing.enqueue(options.queue or task.queue, task.name) as span:
+        payloads = payloads if isinstance(payloads, list) else list(payloads)
+        guard = enqueue_guard(self.hooks, task, payloads, options, connection is not None)
+        with self.tracing.enqueue(options.queue or task.queue, task.name) as span, guard:
             batch, reseal = self._dedup_batch(task, payloads, options, span.context)
-            if not batch.ids:
-                return []
-            statements = await self._aproducer(connection)
-            rows = await statements.enqueue_deduplicated(batch.records, batch.keys, reseal)
-            results = batch.results(rows)
-            span.written([result.job_id for result in results])
-            return _counted(batch, results)
+            results = []
+            if batch.ids:
+                statements = await self._aproducer(connection)
+                rows = await statements.enqueue_deduplicated(batch.records, batch.keys, reseal)
+                results = _counted(batch, batch.results(rows))
+            span.written(guard.finish([result.job_id for result in results]))
+            return results
 
 
 def _modes(dedup: Sequence[Dedup | None] | None, count: int) -> tuple[Dedup | None, ...]:

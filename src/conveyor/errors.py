@@ -46,6 +46,11 @@ class PayloadTooLargeError(PayloadError):
         self.limit = limit
 
 
+class EnqueueAborted(EnqueueError):
+    """A middleware's `before_enqueue` raised (its error is the `__cause__`); nothing
+    was written."""
+
+
 class DatabaseUnavailable(ConveyorError):
     """PostgreSQL did not answer (or cannot write now); nothing was committed. Transient:
     every loop backs off and tries again."""

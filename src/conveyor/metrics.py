@@ -81,6 +81,12 @@ STALE = Counter(
     "jobs_stale_outcomes",
     "Outcomes of attempts that had lost their lease; fenced off, they changed nothing.",
 )
+HOOK_ERRORS = Counter(
+    "hook_errors",
+    "Exceptions raised by middleware hooks, by hook (before_enqueue, on_dead, ...); logged "
+    "with the job id, they never change a job's outcome (docs/middleware.md).",
+    ("hook",),
+)
 RESCUED = Counter("jobs_rescued", "Lost attempts given back by rescue.", ("outcome",))
 RECONCILED = Counter("jobs_reconciled", "Dispatched jobs missing from Redis, queued again.")
 REDIS_REBUILDS = Counter("redis_rebuilds", "Times Redis was found empty and rebuilt.")

@@ -104,6 +104,11 @@ class Outcome:
     # (conveyor.results); or, when it could not be kept, why not.
     result: str | None = None
     result_error: str | None = None
+    # Never written: what middleware events read once the outcome is committed
+    # (conveyor.middleware): the attempt's job, the handler's return value, its error.
+    claimed: ClaimedJob | None = field(default=None, compare=False, repr=False)
+    value: Any = field(default=None, compare=False, repr=False)
+    raised: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
     def job_status(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 
 from conveyor import metrics, watchdog
 from conveyor.errors import DatabaseUnavailable, StatementRejected
@@ -26,8 +27,16 @@ MAX_BATCH_RESULT_CHARS = 16 * 1_048_576
 
 
 class Completer:
-    def __init__(self, store: WorkStatements) -> None:
+    """`committed` is called with the outcomes of each batch once PostgreSQL has them
+    (the middleware events, conveyor.middleware)."""
+
+    def __init__(
+        self,
+        store: WorkStatements,
+        committed: Callable[[Sequence[Outcome]], None] | None = None,
+    ) -> None:
         self.store = store
+        self.committed = committed
         self.counts: Counter[str] = Counter()
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -137,6 +146,13 @@ class Completer:
                     extra=job_fields(outcome.job_id, outcome.queue, outcome.task),
                 )
         observe(landed)
+        if self.committed is not None and landed:
+            try:
+                self.committed(landed)
+            except Exception:
+                # Hooks report their own errors; this guards the writer against a bug
+                # there: the outcomes are committed, and the next batch must go too.
+                log.exception("middleware events failed for %d outcome(s)", len(landed))
 
 
 def observe(outcomes: list[Outcome]) -> None:

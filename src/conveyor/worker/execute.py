@@ -17,6 +17,7 @@ from conveyor import metrics
 from conveyor.encryption import PayloadCipher, redact
 from conveyor.errors import JobCancelled, PayloadError, TaskTimeout
 from conveyor.human import span
+from conveyor.middleware import Hooks
 from conveyor.outcomes import Cancel, Discard, HandlerOutcome, Retry, Snooze
 from conveyor.results import NO_RESULT, KeptResult, ResultCodec
 from conveyor.retry import RetryPolicy
@@ -40,9 +41,11 @@ async def run_job(
     cipher: PayloadCipher | None = None,
     overran: Callable[[], None] | None = None,
     results: ResultCodec | None = None,
+    hooks: Hooks | None = None,
 ) -> Outcome:
     """`overran` is called when a sync handler is still running at its timeout; `results`
-    encodes what a handler returns (no encryption, default size limit when None)."""
+    encodes what a handler returns (no encryption, default size limit when None); `hooks`
+    are the app's attempt middleware (None: there is none)."""
     started = time.perf_counter()
     # Every clear value decrypted for this attempt: error text must not carry them away.
     secrets: list[str] = []
@@ -52,6 +55,7 @@ async def run_job(
         error: BaseException | None = None,
         retry_in: float | None = None,
         with_traceback: bool = True,
+        value: Any = None,
     ) -> Outcome:
         return Outcome(
             job_id=job.id,
@@ -65,6 +69,9 @@ async def run_job(
             retry_in=retry_in,
             queue=job.queue,
             task=job.task,
+            claimed=job,
+            value=value,
+            raised=error,
         )
 
     def failed(
@@ -139,7 +146,11 @@ async def run_job(
 
     call = _bind(task, argument, ctx)
     try:
-        if task.is_async:
+        if hooks is not None:
+            result = await hooks.around_attempt(
+                ctx, lambda: _invoke(task, call, job, executor, overran)
+            )
+        elif task.is_async:
             result = await _with_timeout(call(), job.timeout)
         else:
             result = await _in_thread(job, call, executor, overran)
@@ -171,7 +182,8 @@ async def run_job(
         return done(CANCELLED, JobCancelled(f"job {job.id} was cancelled"), with_traceback=False)
     if isinstance(result, HandlerOutcome):
         return asked(result)
-    return _completed(done(COMPLETED), (results or _PLAIN).encode(result, job.id, job.task))
+    kept = (results or _PLAIN).encode(result, job.id, job.task)
+    return _completed(done(COMPLETED, value=result), kept)
 
 
 _PLAIN = ResultCodec()
@@ -183,6 +195,18 @@ def _completed(outcome: Outcome, kept: KeptResult) -> Outcome:
     if kept.error is not None:
         log.error("job %s (%s) completed, but %s", outcome.job_id, outcome.task, kept.error)
     return replace(outcome, result=kept.text, result_error=kept.error)
+
+
+async def _invoke(
+    task: Task,
+    call: Callable[[], Any],
+    job: ClaimedJob,
+    executor: Executor,
+    overran: Callable[[], None] | None,
+) -> Any:
+    if task.is_async:
+        return await _with_timeout(call(), job.timeout)
+    return await _in_thread(job, call, executor, overran)
 
 
 def _bind(task: Task, argument: Any, ctx: JobContext) -> Callable[[], Any]:

@@ -1,9 +1,10 @@
 """One worker process: import the user's tasks, run a Worker, turn signals into a drain.
 
 The worker runs on the settings it is given; from the imported app it takes only the
-task registry. The app was built at import time from whatever it found then, so it must
-agree with those settings on where the jobs live and how payloads are encrypted: the CLI
-exports `--config` as CONVEYOR_CONFIG before importing, so a plain `Conveyor()` does.
+task registry and the middleware. The app was built at import time from whatever it
+found then, so it must agree with those settings on where the jobs live and how payloads
+are encrypted: the CLI exports `--config` as CONVEYOR_CONFIG before importing, so a plain
+`Conveyor()` does.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import importlib
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 
 from conveyor import watchdog
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError
+from conveyor.middleware import Middleware
 from conveyor.tasks import TaskRegistry
 from conveyor.worker.runner import Worker, WorkerOptions
 
@@ -79,11 +82,16 @@ def check_app_settings(app_path: str, app: Settings, worker: Settings) -> None:
             )
 
 
-def load_tasks(app_path: str, settings: Settings) -> TaskRegistry:
-    """The task registry of the app at `app_path`, once its settings are known to agree."""
+def load_checked_app(app_path: str, settings: Settings) -> Conveyor:
+    """The app at `app_path`, once its settings are known to agree with the worker's."""
     app = load_app(app_path)
     check_app_settings(app_path, app.settings, settings)
-    return app.tasks
+    return app
+
+
+def load_tasks(app_path: str, settings: Settings) -> TaskRegistry:
+    """The task registry of the app at `app_path`, once its settings are known to agree."""
+    return load_checked_app(app_path, settings).tasks
 
 
 def sync_schedules(app_path: str) -> int:
@@ -126,8 +134,9 @@ async def serve(
     tasks: TaskRegistry,
     options: WorkerOptions,
     health_port: int | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> None:
-    worker = Worker(settings, tasks, options)
+    worker = Worker(settings, tasks, options, middleware=middleware)
     stop = asyncio.Event()
     signals = 0
 
@@ -170,10 +179,10 @@ def child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     install_loop_policy()
     try:
-        tasks = load_tasks(app_path, settings)
+        app = load_checked_app(app_path, settings)
     except SettingsMismatch as error:
         log.error("%s", error)
         sys.exit(2)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, tasks, options, health_port))
+        asyncio.run(serve(settings, app.tasks, options, health_port, app.middleware))
     sys.exit(0)

@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,6 +20,7 @@ from conveyor.encryption import PayloadCipher
 from conveyor.errors import DatabaseUnavailable, RedisUnavailable, StatementRejected
 from conveyor.lanes import Lanes
 from conveyor.log_context import job_context, job_fields
+from conveyor.middleware import Hooks, Middleware
 from conveyor.postgres_only import NORMAL, POSTGRES_ONLY, Mode
 from conveyor.results import ResultCodec
 from conveyor.retry import RetryPolicy
@@ -64,7 +66,8 @@ class InFlight:
 class Worker:
     """Runs the jobs of `tasks` (the worker's own registry: the tasks imported from the
     user's app) on `settings`. The store, the lanes and the payload cipher all come from
-    those settings; pass `store` or `lanes` to share ones the caller opened and closes."""
+    those settings; pass `store` or `lanes` to share ones the caller opened and closes.
+    `middleware` is the app's (`app.middleware`): attempt hooks and outcome events."""
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class Worker:
         *,
         store: WorkStatements | None = None,
         lanes: Lanes | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         if not options.queues:
             raise ValueError("a worker needs at least one queue to serve")
@@ -108,6 +112,7 @@ class Worker:
         self.leases = LeaseTrust(settings.worker.lease)
         self.health = WorkerHealth()
         self.tracing = Tracing.from_settings(settings)
+        self.hooks = Hooks(middleware)
 
     @property
     def store(self) -> WorkStatements:
@@ -129,7 +134,8 @@ class Worker:
             self._store = await Store.open(self.settings, "worker")
         if self._lanes is None:
             self._lanes = Lanes.open(self.settings)
-        self.completer = Completer(self._store)
+        hooks = self.hooks
+        self.completer = Completer(self._store, hooks.committed if hooks.listening else None)
         self.completer.start()
         options = self.options
         self.fetcher = Fetcher(
@@ -292,28 +298,13 @@ class Worker:
                 self.cipher,
                 self._overran,
                 self.results,
+                self.hooks if self.hooks.attempting else None,
             )
         except (HandedBack, asyncio.CancelledError):
-            outcome = Outcome(
-                job.id,
-                job.token,
-                HANDED_BACK,
-                time.perf_counter() - started,
-                error="worker shut down before the job finished",
-                queue=job.queue,
-                task=job.task,
-            )
+            outcome = _handed_back(job, started, "worker shut down before the job finished")
         except Exception as error:
             log.exception("internal error running job %s", job.id)
-            outcome = Outcome(
-                job.id,
-                job.token,
-                HANDED_BACK,
-                time.perf_counter() - started,
-                error=f"internal worker error: {error}",
-                queue=job.queue,
-                task=job.task,
-            )
+            outcome = _handed_back(job, started, f"internal worker error: {error}")
         self.in_flight.pop(job.id, None)
         if self.leases.forget(job.id):
             # Disowned: once its lease ends the rescuer decides, and the attempt counts.
@@ -393,6 +384,11 @@ class Worker:
                     extra=self._fields(flight.job),
                 )
                 self._cancel(flight)
+
+
+def _handed_back(job: ClaimedJob, started: float, why: str) -> Outcome:
+    duration = time.perf_counter() - started
+    return Outcome(job.id, job.token, HANDED_BACK, duration, why, queue=job.queue, task=job.task)
 
 
 __all__ = ["Worker", "WorkerOptions", "new_worker_id"]
