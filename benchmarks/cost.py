@@ -27,23 +27,25 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.bench import QUEUE, TASK
-from conveyor.config import load_settings
+from conveyor.config import Settings, load_settings
+from conveyor.errors import ScratchRefused
 from conveyor.launch import Launcher, reset_namespace, settings_env, wipe_namespace
 from conveyor.store.migrate import migrate
 from conveyor.store.tools import ToolStatements
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.cost_measure import (
+    DATABASE_NAME,
     CpuReading,
     Harness,
     Snapshot,
@@ -54,24 +56,11 @@ from benchmarks.cost_measure import (
     reset_scratch_database,
     scratch_url,
 )
+from benchmarks.cost_report import METHOD, TARGETS, render, summarise
 
 SCHEMA = "cost_bench"
 PREFIX = "cost_bench:"
 ENQUEUE_BATCH = 1000
-WINDOWS = ("enqueue", "drain", "total")
-# (key, label, unit): the order of the table; CPU keys follow.
-FIGURES = (
-    ("wal_bytes", "WAL bytes", "per job"),
-    ("wal_fpi_bytes", "  of which full-page images", "per job"),
-    ("heap_row_writes", "heap row writes (ins+upd+del)", "per job"),
-    ("heap_inserts", "  inserts", "per job"),
-    ("heap_updates", "  updates", "per job"),
-    ("heap_hot_updates", "    of which HOT", "per job"),
-    ("heap_deletes", "  deletes", "per job"),
-    ("index_entries", "index entries", "per job"),
-    ("commits", "commits", "per job"),
-)
-CPU_COMPONENTS = ("client", "postgres backends", "postgres background", "queuer", "workers")
 
 
 def raw_figures(
@@ -158,7 +147,7 @@ async def run_round(args: argparse.Namespace) -> tuple[dict[str, dict[str, float
 
 async def _windows(
     args: argparse.Namespace,
-    settings: Any,
+    settings: Settings,
     harness: Harness,
     tools: ToolStatements,
     launcher: Launcher,
@@ -223,12 +212,14 @@ def _say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-async def _counted(harness: Harness, call: Any) -> int:
+async def _counted(harness: Harness, call: Awaitable[int]) -> int:
     harness.commits += 1  # one statement on the harness's autocommit connection
     return int(await call)
 
 
-async def _wait(launcher: Launcher, read: Any, target: int, within: float = 120.0) -> None:
+async def _wait(
+    launcher: Launcher, read: Callable[[], Awaitable[int]], target: int, within: float = 120.0
+) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if launcher.dead():
@@ -241,88 +232,6 @@ async def _wait(launcher: Launcher, read: Any, target: int, within: float = 120.
 
 async def _noop(payload: Any) -> None:
     return None
-
-
-def summarise(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per window and figure: the median, min and max over the rounds."""
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    for window in WINDOWS:
-        keys = sorted({key for one in rounds for key in one[window]})
-        summary[window] = {}
-        for key in keys:
-            values = [one[window].get(key, 0.0) for one in rounds]
-            summary[window][key] = {
-                "median": statistics.median(values),
-                "min": min(values),
-                "max": max(values),
-            }
-    return summary
-
-
-def _cell(stats: dict[str, float] | None, digits: int, rounds: int) -> str:
-    if stats is None:
-        return "-"
-    text = f"{stats['median']:,.{digits}f}"
-    if rounds > 1:
-        text += f" ({stats['min']:,.{digits}f}-{stats['max']:,.{digits}f})"
-    return text
-
-
-def render(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Namespace) -> str:
-    rows: list[tuple[str, str, str, str]] = []
-
-    def add(label: str, key: str, digits: int) -> None:
-        cells = [_cell(summary[w].get(key), digits, args.rounds) for w in WINDOWS]
-        if any(cell != "-" for cell in cells):
-            rows.append((label, cells[0], cells[1], cells[2]))
-
-    for key, label, _unit in FIGURES:
-        add(label, key, 0 if key.startswith("wal") else 2)
-    for component in CPU_COMPONENTS:
-        add(f"CPU s per 1,000 jobs: {component}", f"cpu:{component}", 3)
-    add("WAL bytes, whole server (other databases too)", "wal_cluster_bytes", 0)
-    details = sorted({k for w in WINDOWS for k in summary[w] if k.startswith(("table:", "index:"))})
-    for key in details:
-        kind, _, name = key.partition(":")
-        add(f"{'rows written' if kind == 'table' else 'entries'}: {name}", key, 2)
-    header = ("per job", "enqueue", "drain", "total")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    spread = " (median, min-max of the rounds)" if args.rounds > 1 else ""
-    lines = [
-        f"{args.count:,} no-op jobs, {args.processes} worker processes, "
-        f"{args.rounds} round(s){spread}:",
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        ),
-    ]
-    for row in rows:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    return "\n".join(lines)
-
-
-METHOD = {
-    "wal_bytes": "WAL records (with padding) of the scratch database's relations and of "
-    "transactions that touched them, read back with pg_walinspect; without it, the whole "
-    "server's LSN difference",
-    "wal_fpi_bytes": "full-page images inside those records (each window starts with a CHECKPOINT)",
-    "heap_row_writes": "n_tup_ins + n_tup_upd + n_tup_del of pg_stat_user_tables, every table "
-    "of the schema; HOT from n_tup_hot_upd",
-    "index_entries": "btree leaf insertions (INSERT_LEAF, INSERT_POST, leaf SPLIT) counted in "
-    "the same WAL records, per index; without pg_walinspect, estimated as (inserts + non-HOT "
-    "updates) x indexes of the table, an upper bound",
-    "commits": "xact_commit of pg_stat_database for the scratch database, minus the "
-    "benchmark's own statements",
-    "cpu": "utime + stime from /proc/<pid>/stat: the enqueuing process (client), the scratch "
-    "database's backends, the server's checkpointer, background writer and WAL writer "
-    "(shared with every database on the server), the queuer and the worker supervisor with "
-    "its processes; per 1,000 jobs",
-}
 
 
 async def main() -> None:
@@ -347,19 +256,27 @@ async def main() -> None:
     for name in ("count", "processes", "concurrency", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if not DATABASE_NAME.fullmatch(args.database_name):
+        parser.error("--database-name must be lower-case letters, digits and _ (63 at most)")
     rounds: list[dict[str, dict[str, float]]] = []
     notes: list[str] = []
     for number in range(args.rounds):
-        figures, round_notes = await run_round(args)
+        try:
+            figures, round_notes = await run_round(args)
+        except (ValueError, ScratchRefused) as refused:  # a scratch name that is not ours
+            sys.exit(f"cost.py: {refused}")
         rounds.append(figures)
         notes.extend(f"round {number + 1}: {note}" for note in round_notes)
         _say(notes[-1])
     summary = summarise(rounds)
     if args.json:
-        options = {k: v for k, v in vars(args).items() if k not in ("json", "database_url")}
+        options = {
+            k: v for k, v in vars(args).items() if k not in ("json", "database_url", "redis_url")
+        }
         document = {
             "options": options,
             "method": METHOD,
+            "targets": {key: target for key, (_label, target) in TARGETS.items()},
             "notes": notes,
             "summary": summary,
             "rounds": rounds,

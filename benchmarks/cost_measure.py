@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,9 +56,9 @@ WAL_RECORDS = """
 WITH records AS (
     SELECT xid::text::bigint AS xid, resource_manager, record_type, description,
            fpi_length, pg_wal_lsn_diff(end_lsn, start_lsn) AS bytes,
-           (regexp_match(block_ref, 'rel \\d+/(\\d+)/(\\d+)'))[1]::oid AS database_oid,
-           (regexp_match(block_ref, 'rel \\d+/(\\d+)/(\\d+)'))[2]::oid AS relfilenode
-    FROM pg_get_wal_records_info(%(start)s::pg_lsn, %(end)s::pg_lsn)
+           relation[1]::oid AS database_oid, relation[2]::oid AS relfilenode
+    FROM pg_get_wal_records_info(%(start)s::pg_lsn, %(end)s::pg_lsn),
+         LATERAL regexp_match(block_ref, 'rel \\d+/(\\d+)/(\\d+)') AS relation
 ), transactions AS (
     SELECT DISTINCT xid FROM records WHERE database_oid = %(oid)s AND xid <> 0
 ), ours AS (
@@ -216,6 +217,12 @@ class Harness:
         )
         if available["n"]:
             await harness.run("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            # A checkpoint removes the WAL before its redo point, ours included, before
+            # the window is read back; a temporary slot keeps it, and goes with this session.
+            await harness.run(
+                "SELECT pg_create_physical_replication_slot(%(slot)s, true, true)",
+                {"slot": f"conveyor_cost_{os.getpid()}"},
+            )
             harness.walinspect = True
         return harness
 
