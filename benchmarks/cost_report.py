@@ -60,7 +60,7 @@ def render(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Names
             rows.append((label, cells[0], cells[1], cells[2]))
 
     for key, label in FIGURES:
-        add(label, key, 0 if key.startswith("wal") else 2)
+        add(label, key, 0 if key.startswith("wal") else 3 if key == "commits" else 2)
     for component in CPU_COMPONENTS:
         shared = " (whole server)" if component == "postgres background" else ""
         add(f"CPU s per 1,000 jobs: {component}{shared}", f"cpu:{component}", 3)
