@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 
 SCRATCH_MARK = "conveyor scratch: cost benchmark"
 BACKGROUND = ("checkpointer", "background writer", "walwriter")
+STATS_COLLECTOR_DELAY = 1.0
 DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # One statement, so that one commit (the harness's own, counted by the caller) brackets it
@@ -244,7 +245,12 @@ class Harness:
         """The counters, once no other session is left in the scratch database (a backend
         flushes its statistics when it exits) and this one has flushed its own."""
         await self.wait_alone()
-        await self.run("SELECT pg_stat_force_next_flush()")
+        if self.conn.info.server_version >= 150000:
+            # Statistics live in shared memory; ours are flushed when this statement ends.
+            await self.run("SELECT pg_stat_force_next_flush()")
+        else:
+            # Before 15 a collector process receives them, every 500 ms at most.
+            await asyncio.sleep(STATS_COLLECTOR_DELAY)
         row = await self.one(SNAPSHOT, {"schema": self.schema})
         tables = {name: TableWrites(*counts) for name, counts in row["tables"].items()}
         # This read's own commit comes after it.
