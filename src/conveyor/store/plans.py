@@ -10,7 +10,8 @@ the answer) exist in one place and the drivers only do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import Any, Self, TypeVar, cast
 
 import psycopg
@@ -191,6 +192,15 @@ class SyncStatements:
     def bound_to(self, conn: SyncConn) -> Self:
         """The same statements, run on `conn` (the caller's transaction)."""
         return type(self)(self._pool, self.schema, connection=conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Self]:
+        """These statements bound to one connection of the pool inside one transaction,
+        committed when the block ends, rolled back if it raises."""
+        if self._pool is None:
+            raise RuntimeError("these statements have no pool to take a connection from")
+        with database_errors(), self._pool.connection() as conn, conn.transaction():
+            yield self.bound_to(conn)
 
     def _run_plan(self, plan: Plan[T], *, atomic: bool = False) -> T:
         """As `AsyncPlans._run_plan`, on a sync connection."""
