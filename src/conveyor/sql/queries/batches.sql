@@ -42,7 +42,7 @@ ORDER BY b.created DESC, b.id DESC
 LIMIT %(limit)s;
 
 -- name: batch_jobs
--- A batch's jobs in enqueue order (jobs_batch_idx; ids are time-ordered).
+-- A batch's jobs by id (jobs_batch_idx): enqueue order to the millisecond (uuid7).
 SELECT j.id AS id, j.task AS task, j.queue_name AS queue_name, j.status AS status,
        j.attempt AS attempt, j.max_attempts AS max_attempts, j.last_error AS last_error,
        j.updated AS updated
