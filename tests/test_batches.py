@@ -24,7 +24,9 @@ from conveyor.vocabulary import (
     QUEUED,
     RUNNING,
 )
+from tests.apps import recording
 from tests.conftest import Running, wait_until
+from tests.processes import Processes, queue_check
 
 Db = psycopg.Connection[Any]
 
@@ -308,3 +310,42 @@ def test_jobs_outside_batches_are_not_counted(tasks: Conveyor, db: Db) -> None:
     set_status(db, [job_id], COMPLETED)
     assert db.execute(b"SELECT batch_id FROM jobs").fetchone() == (None,)
     assert db.execute(b"SELECT count(*) FROM batches").fetchone() == (0,)
+
+
+@pytest.mark.fault
+async def test_two_worker_processes_run_the_callback_exactly_once(
+    app: Conveyor, procs: Processes, db: Db
+) -> None:
+    app.tasks.update(recording.app.tasks)
+    with app.batch(
+        description="processes",
+        on_complete=("batch_done", {"kind": "complete"}),
+        on_success=("batch_done", {"kind": "success"}),
+    ) as batch:
+        ids = batch.enqueue_many("job", [{"n": n} for n in range(300)])
+        ids += batch.enqueue_many("job", [{"fail": True}] * 3)  # dead after three attempts
+    procs.queuer()
+    procs.queuer()
+    procs.worker(processes=1, concurrency=8)
+    procs.worker(processes=1, concurrency=8)
+
+    def callback_ran() -> bool:
+        info = app.get_batch(batch.id)
+        if info.complete_job_id is None:
+            return False
+        return app.get_job(info.complete_job_id).status == COMPLETED
+
+    await wait_until(callback_ran, timeout=120, interval=0.2, message="the on_complete callback")
+    info = app.get_batch(batch.id)
+    assert (info.state, info.total, info.succeeded, info.failed) == (BATCH_FAILED, 303, 300, 3)
+    assert queue_check(db, ids) == {COMPLETED: 300, DEAD: 3}
+    assert info.complete_job_id is not None and info.success_job_id is None
+    runs = db.execute(
+        b"SELECT count(*) FROM executions WHERE job_id = %s", (info.complete_job_id,)
+    ).fetchone()
+    assert runs == (1,)
+    found = callbacks(db, batch.id)
+    assert [payload["kind"] for _, payload in found] == ["complete"]
+    assert found[0][1]["batch"]["succeeded"] == 300
+    pids = db.execute(b"SELECT count(DISTINCT pid) FROM executions").fetchone()
+    assert pids == (2,), "both worker processes took part"
