@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
+import pydantic
 import pytest
 
 from conveyor import BatchClosed, BatchNotFound, EnqueueError, PayloadError, UnknownTaskError
@@ -349,3 +350,31 @@ async def test_two_worker_processes_run_the_callback_exactly_once(
     assert found[0][1]["batch"]["succeeded"] == 300
     pids = db.execute(b"SELECT count(DISTINCT pid) FROM executions").fetchone()
     assert pids == (2,), "both worker processes took part"
+
+
+class Summary(pydantic.BaseModel):
+    id: UUID
+    description: str | None
+    total: int
+    succeeded: int
+    failed: int
+
+
+class Report(pydantic.BaseModel):
+    file: str
+    batch: Summary
+
+
+def test_a_callback_payload_model_may_declare_the_batch(tasks: Conveyor, db: Db) -> None:
+    @tasks.task(name="typed_report", queue="callbacks")
+    def typed_report(payload: Report) -> None: ...
+
+    with pytest.raises(PayloadError, match="file"), tasks.batch(on_complete=(typed_report, {})):
+        pass
+    assert db.execute(b"SELECT count(*) FROM batches").fetchone() == (0,)
+    with tasks.batch(on_complete=(typed_report, {"file": "a.csv"})) as batch:
+        ids = batch.enqueue_many("part", [{}, {}])
+    set_status(db, ids, DEAD)
+    ((_, payload),) = callbacks(db, batch.id)
+    report = typed_report.decode_payload(payload)
+    assert (report.file, report.batch.id, report.batch.failed) == ("a.csv", batch.id, 2)
