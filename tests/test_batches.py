@@ -4,6 +4,7 @@ ends it), with callbacks enqueued exactly once when the sealed batch has nothing
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,6 +15,9 @@ import pytest
 from conveyor import BatchClosed, BatchNotFound, EnqueueError, PayloadError, UnknownTaskError
 from conveyor.app import Conveyor
 from conveyor.config import Settings
+from conveyor.maintenance import Pruner
+from conveyor.store import Store
+from conveyor.store.migrate import migrate
 from conveyor.vocabulary import (
     BATCH_FAILED,
     BATCH_RUNNING,
@@ -27,6 +31,7 @@ from conveyor.vocabulary import (
 )
 from tests.apps import recording
 from tests.conftest import Running, wait_until
+from tests.factories import add_batch
 from tests.processes import Processes, queue_check
 
 Db = psycopg.Connection[Any]
@@ -378,3 +383,29 @@ def test_a_callback_payload_model_may_declare_the_batch(tasks: Conveyor, db: Db)
     ((_, payload),) = callbacks(db, batch.id)
     report = typed_report.decode_payload(payload)
     assert (report.file, report.batch.id, report.batch.failed) == ("a.csv", batch.id, 2)
+
+
+async def test_the_pruner_removes_finished_batches_past_retention(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(
+        **{"maintenance.retention": 3600, "maintenance.dead_retention": 7200}
+    )
+    migrate(settings.database.url, settings.database.schema_name)
+    with psycopg.connect(settings.database.url, autocommit=True) as db:
+        db.execute(f'SET search_path TO "{settings.database.schema_name}"'.encode())
+        old, recent, unfinished = (add_batch(db) for _ in range(3))
+        for batch_id, age in ((old, 9000), (recent, 5000)):
+            db.execute(
+                b"UPDATE batches SET finished = now() - %s * interval '1 second' WHERE id = %s",
+                (age, batch_id),
+            )
+        db.execute(b"UPDATE batches SET created = '2000-01-01' WHERE id = %s", (unfinished,))
+        store = await Store.open(settings, "test", 1)
+        try:
+            result = await Pruner(store, settings).run_once()
+        finally:
+            await store.close()
+        assert result.batches == 1
+        left = {row[0] for row in db.execute(b"SELECT id FROM batches")}
+        assert left == {recent, unfinished}

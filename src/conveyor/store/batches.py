@@ -84,6 +84,9 @@ class BatchStatements(AsyncPlans):
     async def batch_jobs(self, batch_id: UUID, limit: int) -> list[BatchJob]:
         return await self._rows("batch_jobs", {"id": batch_id, "limit": limit}, BatchJob)
 
+    async def prune_batches(self, retention: float) -> int:
+        return await self._execute("prune_batches", {"retention": retention})
+
 
 class SyncBatchStatements(SyncStatements):
     """`BatchStatements` for sync callers (the producer's part)."""

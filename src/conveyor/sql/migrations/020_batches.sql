@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS {schema}.batches (
 );
 -- The dashboard's and the API's listing, newest first.
 CREATE INDEX IF NOT EXISTS batches_created_idx ON {schema}.batches (created DESC, id);
+-- The pruner's (prune_batches): finished batches by age.
+CREATE INDEX IF NOT EXISTS batches_finished_idx ON {schema}.batches (finished)
+    WHERE finished IS NOT NULL;
 
 -- Nullable without a default: added without rewriting jobs, and NULL for every job
 -- outside a batch.

@@ -50,3 +50,9 @@ FROM {schema}.jobs j
 WHERE j.batch_id = %(id)s
 ORDER BY j.id
 LIMIT %(limit)s;
+
+-- name: prune_batches
+-- The pruner's: finished batches past retention (batches_finished_idx). Their jobs were
+-- kept no longer than this, so the figures of a batch outlive its rows.
+DELETE FROM {schema}.batches
+WHERE finished < now() - %(retention)s * interval '1 second';
