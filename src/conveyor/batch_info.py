@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from conveyor.vocabulary import BATCH_FAILED, BATCH_OPEN, BATCH_RUNNING, BATCH_SUCCEEDED
@@ -39,25 +38,6 @@ class BatchInfo:
         """Jobs that ended, whichever way."""
         return self.succeeded + self.failed
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, for the API and `conveyor admin batch --json`."""
-        return {
-            "id": str(self.id),
-            "description": self.description,
-            "state": self.state,
-            "created": self.created.isoformat(),
-            "sealed": self.sealed.isoformat() if self.sealed else None,
-            "finished": self.finished.isoformat() if self.finished else None,
-            "total": self.total,
-            "pending": self.pending,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "on_complete_task": self.on_complete_task,
-            "on_success_task": self.on_success_task,
-            "complete_job_id": str(self.complete_job_id) if self.complete_job_id else None,
-            "success_job_id": str(self.success_job_id) if self.success_job_id else None,
-        }
-
 
 @dataclass(frozen=True)
 class BatchJob:
@@ -71,15 +51,3 @@ class BatchJob:
     max_attempts: int
     last_error: str | None
     updated: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "task": self.task,
-            "queue": self.queue_name,
-            "status": self.status,
-            "attempt": self.attempt,
-            "max_attempts": self.max_attempts,
-            "last_error": self.last_error,
-            "updated": self.updated.isoformat(),
-        }

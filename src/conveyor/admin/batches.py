@@ -7,6 +7,7 @@ caller (tenants or queues) is refused, as for the metrics history.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -40,22 +41,7 @@ class BatchSummary(Model):
 
     @classmethod
     def from_info(cls, info: BatchInfo) -> BatchSummary:
-        return cls(
-            id=info.id,
-            description=info.description,
-            state=info.state,
-            created=info.created,
-            sealed=info.sealed,
-            finished=info.finished,
-            total=info.total,
-            pending=info.pending,
-            succeeded=info.succeeded,
-            failed=info.failed,
-            on_complete_task=info.on_complete_task,
-            on_success_task=info.on_success_task,
-            complete_job_id=info.complete_job_id,
-            success_job_id=info.success_job_id,
-        )
+        return cls(state=info.state, **dataclasses.asdict(info))
 
     def percent(self, count: int) -> float:
         """`count` as a share of the batch, for progress bars."""
