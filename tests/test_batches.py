@@ -409,3 +409,39 @@ async def test_the_pruner_removes_finished_batches_past_retention(
         assert result.batches == 1
         left = {row[0] for row in db.execute(b"SELECT id FROM batches")}
         assert left == {recent, unfinished}
+
+
+async def test_a_block_may_outlast_the_statement_deadline(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The deadline bounds each statement, not the caller's work between two of them."""
+    settings = settings_factory(**{"liveness.database_deadline": 0.5})
+    migrate(settings.database.url, settings.database.schema_name)
+    app = Conveyor(settings)
+
+    @app.task(name="part", queue="work")
+    def part(payload: Any) -> None: ...
+
+    try:
+        async with app.abatch() as batch:
+            await batch.enqueue("part", {})
+            await asyncio.sleep(1.0)  # the block's own work, longer than the deadline
+            await batch.enqueue("part", {})
+        assert (await app.aget_batch(batch.id)).total == 2
+    finally:
+        await app.aclose()
+
+
+async def test_async_batch_in_the_callers_transaction(tasks: Conveyor, db: Db) -> None:
+    url = tasks.settings.database.url
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        async with tasks.abatch(connection=conn, on_success=("report", None)) as batch:
+            await batch.enqueue_many("part", [{}, {}])
+        await conn.rollback()
+    assert db.execute(b"SELECT count(*) FROM batches").fetchone() == (0,)
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        async with tasks.abatch(connection=conn, on_success=("report", None)) as batch:
+            await batch.enqueue_many("part", [{}, {}])
+        await conn.commit()
+    assert (await tasks.aget_batch(batch.id)).total == 2
+    await tasks.aclose()

@@ -93,7 +93,7 @@ class BatchHandles:
             statements = self._producer(connection)
             yield from _run_sync(self, statements, batch_id, row)
             return
-        with self._producer(None).transaction() as statements:
+        with self._producer(None).held_transaction() as statements:
             yield from _run_sync(self, statements, batch_id, row)
 
     @asynccontextmanager
@@ -113,7 +113,10 @@ class BatchHandles:
                 yield handle
             return
         own = await self._aproducer(None)
-        async with own.transaction() as bound, _run_async(self, bound, batch_id, row) as handle:
+        async with (
+            own.held_transaction() as bound,
+            _run_async(self, bound, batch_id, row) as handle,
+        ):
             yield handle
 
     def get_batch(self, batch_id: UUID | str) -> BatchInfo:
