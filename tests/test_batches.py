@@ -279,6 +279,8 @@ def test_bad_input_is_refused_and_changes_nothing(tasks: Conveyor, db: Db) -> No
         pass
     with pytest.raises(EnqueueError, match="description"), tasks.batch(description="x" * 1001):
         pass
+    with pytest.raises(EnqueueError, match="NUL"), tasks.batch(description="a\x00b"):
+        pass
     assert db.execute(b"SELECT count(*) FROM batches").fetchone() == (0,)
 
     with tasks.batch() as batch:

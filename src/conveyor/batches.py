@@ -45,6 +45,8 @@ def check_description(description: object) -> str | None:
         return None
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
         raise EnqueueError(f"description must be text of at most {MAX_DESCRIPTION} characters")
+    if "\x00" in description:  # PostgreSQL text cannot hold it: refuse here, not there
+        raise EnqueueError("description must not contain a NUL character")
     return description
 
 
