@@ -389,3 +389,27 @@ def add_schedule(
         (name, task, cron, timezone, json.dumps(payload), queue, misfire, backfill_limit, source,
          paused),
     )  # fmt: skip
+
+
+def add_batch(
+    db: Db,
+    jobs: list[UUID] | None = None,
+    *,
+    description: str | None = "a batch",
+    sealed: bool = True,
+    **counts: int,
+) -> UUID:
+    """A `batches` row holding `jobs` (their batch_id is set), sealed unless told not to;
+    `counts` (total, pending, succeeded, failed) default to `jobs` all pending."""
+    batch_id = uuid7()
+    members = jobs or []
+    figures = {"total": len(members), "pending": len(members), "succeeded": 0, "failed": 0}
+    figures.update(counts)
+    db.execute(
+        b"INSERT INTO batches (id, description, sealed, total, pending, succeeded, failed)"
+        b" VALUES (%s, %s, CASE WHEN %s THEN now() END, %s, %s, %s, %s)",
+        (batch_id, description, sealed, figures["total"], figures["pending"],
+         figures["succeeded"], figures["failed"]),
+    )  # fmt: skip
+    db.execute(b"UPDATE jobs SET batch_id = %s WHERE id = ANY(%s)", (batch_id, members))
+    return batch_id

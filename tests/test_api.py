@@ -23,7 +23,14 @@ from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
 from conveyor.web.auth import Authenticator, csrf_token
 from conveyor.web.sessions import start_session
-from tests.factories import add_history, add_job, add_schedule, add_worker, set_worker_health
+from tests.factories import (
+    add_batch,
+    add_history,
+    add_job,
+    add_schedule,
+    add_worker,
+    set_worker_health,
+)
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -123,6 +130,11 @@ def paused_schedule_target(db: Db, n: int) -> dict[str, str]:
     return target
 
 
+def batch_target(db: Db, n: int) -> dict[str, str]:
+    target = dead_target(db, n)
+    return {**target, "batch_id": str(add_batch(db, [UUID(target["job_id"])]))}
+
+
 @dataclass(frozen=True)
 class Case:
     method: str
@@ -183,6 +195,8 @@ CASES = [
     Case("POST", "/api/queues/{queue}/clear-failed", "admin", "clear_failed"),
     Case("GET", "/api/schedules", "viewer"),
     Case("GET", "/api/limits", "viewer"),
+    Case("GET", "/api/batches", "viewer"),
+    Case("GET", "/api/batches/{batch_id}", "viewer", setup=batch_target),
     Case(
         "POST",
         "/api/schedules/{schedule}/pause",

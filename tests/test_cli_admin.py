@@ -96,6 +96,8 @@ def test_help_lists_every_command(cli: Invoke) -> None:
         "history",
         "schedules",
         "schedule",
+        "batches",
+        "batch",
     ):
         assert f"  {command} " in result.stdout
 

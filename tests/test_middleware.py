@@ -248,6 +248,29 @@ async def test_a_raising_before_enqueue_aborts_and_writes_nothing(
     await app.aclose()
 
 
+async def test_batch_jobs_pass_the_enqueue_hooks(
+    app: Conveyor, db: psycopg.Connection[Any]
+) -> None:
+    calls: list[tuple[str, str, Any]] = []
+    app.add_middleware(Recorder("watch", calls))
+
+    @app.task(name="noop", queue="work")
+    def noop(payload: Any) -> None:
+        pass
+
+    with app.batch() as batch:
+        first = batch.enqueue(noop, {"n": 1})
+    async with app.abatch() as abatch:
+        second = await abatch.enqueue_many(noop, [{"n": 2}])
+    assert hooks_of(calls, "before_enqueue", "after_enqueue") == [
+        ("watch", "before_enqueue"),
+        ("watch", "after_enqueue"),
+    ] * 2
+    assert [detail for _, hook, detail in calls if hook == "after_enqueue"] == [[first], second]
+    assert job_count(db) == 2
+    await app.aclose()
+
+
 def test_a_failed_enqueue_reaches_on_enqueue_error_and_the_caller_unchanged(
     app: Conveyor, db: psycopg.Connection[Any]
 ) -> None:

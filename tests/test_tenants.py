@@ -21,7 +21,7 @@ from conveyor.errors import EnqueueError
 from conveyor.scope import Scope
 from conveyor.store.migrate import migrate
 from conveyor.web.app import create_app
-from tests.factories import add_job, add_log, add_schedule, add_worker
+from tests.factories import add_batch, add_job, add_log, add_schedule, add_worker
 
 Db = psycopg.Connection[Any]
 OWN, OTHER = "acme", "globex"
@@ -139,8 +139,9 @@ def target(db: Db, n: int, tenant: str, status: str = "dead") -> dict[str, str]:
     is (the dashboard's matrix formats both paths with the queue's name)."""
     queue = f"t{n}"
     add_schedule(db, queue, queue=queue, paused=True)  # paused: resume changes something
-    job_id = str(add_job(db, queue, status=status, tenant=tenant))
-    return {"queue": queue, "job_id": job_id, "schedule": queue}
+    job = add_job(db, queue, status=status, tenant=tenant)
+    batch_id = str(add_batch(db, [job]))
+    return {"queue": queue, "job_id": str(job), "schedule": queue, "batch_id": batch_id}
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,9 @@ CASES = [
     Case("POST", "/api/schedules/{schedule}/trigger", 403, own=403),
     # Limits belong to no tenant either.
     Case("GET", "/api/limits", "hidden"),
+    # A batch may span tenants and queues: refused to every scoped caller.
+    Case("GET", "/api/batches", 403, own=403),
+    Case("GET", "/api/batches/{batch_id}", 403, own=403),
 ]
 
 

@@ -13,7 +13,7 @@ import pytest
 from conveyor.config import Settings
 from conveyor.scope import Scope
 from conveyor.web.app import create_app
-from tests.factories import add_job, add_worker
+from tests.factories import add_batch, add_job, add_worker
 from tests.test_dashboard import csrf_of
 from tests.test_tenants import OTHER, OWN, TOKENS, jobs_snapshot, scoped_tokens, target
 from tests.test_web_security import log_in, serving, web_settings
@@ -93,6 +93,7 @@ async def test_dashboard_pages_show_nothing_of_another_tenant(
         mine = add_job(db, "mine-q", status="dead", tenant=OWN)
         theirs = add_job(db, "their-q", status="dead", tenant=OTHER)
         add_worker(db, "their-worker", ["their-q"])
+        batch = add_batch(db, [theirs])
         db.execute(
             b"INSERT INTO alerts (rule, queue_name, severity, state, summary)"
             b" VALUES ('no_workers', 'their-q', 'critical', 'firing', 'jobs wait in their-q')"
@@ -117,6 +118,11 @@ async def test_dashboard_pages_show_nothing_of_another_tenant(
         assert 'href="/charts"' not in (await http.get("/")).text
         charts = await http.get("/charts")
         assert charts.status_code == 403 and "their-q" not in charts.text
+        # So does a batch: no link, and a refusal of the list, a batch and its rows.
+        assert 'href="/batches"' not in (await http.get("/")).text
+        for page in ("/batches", "/fragments/batches", f"/batches/{batch}"):
+            refused = await http.get(page)
+            assert refused.status_code == 403 and str(theirs) not in refused.text, page
 
 
 async def test_each_scope_keeps_its_own_throughput_history(

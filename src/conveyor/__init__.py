@@ -1,8 +1,11 @@
 """Conveyor: a durable job queue. PostgreSQL keeps every job; Redis hands them out."""
 
 from conveyor.app import Conveyor
+from conveyor.batch_info import BatchInfo
 from conveyor.dedup import Debounce, EnqueueResult, Throttle, Unique
 from conveyor.errors import (
+    BatchClosed,
+    BatchNotFound,
     ConveyorError,
     DatabaseUnavailable,
     EnqueueAborted,
@@ -23,6 +26,9 @@ from conveyor.retry import RetryPolicy
 from conveyor.tasks import JobContext, Task
 
 __all__ = [
+    "BatchClosed",
+    "BatchInfo",
+    "BatchNotFound",
     "Cancel",
     "Conveyor",
     "ConveyorError",

@@ -8,6 +8,7 @@ from typing import Any, Unpack, overload
 from uuid import UUID
 
 from conveyor import client
+from conveyor.batches import BatchHandles
 from conveyor.config import Settings, load_settings
 from conveyor.dedup import Dedup, many_modes, one_mode
 from conveyor.encryption import PayloadCipher
@@ -32,7 +33,7 @@ from conveyor.tracing import Tracing
 TaskFunction = Callable[..., Any]
 
 
-class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, TaskLimits):
+class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, BatchHandles, TaskLimits):
     """Declare tasks and enqueue jobs.
 
     Settings come from `settings=`, or are loaded from `config=` (YAML) and the

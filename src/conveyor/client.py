@@ -40,6 +40,9 @@ class EnqueueOptions:
     deadline: datetime | None = None
     # The job's share of global limits (docs/scheduling.md, "Rate and concurrency limits").
     limit_key: str | None = None
+    # Set by a batch's own `enqueue` (conveyor.batches), never by a caller: a job joins a
+    # batch only through the statement that counts it in.
+    batch_id: UUID | None = None
 
 
 class EnqueueArgs(TypedDict, total=False):
@@ -166,6 +169,8 @@ def build_batch(
     common.update(expiry)  # same reason
     if limit_key is not None:  # same reason
         common["limit_key"] = limit_key
+    if options.batch_id is not None:  # same reason
+        common["batch_id"] = options.batch_id
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}

@@ -79,6 +79,20 @@ class JobNotFound(ConveyorError, LookupError):
         self.job_id = job_id
 
 
+class BatchNotFound(ConveyorError, LookupError):
+    def __init__(self, batch_id: object) -> None:
+        super().__init__(f"no batch with id {batch_id}")
+        self.batch_id = batch_id
+
+
+class BatchClosed(EnqueueError):
+    """A job was enqueued into a batch whose block has ended; nothing was written."""
+
+    def __init__(self, batch_id: object) -> None:
+        super().__init__(f"batch {batch_id} is closed: no job can join it any more")
+        self.batch_id = batch_id
+
+
 class JobCancelled(ConveyorError):
     """Raised inside a handler (by ctx.raise_if_cancelled) when an operator cancelled it."""
 

@@ -157,10 +157,12 @@ class PruneResult:
     workers: int = 0
     metrics_minutes: int = 0
     metrics_hours: int = 0
+    batches: int = 0
 
 
 class Pruner:
-    """Delete finished jobs and their logs past retention, in bounded batches."""
+    """Delete finished jobs and their logs past retention, in bounded batches (and the
+    other rows kept for a while: workers, metrics history, finished job batches)."""
 
     BATCH = 5000
 
@@ -196,6 +198,8 @@ class Pruner:
             # An hour's worth of rows per pass at the default interval: no batches needed.
             result.metrics_minutes = await store.prune_metrics_minutes(self.minute_retention)
             result.metrics_hours = await store.prune_metrics_hours(self.hour_retention)
+            # A finished batch is kept as long as the longest-kept of its jobs could be.
+            result.batches = await store.prune_batches(max(self.retention, self.dead_retention))
         if result.jobs or result.logs:
             log.info("pruned %d job(s) and %d log row(s)", result.jobs, result.logs)
         return result

@@ -23,6 +23,13 @@ TERMINAL: Final = (COMPLETED, DEAD, CANCELLED, EXPIRED)
 # Shown, never stored: a queued job waiting out its retry backoff.
 RETRY_SCHEDULED: Final = "retry_scheduled"
 
+# -- batch states (docs/batches.md): shown, never stored; read from the batch's columns --
+BATCH_OPEN: Final = "open"  # its `with app.batch()` block is still adding jobs
+BATCH_RUNNING: Final = "running"  # sealed, some jobs not ended yet
+BATCH_SUCCEEDED: Final = "succeeded"  # finished, every job completed
+BATCH_FAILED: Final = "failed"  # finished, at least one job dead, cancelled or expired
+BATCH_STATES: Final = (BATCH_OPEN, BATCH_RUNNING, BATCH_SUCCEEDED, BATCH_FAILED)
+
 # -- attempt outcomes (job_logs.status) --------------------------------------------------
 LOG_COMPLETED: Final = "completed"
 LOG_FAILED: Final = "failed"  # the attempt failed; the job is queued again with a backoff

@@ -116,3 +116,9 @@ async def loop_blocker(payload: dict[str, Any], ctx: JobContext) -> None:
     await asyncio.to_thread(record, ctx)
     if ctx.attempt in payload.get("block_on_attempts", []):
         time.sleep(float(payload.get("sleep", 3600)))
+
+
+@app.task(name="batch_done", queue="work", max_attempts=3)
+def batch_done(payload: dict[str, Any], ctx: JobContext) -> None:
+    """A batch's callback (docs/batches.md): recorded, so a test can count its runs."""
+    record(ctx)

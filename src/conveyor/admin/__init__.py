@@ -1,6 +1,7 @@
 """The admin layer: every operation the CLI, the HTTP API and the dashboard offer."""
 
 from conveyor.admin.base import default_actor
+from conveyor.admin.batches import BatchDetail, BatchJobSummary, BatchSummary
 from conveyor.admin.core import Admin
 from conveyor.admin.errors import (
     AdminConflict,
@@ -47,6 +48,9 @@ __all__ = [
     "AdminUnavailable",
     "Attempt",
     "AuditEntry",
+    "BatchDetail",
+    "BatchJobSummary",
+    "BatchSummary",
     "BulkResult",
     "DatabaseHealth",
     "HealthStatus",

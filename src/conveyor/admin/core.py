@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from conveyor.admin.actions import JobActionsMixin
 from conveyor.admin.alerts import AlertsMixin
+from conveyor.admin.batches import BatchesMixin
 from conveyor.admin.health import HealthMixin
 from conveyor.admin.history import HistoryMixin
 from conveyor.admin.jobs import JobsMixin
@@ -37,12 +38,13 @@ class Admin(
     ScalingMixin,
     SchedulesMixin,
     LimitsMixin,
+    BatchesMixin,
 ):
     """Stats, peek, job listings and details, retry / replay (also with an edited payload) /
     delete / cancel, pause and
     resume, purge of dead jobs, workers, the audit log, system health, the web's
     login sessions, the metrics history, the scaling signal, the periodic jobs'
-    schedules and the global rate and concurrency limits."""
+    schedules, the global rate and concurrency limits and the batches."""
 
 
 __all__ = ["Admin"]

@@ -261,6 +261,7 @@ def register_subcommands() -> None:
         "admin_alerts",
         "admin_schedules",
         "admin_limits",
+        "admin_batches",
     ):
         importlib.import_module(f"conveyor.cli.{module}")
 

@@ -10,7 +10,8 @@ the answer) exist in one place and the drivers only do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Self, TypeVar, cast
 
 import psycopg
@@ -119,6 +120,18 @@ async def _drive_async(conn: AsyncConn, queries: Queries, plan: Plan[T]) -> T:
 class AsyncPlans(StoreBase):
     """Runs plans on the store's bound connection or on one from its pool."""
 
+    @asynccontextmanager
+    async def held_transaction(self) -> AsyncIterator[Self]:
+        """This store bound to one connection of the pool inside one transaction, held
+        across the caller's block (a batch) and committed when it ends, rolled back if it
+        raises. Unlike `transaction()`, no deadline spans the block: the caller's own
+        work between two statements may take any time (plans run without one too)."""
+        if self._pool is None:
+            raise RuntimeError("this store has no pool to take a connection from")
+        with database_errors():
+            async with self._pool.connection() as conn, conn.transaction():
+                yield self.bound_to(conn)
+
     async def _run_plan(self, plan: Plan[T], *, atomic: bool = False) -> T:
         """`atomic`: every step in one transaction of our own, unless the store is bound
         to the caller's connection, whose transaction (and commit) is the caller's."""
@@ -191,6 +204,16 @@ class SyncStatements:
     def bound_to(self, conn: SyncConn) -> Self:
         """The same statements, run on `conn` (the caller's transaction)."""
         return type(self)(self._pool, self.schema, connection=conn)
+
+    @contextmanager
+    def held_transaction(self) -> Iterator[Self]:
+        """These statements bound to one connection of the pool inside one transaction,
+        held across the caller's block (a batch) and committed when it ends, rolled back
+        if it raises."""
+        if self._pool is None:
+            raise RuntimeError("these statements have no pool to take a connection from")
+        with database_errors(), self._pool.connection() as conn, conn.transaction():
+            yield self.bound_to(conn)
 
     def _run_plan(self, plan: Plan[T], *, atomic: bool = False) -> T:
         """As `AsyncPlans._run_plan`, on a sync connection."""

@@ -12,8 +12,9 @@ from typing import Any, Literal
 from uuid import UUID
 
 from conveyor.jobs import Job
+from conveyor.store.batches import BatchStatements, SyncBatchStatements
 from conveyor.store.dedup import DedupRow, Reseal, enqueue_deduplicated
-from conveyor.store.plans import AsyncConn, AsyncPlans, Plan, SyncConn, SyncStatements
+from conveyor.store.plans import AsyncConn, Plan, SyncConn
 
 CancelOutcome = Literal["cancelled", "requested", "finished"]
 
@@ -56,7 +57,7 @@ def cancel_job(job_id: UUID, reason: str) -> Plan[CancelOutcome | None]:
     return "finished" if found else None
 
 
-class ProducerStatements(AsyncPlans):
+class ProducerStatements(BatchStatements):
     async def insert_jobs(
         self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]
     ) -> list[UUID]:
@@ -75,7 +76,7 @@ class ProducerStatements(AsyncPlans):
         return await self._run_plan(cancel_job(job_id, reason))
 
 
-class SyncProducer(SyncStatements):
+class SyncProducer(SyncBatchStatements):
     """`ProducerStatements` for sync callers."""
 
     def insert_jobs(self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> list[UUID]:

@@ -34,6 +34,7 @@ from conveyor.admin.history import MetricsHistory
 from conveyor.admin.models import plain
 from conveyor.admin.scaling import Scaling
 from conveyor.web.api_alerts import ALERT_OPERATIONS
+from conveyor.web.api_batches import BATCH_OPERATIONS
 from conveyor.web.api_io import (
     AuditQuery,
     DeadRetryBody,
@@ -293,6 +294,7 @@ OPERATIONS: list[Operation] = [
     *ALERT_OPERATIONS,
     *SCHEDULE_OPERATIONS,
     *LIMIT_OPERATIONS,
+    *BATCH_OPERATIONS,
     # -- the document itself -------------------------------------------------------------------
     Operation(
         method="GET",

@@ -58,7 +58,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "Bad input (the message names it); nothing was changed."),
     401: ("Unauthorized", "No credentials, or an unknown token."),
     403: ("Forbidden", "The token's role does not allow this (or a session failed CSRF)."),
-    404: ("NotFound", "No such job, queue or schedule."),
+    404: ("NotFound", "No such job, queue, schedule or batch."),
     409: ("Conflict", "The job is in a state the action does not apply to."),
     413: ("TooLarge", f"The request body is larger than {MAX_BODY} bytes."),
     503: ("Unavailable", "PostgreSQL (or Redis) did not answer."),
@@ -76,6 +76,10 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
             "maxLength": 100,
             "pattern": QUEUE_NAME.pattern,
         },
+    },
+    "batch_id": {
+        "description": "A batch id.",
+        "schema": {"type": "string", "format": "uuid"},
     },
     "schedule": {
         "description": "A schedule name.",

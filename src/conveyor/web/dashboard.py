@@ -14,7 +14,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute
 
-from conveyor.web.pages import alerts, charts, dead, jobs, login, queues, schedules, workers
+from conveyor.web.pages import (
+    alerts,
+    batches,
+    charts,
+    dead,
+    jobs,
+    login,
+    queues,
+    schedules,
+    workers,
+)
 from conveyor.web.pages.common import error_response, is_htmx
 
 
@@ -28,6 +38,7 @@ def routes() -> list[BaseRoute]:
         *alerts.routes(),
         *charts.routes(),
         *schedules.routes(),
+        *batches.routes(),
     ]
 
 
