@@ -193,6 +193,44 @@ class AdminReads(StoreBase):
         }
         return await self._dicts("admin_list_jobs", params, prepare=False)
 
+    async def search_jobs(
+        self,
+        *,
+        tags: list[str] | None,
+        meta: str | None,
+        queue: str | None,
+        statuses: list[str],
+        retry: bool | None,
+        before_created: datetime | str,
+        before_id: UUID,
+        min_age: float | None,
+        max_age: float | None,
+        min_priority: int,
+        max_priority: int,
+        text: str | None,
+        limit: int,
+        scope: Scope,
+    ) -> list[Report]:
+        """One keyset page of the jobs with every tag in `tags` and every pair of `meta`
+        (a JSON object's text), newest first (admin_search_jobs)."""
+        params = {
+            "tags": tags,
+            "meta": meta,
+            "queue": queue,
+            "statuses": statuses,
+            "retry": retry,
+            "before_created": before_created,
+            "before_id": before_id,
+            "min_age": min_age,
+            "max_age": max_age,
+            "min_priority": min_priority,
+            "max_priority": max_priority,
+            "text": text,
+            "limit": limit,
+            **scope.params,
+        }
+        return await self._dicts("admin_search_jobs", params, prepare=False)
+
     async def job_detail(
         self, job_id: UUID, ahead_cap: int, dead_after: float, scope: Scope, result_cap: int
     ) -> Report | None:

@@ -27,6 +27,7 @@ from conveyor.store import Store
 from conveyor.store.work import ClaimedJob, WorkStatements
 from conveyor.tasks import JobContext, TaskRegistry
 from conveyor.tracing import Tracing
+from conveyor.worker import progress
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
@@ -294,26 +295,10 @@ class Worker:
                 self.results,
             )
         except (HandedBack, asyncio.CancelledError):
-            outcome = Outcome(
-                job.id,
-                job.token,
-                HANDED_BACK,
-                time.perf_counter() - started,
-                error="worker shut down before the job finished",
-                queue=job.queue,
-                task=job.task,
-            )
+            outcome = _handed_back(job, started, "worker shut down before the job finished")
         except Exception as error:
             log.exception("internal error running job %s", job.id)
-            outcome = Outcome(
-                job.id,
-                job.token,
-                HANDED_BACK,
-                time.perf_counter() - started,
-                error=f"internal worker error: {error}",
-                queue=job.queue,
-                task=job.task,
-            )
+            outcome = _handed_back(job, started, f"internal worker error: {error}")
         self.in_flight.pop(job.id, None)
         if self.leases.forget(job.id):
             # Disowned: once its lease ends the rescuer decides, and the attempt counts.
@@ -322,7 +307,7 @@ class Worker:
         if outcome.log_status in (COMPLETED, RETRY, DEAD):
             self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
         self.health.record(outcome)
-        self.completer.submit(outcome)
+        self.completer.submit(progress.with_last_progress(outcome, ctx))
         self._slot_freed.set()
         return outcome
 
@@ -367,15 +352,19 @@ class Worker:
         flights = self.leases.trusted(list(self.in_flight.values()), self._disown)
         started = self.leases.now()
         vitals = self.health.vitals(self.mode == POSTGRES_ONLY, self.breakers.open_queues())
+        contexts = [f.ctx for f in flights]
+        reports = progress.unwritten(contexts)
         beat = await self.store.heartbeat(
             self.id,
             self.settings.worker.lease,
             [f.job.id for f in flights],
             [f.job.token for f in flights],
             vitals,
+            progress.as_params(reports),
         )
         self.leases.proven(started)
         owned, cancel_requested = set(beat.owned), set(beat.cancel_requested)
+        progress.written(contexts, reports, owned)
         if not beat.registered:  # our registry row was pruned or deleted: put it back
             await self._register()
         for flight in flights:
@@ -393,6 +382,11 @@ class Worker:
                     extra=self._fields(flight.job),
                 )
                 self._cancel(flight)
+
+
+def _handed_back(job: ClaimedJob, started: float, error: str) -> Outcome:
+    duration = time.perf_counter() - started
+    return Outcome(job.id, job.token, HANDED_BACK, duration, error, queue=job.queue, task=job.task)
 
 
 __all__ = ["Worker", "WorkerOptions", "new_worker_id"]

@@ -7,7 +7,8 @@ WITH t AS (
         AS t(id uuid, queue_name text, task text, priority int, payload jsonb, max_attempts int,
              run_at timestamptz, delay_seconds float8, idempotency_key text,
              timeout_seconds float8, lease_seconds float8, tenant text, trace_context jsonb,
-             unique_key text, expires_at timestamptz, expires_in float8, limit_key text)
+             unique_key text, expires_at timestamptz, expires_in float8, limit_key text,
+             tags text[], meta jsonb)
 ), new_queues AS (
     INSERT INTO {schema}.job_queues (name)
     SELECT DISTINCT queue_name FROM t
@@ -16,7 +17,7 @@ WITH t AS (
 INSERT INTO {schema}.jobs (
     id, queue_name, task, priority, payload, max_attempts, run_at,
     idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
-    expires_at, limit_key, limited)
+    expires_at, limit_key, limited, tags, meta)
 SELECT t.id, t.queue_name, t.task, t.priority,
        -- A JSON null payload reads as SQL NULL from the recordset: keep it JSON.
        coalesce(t.payload, 'null'::jsonb), t.max_attempts,
@@ -31,7 +32,8 @@ SELECT t.id, t.queue_name, t.task, t.priority,
        t.limit_key,
        t.limit_key IS NOT NULL OR t.task = ANY(ARRAY(
            SELECT substr(l.scope, length({SCOPE_TASK}) + 1) FROM {schema}.flow_limits l
-           WHERE starts_with(l.scope, {SCOPE_TASK})))
+           WHERE starts_with(l.scope, {SCOPE_TASK}))),
+       t.tags, t.meta
 FROM t
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;
