@@ -28,6 +28,7 @@ from conveyor.admin.explain import WaitFacts, why_waiting
 from conveyor.admin.models import Attempt, AuditEntry, JobDetail, JobSummary, Page
 from conveyor.errors import RedisUnavailable
 from conveyor.labels import check_meta, check_tags
+from conveyor.store.admin_reads import JobPage
 from conveyor.vocabulary import (
     CANCELLED,
     COMPLETED,
@@ -182,29 +183,27 @@ class JobsMixin(AdminBase):
             decode_cursor(after) if after is not None else ("infinity", UUID(int=0))
         )
         low, high = PRIORITY_RANGE[lane_name]
-        filters: dict[str, Any] = {
-            "queue": queue,
-            "retry": retry,
-            "before_created": before[0],
-            "before_id": before[1],
-            "min_age": min_age,
-            "max_age": max_age,
-            "min_priority": low,
-            "max_priority": high,
-            "text": like_pattern(search) if search else None,
-            "limit": limit + 1,  # one more than asked: is there a next page?
-            "scope": scope,
-        }
+        page = JobPage(
+            queue=queue,
+            retry=retry,
+            before_created=before[0],
+            before_id=before[1],
+            min_age=min_age,
+            max_age=max_age,
+            min_priority=low,
+            max_priority=high,
+            text=like_pattern(search) if search else None,
+            limit=limit + 1,  # one more than asked: is there a next page?
+            scope=scope,
+        )
         async with self.transaction() as tx:
             await tx.limit_statement_time(LIST_TIMEOUT_MS)
             if queue is not None:
                 await self.require_queue(tx, queue)
             if wanted_tags is not None or wanted_meta is not None:
-                rows = await tx.search_jobs(
-                    tags=wanted_tags, meta=wanted_meta, statuses=rest + live, **filters
-                )
+                rows = await tx.search_jobs(wanted_tags, wanted_meta, rest + live, page)
             else:
-                rows = await tx.list_jobs(rest_statuses=rest, live_statuses=live, **filters)
+                rows = await tx.list_jobs(rest, live, page)
         items = [JobSummary.from_row(row) for row in rows]
         more = len(items) > limit
         items = items[:limit]
