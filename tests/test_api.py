@@ -588,6 +588,8 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
         "max_age",
         "text",
         "tenant",
+        "tag",
+        "meta",
         "cursor",
         "limit",
     ]

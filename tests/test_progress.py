@@ -11,16 +11,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.store import Store
+from conveyor.store.work import WorkerVitals
 from conveyor.tasks import JobContext
+from conveyor.vocabulary import RUNNING
 from conveyor.worker.outcome import COMPLETED, Outcome
 from conveyor.worker.progress import with_last_progress
 from tests.conftest import Running, wait_until
+from tests.factories import add_job, add_worker
 
 
 class CountingStore(Store):
@@ -169,3 +173,48 @@ async def test_progress_reported_just_before_returning_lands_with_the_outcome(
         await admin.close()
         await app.aclose()
         app.close()
+
+
+async def test_the_heartbeat_writes_progress_only_for_the_attempt_that_owns_the_job(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    store = await Store.open(settings, "test", 2)
+    try:
+        owned = add_job(db, "q", status=RUNNING, lease_token=3, worker="w1")
+        taken = add_job(db, "q", status=RUNNING, lease_token=5, worker="w1")
+        untouched = add_job(db, "q", status=RUNNING, lease_token=1, worker="w1")
+        add_worker(db, "w1", ["q"])
+        lease_before = lease_of(db, untouched)
+        beat = await store.heartbeat(
+            "w1",
+            30,
+            [owned, taken, untouched],
+            [3, 4, 1],  # `taken` was claimed again since: token 5
+            WorkerVitals(),
+            [(0.5, "half"), (0.9, None), None],
+        )
+        assert set(beat.owned) == {owned, untouched}
+        rows = dict(
+            (row[0], row[1:])
+            for row in db.execute(
+                b"SELECT id, progress, progress_message, progress_at IS NOT NULL FROM jobs"
+            ).fetchall()
+        )
+        assert rows[owned] == (0.5, "half", True)
+        assert rows[taken] == (None, None, False)
+        assert rows[untouched] == (None, None, False)
+        # Nothing to renew and nothing reported: the row is not written at all.
+        assert lease_of(db, untouched) == lease_before
+        # A report without a message clears the previous message.
+        await store.heartbeat("w1", 30, [owned], [3], WorkerVitals(), [(0.75, None)])
+        row = db.execute(
+            b"SELECT progress, progress_message FROM jobs WHERE id = %s", (owned,)
+        ).fetchone()
+        assert row == (0.75, None)
+    finally:
+        await store.close()
+
+
+def lease_of(db: psycopg.Connection[Any], job_id: UUID) -> Any:
+    row = db.execute(b"SELECT lease_expires_at, xmin::text FROM jobs WHERE id = %s", (job_id,))
+    return row.fetchone()
