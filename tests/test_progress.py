@@ -13,6 +13,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from conveyor.admin import Admin
 from conveyor.app import Conveyor
@@ -20,7 +21,7 @@ from conveyor.config import Settings
 from conveyor.store import Store
 from conveyor.store.work import WorkerVitals
 from conveyor.tasks import JobContext
-from conveyor.vocabulary import RUNNING
+from conveyor.vocabulary import DEAD, RUNNING
 from conveyor.worker.outcome import COMPLETED, Outcome
 from conveyor.worker.progress import with_last_progress
 from tests.conftest import Running, wait_until
@@ -218,3 +219,27 @@ async def test_the_heartbeat_writes_progress_only_for_the_attempt_that_owns_the_
 def lease_of(db: psycopg.Connection[Any], job_id: UUID) -> Any:
     row = db.execute(b"SELECT lease_expires_at, xmin::text FROM jobs WHERE id = %s", (job_id,))
     return row.fetchone()
+
+
+async def test_an_operators_retry_clears_progress_and_get_job_shows_it(
+    app: Conveyor, admin: Admin, db: psycopg.Connection[Any]
+) -> None:
+    job_id = add_job(
+        db,
+        "q",
+        status=DEAD,
+        attempt=3,
+        progress=0.62,
+        progress_message="sent 620 of 1000",
+        progress_at="2026-01-01T00:00:00Z",
+        tags=["export"],
+        meta=Jsonb({"customer": "acme"}),
+    )
+    job = app.get_job(job_id)
+    assert (job.progress, job.progress_message) == (pytest.approx(0.62), "sent 620 of 1000")
+    assert job.progress_at is not None
+    assert (job.tags, job.meta) == (["export"], {"customer": "acme"})
+    await admin.retry(job_id, actor="test")
+    job = app.get_job(job_id)
+    assert (job.progress, job.progress_message, job.progress_at) == (None, None, None)
+    assert job.tags == ["export"]  # labels belong to the job, not to a run

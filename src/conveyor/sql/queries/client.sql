@@ -44,7 +44,8 @@ SELECT idempotency_key, id FROM {schema}.jobs WHERE idempotency_key = ANY(%(keys
 -- name: get_job
 SELECT id, queue_name, task, status, priority, payload, attempt, max_attempts, run_at,
        dispatched_at, started, completed, failed, worker_id, last_error, idempotency_key,
-       cancel_requested, created, updated, tenant, unique_key, result, result_error
+       cancel_requested, created, updated, tenant, unique_key, result, result_error,
+       progress, progress_message, progress_at, tags, meta
 FROM {schema}.jobs WHERE id = %(id)s;
 
 -- name: cancel_job
