@@ -20,6 +20,7 @@ from conveyor.queuer import Queuer
 from conveyor.store import Store
 from conveyor.store.connect import async_pool
 from conveyor.store.migrate import migrate
+from conveyor.store.work import WorkStatements
 from conveyor.worker.runner import Worker, WorkerOptions
 from tests.factories import REDIS_URL, make_settings, new_namespace
 
@@ -131,9 +132,23 @@ class Running:
         self.queuers.append(queuer)
         return queuer
 
-    def worker(self, queues: list[str], concurrency: int = 10, **kwargs: Any) -> Worker:
+    def worker(
+        self,
+        queues: list[str],
+        concurrency: int = 10,
+        *,
+        store: WorkStatements | None = None,
+        **kwargs: Any,
+    ) -> Worker:
+        """A worker on the app's tasks; on `store` if given (the caller closes it)."""
         options = WorkerOptions(queues=queues, concurrency=concurrency, **kwargs)
-        worker = Worker(self.app.settings, self.app.tasks, options, middleware=self.app.middleware)
+        worker = Worker(
+            self.app.settings,
+            self.app.tasks,
+            options,
+            middleware=self.app.middleware,
+            store=store,
+        )
         self._start(worker.run)
         self.workers.append(worker)
         return worker

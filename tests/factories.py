@@ -125,6 +125,11 @@ _JOB_COLUMNS = frozenset(
         "limit_key",
         "limited",
         "rate_scopes",
+        "progress",
+        "progress_message",
+        "progress_at",
+        "tags",
+        "meta",
     }
 )
 

@@ -602,6 +602,8 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
         "max_age",
         "text",
         "tenant",
+        "tag",
+        "meta",
         "cursor",
         "limit",
     ]

@@ -262,10 +262,14 @@ async def test_batch_jobs_pass_the_enqueue_hooks(
         first = batch.enqueue(noop, {"n": 1})
     async with app.abatch() as abatch:
         second = await abatch.enqueue_many(noop, [{"n": 2}])
-    assert hooks_of(calls, "before_enqueue", "after_enqueue") == [
-        ("watch", "before_enqueue"),
-        ("watch", "after_enqueue"),
-    ] * 2
+    assert (
+        hooks_of(calls, "before_enqueue", "after_enqueue")
+        == [
+            ("watch", "before_enqueue"),
+            ("watch", "after_enqueue"),
+        ]
+        * 2
+    )
     assert [detail for _, hook, detail in calls if hook == "after_enqueue"] == [[first], second]
     assert job_count(db) == 2
     await app.aclose()

@@ -7,7 +7,7 @@ the caller: the job then exists if and only if the caller's transaction commits)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
@@ -20,6 +20,7 @@ from conveyor.dedup import Dedup, check_options
 from conveyor.encryption import PayloadCipher
 from conveyor.errors import EnqueueError, UnknownTaskError
 from conveyor.ids import uuid7
+from conveyor.labels import MetaValue, check_meta, check_tags
 from conveyor.limits import check_limit_key
 from conveyor.tasks import QUEUE_NAME, Task, check_priority, check_queue_name
 
@@ -43,6 +44,9 @@ class EnqueueOptions:
     # Set by a batch's own `enqueue` (conveyor.batches), never by a caller: a job joins a
     # batch only through the statement that counts it in.
     batch_id: UUID | None = None
+    # Labels to find the job by (docs/progress.md): stored only when given.
+    tags: Sequence[str] | None = None
+    meta: Mapping[str, MetaValue] | None = None
 
 
 class EnqueueArgs(TypedDict, total=False):
@@ -58,6 +62,8 @@ class EnqueueArgs(TypedDict, total=False):
     expires_in: float | timedelta | None
     deadline: datetime | None
     limit_key: str | None
+    tags: Sequence[str] | None
+    meta: Mapping[str, MetaValue] | None
 
 
 ENQUEUE_ARGS = frozenset(EnqueueArgs.__annotations__)
@@ -137,6 +143,7 @@ def build_batch(
         raise EnqueueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
     delay = _delay_seconds(options.delay)
     limit_key = _limit_key(options.limit_key)
+    labels = _labels(options.tags, options.meta)
     own = options.expires_in is not None or options.deadline is not None
     expiry = _expiry(options.expires_in if own else task.expires_in, options.deadline)
     payloads = list(payloads)
@@ -171,6 +178,7 @@ def build_batch(
         common["limit_key"] = limit_key
     if options.batch_id is not None:  # same reason
         common["batch_id"] = options.batch_id
+    common.update(labels)  # same reason
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}
@@ -186,6 +194,20 @@ def _limit_key(key: str | None) -> str | None:
         return check_limit_key(key)
     except ValueError as error:
         raise EnqueueError(str(error)) from None
+
+
+def _labels(tags: Sequence[str] | None, meta: Mapping[str, MetaValue] | None) -> dict[str, Any]:
+    """The `insert_jobs` fields for tags and meta; none for a job without them (and
+    none for an empty list or object: NULL keeps the job out of the GIN indexes)."""
+    fields: dict[str, Any] = {}
+    try:
+        if tags is not None and (checked_tags := check_tags(tags)):
+            fields["tags"] = checked_tags
+        if meta is not None and (checked_meta := check_meta(meta)):
+            fields["meta"] = checked_meta
+    except ValueError as error:
+        raise EnqueueError(str(error)) from None
+    return fields
 
 
 def _sealer(cipher: PayloadCipher | None, job_id: UUID) -> Callable[[Any], Any] | None:

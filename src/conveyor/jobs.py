@@ -60,6 +60,13 @@ class Job:
     # returned None; `result_error` says why a completed job's return value was not kept.
     result: Any = None
     result_error: str | None = None
+    # The handler's latest ctx.set_progress (0.0-1.0), its message and when it was written,
+    # and the labels the job was enqueued with (docs/progress.md).
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
+    tags: list[str] | None = None
+    meta: dict[str, Any] | None = None
 
     @property
     def display_status(self) -> str:

@@ -50,6 +50,36 @@ def check_priority(priority: int) -> int:
     return priority
 
 
+MAX_PROGRESS_MESSAGE = 500
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """The latest `set_progress` of an attempt; `version` counts the calls, so the worker
+    can tell a report it has not written yet from one it has."""
+
+    fraction: float
+    message: str | None
+    version: int
+
+
+def check_progress(fraction: object, message: object) -> tuple[float, str | None]:
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0.0 <= fraction <= 1.0  # NaN fails this too
+    ):
+        raise ValueError(f"progress must be a number from 0.0 to 1.0, not {fraction!r}")
+    if message is not None and (
+        not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE or "\x00" in message
+    ):
+        raise ValueError(
+            f"a progress message must be text of at most {MAX_PROGRESS_MESSAGE} characters "
+            "without NUL characters"
+        )
+    return float(fraction), message
+
+
 @dataclass
 class JobContext:
     """What a running handler may know about its job."""
@@ -62,6 +92,33 @@ class JobContext:
     # A plain flag: set by the event loop, read by handler threads (atomic under the GIL);
     # a threading.Event per job cost more than the no-op jobs it serves.
     _cancelled: bool = field(default=False, repr=False)
+    # Replaced whole (one assignment, atomic under the GIL) by handler threads, read by the
+    # worker's heartbeat; `_progress_written` is the version the worker last wrote.
+    _progress: ProgressReport | None = field(default=None, repr=False)
+    _progress_written: int = field(default=0, repr=False)
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the attempt got (0.0 to 1.0) and, if you like, what it is doing.
+        Cheap enough to call in a tight loop: the value is kept in memory, and the worker's
+        next heartbeat (or the attempt's outcome) writes the latest one; no call waits
+        for PostgreSQL. A bad value raises ValueError."""
+        fraction, message = check_progress(fraction, message)
+        version = self._progress.version + 1 if self._progress is not None else 1
+        self._progress = ProgressReport(fraction, message, version)
+
+    @property
+    def progress(self) -> ProgressReport | None:
+        return self._progress
+
+    def unwritten_progress(self) -> ProgressReport | None:
+        """The latest report if the worker has not written it yet."""
+        report = self._progress
+        if report is None or report.version <= self._progress_written:
+            return None
+        return report
+
+    def progress_written(self, report: ProgressReport) -> None:
+        self._progress_written = max(self._progress_written, report.version)
 
     def cancel(self) -> None:
         self._cancelled = True

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from conveyor.admin.base import (
     AdminBase,
@@ -24,6 +27,8 @@ from conveyor.admin.errors import AdminError, AdminNotFound
 from conveyor.admin.explain import WaitFacts, why_waiting
 from conveyor.admin.models import Attempt, AuditEntry, JobDetail, JobSummary, Page
 from conveyor.errors import RedisUnavailable
+from conveyor.labels import check_meta, check_tags
+from conveyor.store.admin_reads import JobPage
 from conveyor.vocabulary import (
     CANCELLED,
     COMPLETED,
@@ -97,6 +102,23 @@ def _status_filter(status: str | None) -> tuple[list[str], list[str], bool | Non
     return [status], [], False if status == QUEUED else None
 
 
+def _labels(
+    tags: Sequence[str] | None, meta: Mapping[str, Any] | None
+) -> tuple[list[str] | None, str | None]:
+    """The tags and the meta (as JSON text) to search for; None for an absent or empty
+    filter. Checked like an enqueue's, so a tag no job can carry is an error, not an
+    empty page."""
+    try:
+        wanted_tags = check_tags(tags, "tag filter") if tags is not None else None
+        wanted_meta = check_meta(meta, "meta filter") if meta is not None else None
+    except ValueError as error:
+        raise AdminError(str(error)) from None
+    return (
+        wanted_tags or None,
+        orjson.dumps(wanted_meta).decode() if wanted_meta else None,
+    )
+
+
 class JobsMixin(AdminBase):
     async def peek(self, queue: str, n: int = 20, lane: str | None = None) -> list[JobSummary]:
         """The next `n` jobs of `queue` in the order they would run: dispatched jobs in
@@ -137,11 +159,15 @@ class JobsMixin(AdminBase):
         after: str | None = None,
         limit: int = 50,
         tenant: str | None = None,
+        tags: Sequence[str] | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> Page[JobSummary]:
         """Jobs newest first, one keyset page at a time (pass `next_cursor` as `after`).
         `status` takes the stored statuses and retry_scheduled; `queued` means queued
         jobs without failed attempts. `text` searches inside the payload; `tenant` keeps
-        one tenant's jobs (within the caller's scope: another tenant gives an empty page)."""
+        one tenant's jobs (within the caller's scope: another tenant gives an empty page);
+        `tags` keeps jobs carrying every one of them, `meta` jobs holding every pair (an
+        indexed search: docs/progress.md)."""
         queue = check_optional_queue(queue)
         scope = self.scope if tenant is None else self.scope.narrowed_to(check_tenant(tenant))
         rest, live, retry = _status_filter(status)
@@ -152,29 +178,32 @@ class JobsMixin(AdminBase):
             raise AdminError("min_age_seconds must not be larger than max_age_seconds")
         search = check_text(text, "text")
         limit = check_count(limit, "limit")
+        wanted_tags, wanted_meta = _labels(tags, meta)
         before: tuple[datetime | str, UUID] = (
             decode_cursor(after) if after is not None else ("infinity", UUID(int=0))
         )
         low, high = PRIORITY_RANGE[lane_name]
+        page = JobPage(
+            queue=queue,
+            retry=retry,
+            before_created=before[0],
+            before_id=before[1],
+            min_age=min_age,
+            max_age=max_age,
+            min_priority=low,
+            max_priority=high,
+            text=like_pattern(search) if search else None,
+            limit=limit + 1,  # one more than asked: is there a next page?
+            scope=scope,
+        )
         async with self.transaction() as tx:
             await tx.limit_statement_time(LIST_TIMEOUT_MS)
             if queue is not None:
                 await self.require_queue(tx, queue)
-            rows = await tx.list_jobs(
-                queue=queue,
-                rest_statuses=rest,
-                live_statuses=live,
-                retry=retry,
-                before_created=before[0],
-                before_id=before[1],
-                min_age=min_age,
-                max_age=max_age,
-                min_priority=low,
-                max_priority=high,
-                text=like_pattern(search) if search else None,
-                limit=limit + 1,  # one more than asked: is there a next page?
-                scope=scope,
-            )
+            if wanted_tags is not None or wanted_meta is not None:
+                rows = await tx.search_jobs(wanted_tags, wanted_meta, rest + live, page)
+            else:
+                rows = await tx.list_jobs(rest, live, page)
         items = [JobSummary.from_row(row) for row in rows]
         more = len(items) > limit
         items = items[:limit]
@@ -224,6 +253,8 @@ class JobsMixin(AdminBase):
             result=row["result"] if row["result_head"] is None else row["result_head"],
             result_truncated=row["result_head"] is not None,
             result_error=row["result_error"],
+            tags=row["tags"] or [],
+            meta=row["meta"] or {},
             lease_expires_at=row["lease_expires_at"],
             timeout_seconds=row["timeout_seconds"],
             attempts=[

@@ -116,6 +116,11 @@ class JobSummary(Model):
     last_error: str | None
     cancel_requested: bool
     tenant: str | None
+    # The handler's latest ctx.set_progress (0.0-1.0), its message and when it was written;
+    # kept after the job ends (docs/progress.md). None for a job that never reported.
+    progress: float | None
+    progress_message: str | None
+    progress_at: datetime | None
 
     @staticmethod
     def fields_from_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +147,9 @@ class JobSummary(Model):
             "last_error": row["last_error"],
             "cancel_requested": row["cancel_requested"],
             "tenant": row["tenant"],
+            "progress": row["progress"],
+            "progress_message": row["progress_message"],
+            "progress_at": row["progress_at"],
         }
 
     @classmethod
@@ -181,6 +189,8 @@ class JobDetail(JobSummary):
     result: Any = None
     result_truncated: bool = False
     result_error: str | None = None  # why a completed job's result was not kept
+    tags: list[str] = field(default_factory=list)  # as enqueued (docs/progress.md)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 # -- actions --------------------------------------------------------------------------------

@@ -22,14 +22,17 @@ from conveyor.cli.admin_output import (
     console,
     duration_option,
     emit_json,
+    job_labels,
     json_option,
     make_table,
+    percent,
     run,
     short_time,
     when,
 )
 from conveyor.cli.main import State, main, pass_state
 from conveyor.cli.worker_health import HEALTH_COLUMNS, HEALTH_NUMERIC, health_cells
+from conveyor.labels import parse_meta_pairs
 from conveyor.vocabulary import HIGH_PRIORITY_MAX, LANES, NORMAL_PRIORITY_MAX
 
 
@@ -101,7 +104,7 @@ def jobs_table(title: str, items: list[JobSummary], numbered: bool = False) -> T
         row: tuple[str, ...] = (str(number),) if numbered else ()
         row += (
             str(job.id),
-            job.status,
+            job.status if job.progress is None else f"{job.status} {percent(job.progress)}",
             job.queue,
             escape(job.task),
             str(job.priority),
@@ -159,6 +162,16 @@ def peek(state: State, as_json: bool, queue: str, count: int, lane: str | None) 
 @click.option("--newer-than", default=None, help="Created at most this long ago (1h, 1d).")
 @click.option("--text", default=None, help="Find this text inside the payload.")
 @click.option("--tenant", default=None, help="Only this tenant's jobs.")
+@click.option(
+    "--tag", "tags", multiple=True, help="Only jobs carrying this tag (repeat: all of them)."
+)
+@click.option(
+    "--meta",
+    "meta_pairs",
+    multiple=True,
+    help="Only jobs whose meta holds key=value (text) or key:=value (a JSON number, true "
+    "or false); repeat for several.",
+)
 @click.option("--limit", type=int, default=50, show_default=True, help="Jobs per page (1-1000).")
 @click.option("--cursor", default=None, help="The next-page cursor a previous call printed.")
 def jobs(
@@ -171,12 +184,18 @@ def jobs(
     newer_than: str | None,
     text: str | None,
     tenant: str | None,
+    tags: tuple[str, ...],
+    meta_pairs: tuple[str, ...],
     limit: int,
     cursor: str | None,
 ) -> None:
     """List jobs, newest first, a page at a time."""
     min_age = duration_option(older_than, "--older-than")
     max_age = duration_option(newer_than, "--newer-than")
+    try:
+        meta = parse_meta_pairs(meta_pairs) if meta_pairs else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--meta") from None
     page = run(
         state,
         lambda a: a.list_jobs(
@@ -189,6 +208,8 @@ def jobs(
             after=cursor,
             limit=limit,
             tenant=tenant,
+            tags=list(tags) or None,
+            meta=meta,
         ),
     )
     if as_json:
@@ -222,6 +243,7 @@ def job(state: State, as_json: bool, job_id: str) -> None:
         ("started", when(detail.started)),
         ("worker", detail.worker_id or "-"),
         ("last error", detail.last_error or "-"),
+        *job_labels(detail),
     ):
         facts.add_row(f"[bold]{label}[/]", escape(value))
     out.print(facts)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.admin import Admin, default_actor
-from conveyor.admin.models import Model, plain
+from conveyor.admin.models import JobDetail, Model, plain
 from conveyor.cli.main import State
 from conveyor.durations import format_duration, parse_duration
 from conveyor.errors import ConveyorError, SchemaNotMigrated
@@ -97,6 +97,25 @@ def when(moment: datetime | None) -> str:
 
 def short_time(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%m-%d %H:%M:%S")
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.0f} %"
+
+
+def job_labels(detail: JobDetail) -> list[tuple[str, str]]:
+    """The job's progress, tags and meta as (label, value) facts; none it does not have."""
+    facts: list[tuple[str, str]] = []
+    if detail.progress is not None:
+        message = f" {detail.progress_message}" if detail.progress_message else ""
+        facts.append(
+            ("progress", f"{percent(detail.progress)}{message} ({when(detail.progress_at)})")
+        )
+    if detail.tags:
+        facts.append(("tags", ", ".join(detail.tags)))
+    if detail.meta:
+        facts.append(("meta", orjson.dumps(detail.meta).decode()))
+    return facts
 
 
 def duration_option(value: str | None, flag: str) -> float | None:

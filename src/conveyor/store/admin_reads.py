@@ -22,6 +22,30 @@ from conveyor.store.base import StoreBase
 Report = dict[str, Any]
 
 
+@dataclass(frozen=True, kw_only=True)
+class JobPage:
+    """The filters and the keyset position the job listings share (admin_list_jobs,
+    admin_search_jobs)."""
+
+    queue: str | None
+    retry: bool | None
+    before_created: datetime | str
+    before_id: UUID
+    min_age: float | None
+    max_age: float | None
+    min_priority: int
+    max_priority: int
+    text: str | None
+    limit: int
+    scope: Scope
+
+    @property
+    def params(self) -> dict[str, Any]:
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        scope: Scope = fields.pop("scope")
+        return {**fields, **scope.params}
+
+
 @dataclass(frozen=True)
 class StatsSummaryRow:
     now: datetime
@@ -159,39 +183,19 @@ class AdminReads(StoreBase):
         await self._execute("admin_statement_timeout", {"milliseconds": milliseconds})
 
     async def list_jobs(
-        self,
-        *,
-        queue: str | None,
-        rest_statuses: list[str],
-        live_statuses: list[str],
-        retry: bool | None,
-        before_created: datetime | str,
-        before_id: UUID,
-        min_age: float | None,
-        max_age: float | None,
-        min_priority: int,
-        max_priority: int,
-        text: str | None,
-        limit: int,
-        scope: Scope,
+        self, rest_statuses: list[str], live_statuses: list[str], page: JobPage
     ) -> list[Report]:
         """One keyset page of job rows (admin_list_jobs), newest first."""
-        params = {
-            "queue": queue,
-            "rest_statuses": rest_statuses,
-            "live_statuses": live_statuses,
-            "retry": retry,
-            "before_created": before_created,
-            "before_id": before_id,
-            "min_age": min_age,
-            "max_age": max_age,
-            "min_priority": min_priority,
-            "max_priority": max_priority,
-            "text": text,
-            "limit": limit,
-            **scope.params,
-        }
+        params = {"rest_statuses": rest_statuses, "live_statuses": live_statuses, **page.params}
         return await self._dicts("admin_list_jobs", params, prepare=False)
+
+    async def search_jobs(
+        self, tags: list[str] | None, meta: str | None, statuses: list[str], page: JobPage
+    ) -> list[Report]:
+        """One keyset page of the jobs with every tag in `tags` and every pair of `meta`
+        (a JSON object's text), newest first (admin_search_jobs)."""
+        params = {"tags": tags, "meta": meta, "statuses": statuses, **page.params}
+        return await self._dicts("admin_search_jobs", params, prepare=False)
 
     async def job_detail(
         self, job_id: UUID, ahead_cap: int, dead_after: float, scope: Scope, result_cap: int

@@ -109,6 +109,9 @@ class Outcome:
     claimed: ClaimedJob | None = field(default=None, compare=False, repr=False)
     value: Any = field(default=None, compare=False, repr=False)
     raised: BaseException | None = field(default=None, compare=False, repr=False)
+    # The handler's latest set_progress, when no heartbeat has written it yet.
+    progress: float | None = None
+    progress_message: str | None = None
 
     @property
     def job_status(self) -> str:
@@ -141,6 +144,9 @@ def outcome_params(outcomes: Sequence[Outcome]) -> dict[str, str]:
             record["result"] = orjson.Fragment(o.result)
         if o.result_error is not None:
             record["result_error"] = o.result_error
+        if o.progress is not None:  # same reason
+            record["progress"] = o.progress
+            record["progress_message"] = o.progress_message
         records.append(record)
     return {"outcomes": orjson.dumps(records).decode()}
 
@@ -197,14 +203,19 @@ class WorkStatements(StoreBase):
         ids: Sequence[UUID],
         tokens: Sequence[int],
         vitals: WorkerVitals,
+        progress: Sequence[tuple[float, str | None] | None] | None = None,
     ) -> HeartbeatResult:
-        """Beat for the worker, write its vitals, and renew the leases of its attempts
-        (`ids` with `tokens`)."""
+        """Beat for the worker, write its vitals, renew the leases of its attempts (`ids`
+        with `tokens`) and write their new progress (`progress`, in the same order: a
+        (fraction, message) or None where there is nothing new)."""
+        reports = list(progress) if progress is not None else [None] * len(ids)
         params = {
             "worker_id": worker_id,
             "lease": lease,
             "ids": list(ids),
             "tokens": list(tokens),
+            "progress": [r[0] if r is not None else None for r in reports],
+            "progress_messages": [r[1] if r is not None else None for r in reports],
             "rss_bytes": vitals.rss_bytes,
             "jobs_processed": vitals.jobs_processed,
             "jobs_failed": vitals.jobs_failed,

@@ -15,13 +15,22 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.admin.base import MAX_IDS, MAX_LIMIT
 from conveyor.admin.history import check_window
+from conveyor.labels import MAX_META_BYTES, check_meta, check_tags
 from conveyor.tasks import QUEUE_NAME
 from conveyor.vocabulary import LaneName
 
@@ -84,6 +93,36 @@ class PeekQuery(Query):
     lane: Lane | None = Field(None, description="Only this priority lane.")
 
 
+def _split_tags(value: Any) -> Any:
+    # Tags cannot hold a comma (conveyor.labels), so one parameter carries several.
+    return [tag.strip() for tag in value.split(",")] if isinstance(value, str) else value
+
+
+def _parse_meta(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise ValueError('must be a JSON object, such as {"customer": "acme"}') from None
+
+
+# Documented as the text that travels in the query string, parsed into what the admin
+# layer takes, and checked as an enqueue checks tags and meta.
+TagList = Annotated[
+    list[str],
+    BeforeValidator(_split_tags),
+    AfterValidator(lambda tags: check_tags(tags, "tag")),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 2000}),
+]
+MetaObject = Annotated[
+    dict[str, Any],
+    BeforeValidator(_parse_meta),
+    AfterValidator(lambda meta: check_meta(meta, "meta")),
+    WithJsonSchema({"type": "string", "minLength": 2, "maxLength": MAX_META_BYTES}),
+]
+
+
 class JobsQuery(Query):
     queue: QueueName | None = Field(None, description="Only this queue.")
     status: Status | None = Field(
@@ -98,6 +137,16 @@ class JobsQuery(Query):
     )
     text: Text | None = Field(None, description="Find this text inside the payload.")
     tenant: QueueName | None = Field(None, description="Only this tenant's jobs.")
+    tags: TagList | None = Field(
+        None,
+        alias="tag",
+        description="Only jobs carrying every one of these tags (comma-separated).",
+    )
+    meta: MetaObject | None = Field(
+        None,
+        description="Only jobs whose meta holds every pair of this JSON object "
+        '({"customer": "acme"}).',
+    )
     after: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)] | None = Field(
         None, alias="cursor", description="The next_cursor of the previous page."
     )

@@ -29,6 +29,7 @@ from conveyor.store import Store
 from conveyor.store.work import ClaimedJob, WorkStatements
 from conveyor.tasks import JobContext, TaskRegistry
 from conveyor.tracing import Tracing
+from conveyor.worker import progress
 from conveyor.worker.breaker import Breakers
 from conveyor.worker.completer import Completer
 from conveyor.worker.execute import HandedBack, run_job
@@ -313,7 +314,7 @@ class Worker:
         if outcome.log_status in (COMPLETED, RETRY, DEAD):
             self.breakers.record(job.queue, failed=outcome.log_status != COMPLETED)
         self.health.record(outcome)
-        self.completer.submit(outcome)
+        self.completer.submit(progress.with_last_progress(outcome, ctx))
         self._slot_freed.set()
         return outcome
 
@@ -358,15 +359,19 @@ class Worker:
         flights = self.leases.trusted(list(self.in_flight.values()), self._disown)
         started = self.leases.now()
         vitals = self.health.vitals(self.mode == POSTGRES_ONLY, self.breakers.open_queues())
+        contexts = [f.ctx for f in flights]
+        reports = progress.unwritten(contexts)
         beat = await self.store.heartbeat(
             self.id,
             self.settings.worker.lease,
             [f.job.id for f in flights],
             [f.job.token for f in flights],
             vitals,
+            progress.as_params(reports),
         )
         self.leases.proven(started)
         owned, cancel_requested = set(beat.owned), set(beat.cancel_requested)
+        progress.written(contexts, reports, owned)
         if not beat.registered:  # our registry row was pruned or deleted: put it back
             await self._register()
         for flight in flights:

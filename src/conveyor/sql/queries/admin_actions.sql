@@ -28,8 +28,10 @@ WITH target AS (
     UPDATE {schema}.jobs j
     SET status = {QUEUED}, attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
         completed = NULL, lease_expires_at = NULL, worker_id = NULL, cancel_requested = false,
-        -- A completed job run again must not show its earlier run's result meanwhile.
-        result = NULL, result_error = NULL, updated = now()
+        -- A completed job run again must not show its earlier run's result meanwhile,
+        -- nor its handler's progress: the job starts afresh (docs/progress.md).
+        result = NULL, result_error = NULL, progress = NULL, progress_message = NULL,
+        progress_at = NULL, updated = now()
     FROM target t
     WHERE j.id = t.id
       AND (j.status IN ({DEAD}, {CANCELLED}, {COMPLETED}) OR (j.status = {QUEUED} AND j.attempt > 0))
@@ -58,7 +60,7 @@ WITH target AS (
     UPDATE {schema}.jobs j
     SET status = {QUEUED}, attempt = 0, run_at = now(), dispatched_at = NULL, started = NULL,
         completed = NULL, lease_expires_at = NULL, worker_id = NULL, cancel_requested = false,
-        updated = now()
+        progress = NULL, progress_message = NULL, progress_at = NULL, updated = now()
     FROM target t
     WHERE j.id = t.id AND j.status = {DEAD}
     RETURNING j.id, j.queue_name, j.task, j.tenant, j.attempt AS previous_attempt
@@ -174,7 +176,8 @@ WITH target AS (
     UPDATE {schema}.jobs j
     SET status = {QUEUED}, attempt = 0, payload = %(payload)s::jsonb, run_at = now(),
         dispatched_at = NULL, started = NULL, completed = NULL, lease_expires_at = NULL,
-        worker_id = NULL, cancel_requested = false, updated = now()
+        worker_id = NULL, cancel_requested = false, progress = NULL, progress_message = NULL,
+        progress_at = NULL, updated = now()
     FROM target t
     WHERE j.id = t.id AND j.status = {DEAD}
     RETURNING j.id, j.queue_name, j.task, j.tenant, t.attempt AS previous_attempt

@@ -23,7 +23,7 @@ WITH queues AS (
         SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
                j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
                left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated,
-               j.tenant
+               j.tenant, j.progress, j.progress_message, j.progress_at
         FROM {schema}.jobs j
         WHERE j.status IN ({QUEUED}, {COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED})
           AND j.queue_name = r.name AND j.status = r.status
@@ -41,7 +41,7 @@ WITH queues AS (
     SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
            j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
            left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated,
-           j.tenant
+           j.tenant, j.progress, j.progress_message, j.progress_at
     FROM (
         SELECT * FROM {schema}.jobs WHERE status = {DISPATCHED} AND {DISPATCHED} = ANY(%(live_statuses)s::text[])
         UNION ALL
@@ -62,6 +62,33 @@ SELECT * FROM (SELECT * FROM at_rest UNION ALL SELECT * FROM in_flight) page
 ORDER BY created DESC, id DESC
 LIMIT %(limit)s;
 
+-- name: admin_search_jobs
+-- One keyset page of the jobs that carry every given tag (`tags`) and hold every given
+-- meta pair (`meta`, a JSON object), newest first, with the filters of admin_list_jobs.
+-- Only called with tags or meta: the containment reads jobs_tags_idx or jobs_meta_idx
+-- (migration 021; `@>` is strict, so the planner proves their `IS NOT NULL` predicates),
+-- and the other filters apply to the jobs found, not to a scan of every payload.
+-- Statements here run unprepared: `%(tags)s IS NULL` folds away with the actual value.
+SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
+       j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
+       left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated,
+       j.tenant, j.progress, j.progress_message, j.progress_at
+FROM {schema}.jobs j
+WHERE (%(tags)s::text[] IS NULL OR j.tags @> %(tags)s::text[])
+  AND (%(meta)s::jsonb IS NULL OR j.meta @> %(meta)s::jsonb)
+  AND j.status = ANY(%(statuses)s::text[])
+  AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
+  AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
+  AND (%(queues)s::text[] IS NULL OR j.queue_name = ANY(%(queues)s::text[]))
+  AND (j.created, j.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid)
+  AND j.created <= coalesce(now() - %(min_age)s::float8 * interval '1 second', 'infinity')
+  AND j.created >= coalesce(now() - %(max_age)s::float8 * interval '1 second', '-infinity')
+  AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
+  AND (%(retry)s::boolean IS NULL OR j.status <> {QUEUED} OR (j.attempt > 0) = %(retry)s)
+  AND (%(text)s::text IS NULL OR j.payload::text ILIKE %(text)s)
+ORDER BY j.created DESC, j.id DESC
+LIMIT %(limit)s;
+
 -- name: admin_peek
 -- What runs next in one queue: the ids Redis holds, in pop order (passed in), then
 -- dispatched jobs Redis does not hold (in flight, or lost and soon reconciled), then
@@ -71,7 +98,8 @@ SELECT * FROM (
     SELECT 0 AS grp, array_position(%(ids)s::uuid[], j.id)::bigint AS pos,
            j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
            j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
-           left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated, j.tenant
+           left(j.last_error, 500) AS last_error, j.cancel_requested, j.created, j.updated, j.tenant,
+           j.progress, j.progress_message, j.progress_at
     FROM {schema}.jobs j
     WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status = {DISPATCHED}
       AND j.queue_name = %(queue)s AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
@@ -79,7 +107,8 @@ SELECT * FROM (
     (SELECT 1, row_number() OVER (ORDER BY j.priority, j.dispatched_at, j.id),
             j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
             j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
-            left(j.last_error, 500), j.cancel_requested, j.created, j.updated, j.tenant
+            left(j.last_error, 500), j.cancel_requested, j.created, j.updated, j.tenant,
+            j.progress, j.progress_message, j.progress_at
      FROM {schema}.jobs j
      WHERE j.status = {DISPATCHED} AND j.queue_name = %(queue)s AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
        AND j.priority BETWEEN %(min_priority)s AND %(max_priority)s
@@ -90,7 +119,8 @@ SELECT * FROM (
     (SELECT 2, row_number() OVER (ORDER BY j.priority, j.run_at),
             j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attempts,
             j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
-            left(j.last_error, 500), j.cancel_requested, j.created, j.updated, j.tenant
+            left(j.last_error, 500), j.cancel_requested, j.created, j.updated, j.tenant,
+            j.progress, j.progress_message, j.progress_at
      FROM {schema}.jobs j
      WHERE j.status = {QUEUED} AND j.queue_name = %(queue)s AND j.run_at <= now()
        AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
@@ -111,6 +141,7 @@ SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attemp
        j.run_at, j.dispatched_at, j.started, j.completed, j.failed, j.worker_id,
        j.last_error, j.cancel_requested, j.created, j.updated, j.payload, j.idempotency_key,
        j.lease_expires_at, j.timeout_seconds, j.tenant, now() AS db_now, j.unique_key,
+       j.progress, j.progress_message, j.progress_at, j.tags, j.meta,
        -- The result whole up to result_cap characters of JSON, else only its head, as text:
        -- a page or a terminal is no place for megabytes. Sealed fields stay sealed.
        CASE WHEN length(j.result::text) <= %(result_cap)s THEN j.result END AS result,

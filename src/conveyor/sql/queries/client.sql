@@ -8,7 +8,7 @@ WITH t AS (
              run_at timestamptz, delay_seconds float8, idempotency_key text,
              timeout_seconds float8, lease_seconds float8, tenant text, trace_context jsonb,
              unique_key text, expires_at timestamptz, expires_in float8, limit_key text,
-             batch_id uuid)
+             batch_id uuid, tags text[], meta jsonb)
 ), new_queues AS (
     INSERT INTO {schema}.job_queues (name)
     SELECT DISTINCT queue_name FROM t
@@ -17,7 +17,7 @@ WITH t AS (
 INSERT INTO {schema}.jobs (
     id, queue_name, task, priority, payload, max_attempts, run_at,
     idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
-    expires_at, limit_key, limited, batch_id)
+    expires_at, limit_key, limited, batch_id, tags, meta)
 SELECT t.id, t.queue_name, t.task, t.priority,
        -- A JSON null payload reads as SQL NULL from the recordset: keep it JSON.
        coalesce(t.payload, 'null'::jsonb), t.max_attempts,
@@ -34,7 +34,8 @@ SELECT t.id, t.queue_name, t.task, t.priority,
            SELECT substr(l.scope, length({SCOPE_TASK}) + 1) FROM {schema}.flow_limits l
            WHERE starts_with(l.scope, {SCOPE_TASK}))),
        -- Counted into its batch by add_to_batch, in the same transaction (batches.sql).
-       t.batch_id
+       t.batch_id,
+       t.tags, t.meta
 FROM t
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;
@@ -45,7 +46,8 @@ SELECT idempotency_key, id FROM {schema}.jobs WHERE idempotency_key = ANY(%(keys
 -- name: get_job
 SELECT id, queue_name, task, status, priority, payload, attempt, max_attempts, run_at,
        dispatched_at, started, completed, failed, worker_id, last_error, idempotency_key,
-       cancel_requested, created, updated, tenant, unique_key, result, result_error
+       cancel_requested, created, updated, tenant, unique_key, result, result_error,
+       progress, progress_message, progress_at, tags, meta
 FROM {schema}.jobs WHERE id = %(id)s;
 
 -- name: cancel_job

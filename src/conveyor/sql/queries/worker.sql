@@ -65,7 +65,9 @@ FROM claimed;
 -- name: heartbeat
 -- One statement per worker per beat: the registry row (with the worker's vitals: totals
 -- since it started, written as they are, so a lost beat loses nothing), the leases that
--- are past half their life, and which of our jobs we still own or were asked to cancel.
+-- are past half their life, the progress handlers reported since the last beat, and which
+-- of our jobs we still own or were asked to cancel. Progress costs no statement of its
+-- own: `progress` holds the latest report of each job that has one, NULL for the others.
 WITH me AS (
     UPDATE {schema}.workers
     SET last_heartbeat = now(), jobs_in_flight = cardinality(%(ids)s::uuid[]),
@@ -75,11 +77,21 @@ WITH me AS (
     WHERE id = %(worker_id)s
     RETURNING id
 ), renewed AS (
+    -- One UPDATE for both (a statement may change a row only once); a job with neither a
+    -- lease to renew nor new progress is not written at all.
     UPDATE {schema}.jobs j
-    SET lease_expires_at = now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second'
-    FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS h(id, token)
+    SET lease_expires_at = CASE
+            WHEN j.lease_expires_at < now() + coalesce(j.lease_seconds, %(lease)s) * interval '0.5 second'
+            THEN now() + coalesce(j.lease_seconds, %(lease)s) * interval '1 second'
+            ELSE j.lease_expires_at END,
+        progress = coalesce(h.progress, j.progress),
+        progress_message = CASE WHEN h.progress IS NULL THEN j.progress_message ELSE h.message END,
+        progress_at = CASE WHEN h.progress IS NULL THEN j.progress_at ELSE now() END
+    FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[], %(progress)s::real[],
+                %(progress_messages)s::text[]) AS h(id, token, progress, message)
     WHERE j.id = h.id AND j.lease_token = h.token AND j.status = {RUNNING}
-      AND j.lease_expires_at < now() + coalesce(j.lease_seconds, %(lease)s) * interval '0.5 second'
+      AND (j.lease_expires_at < now() + coalesce(j.lease_seconds, %(lease)s) * interval '0.5 second'
+           OR h.progress IS NOT NULL)
     RETURNING j.id
 )
 SELECT EXISTS (SELECT FROM me) AS registered,
@@ -103,7 +115,7 @@ WITH o AS (
     SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
         AS o(id uuid, token bigint, status text, retry_in float8, error text, traceback text,
              duration float8, log_status text, attempt_delta int, result jsonb,
-             result_error text)
+             result_error text, progress real, progress_message text)
 ), done AS (
     UPDATE {schema}.jobs j
     SET status = o.status,
@@ -122,6 +134,11 @@ WITH o AS (
         -- What the attempt that ends the job returned; any other end clears it, so a job
         -- replayed after completing never shows the result of an earlier run.
         result = o.result, result_error = o.result_error,
+        -- Progress reported after the attempt's last heartbeat; the job keeps its latest.
+        progress = coalesce(o.progress, j.progress),
+        progress_message = CASE WHEN o.progress IS NULL THEN j.progress_message
+                                ELSE o.progress_message END,
+        progress_at = CASE WHEN o.progress IS NULL THEN j.progress_at ELSE now() END,
         lease_expires_at = NULL, dispatched_at = NULL, cancel_requested = false,
         updated = now()
     FROM o

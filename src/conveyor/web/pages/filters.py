@@ -8,6 +8,7 @@ from typing import Any
 
 from conveyor.admin import Admin, JobSummary, Page
 from conveyor.durations import parse_duration
+from conveyor.labels import Meta, check_tags, parse_meta_pairs
 from conveyor.vocabulary import (
     CANCELLED,
     COMPLETED,
@@ -44,6 +45,8 @@ class JobFilters:
     min_age: str = ""  # as typed: "90", "5m", "1h30m"
     max_age: str = ""
     text: str = ""
+    tag: str = ""  # as typed: "invoice, eu"
+    meta: str = ""  # as typed: "customer=acme, batch:=7"
     after: str = ""
     problem: str = ""  # why the filters cannot be used as given
     queue_in_query: bool = (
@@ -66,6 +69,8 @@ class JobFilters:
             max_age=field("max_age", 40),
             # A NUL cannot be in any stored text, so searching for it finds nothing anyway.
             text=(params.get("text") or "").replace("\x00", "")[:500],
+            tag=field("tag"),
+            meta=field("meta", 2000),
             after=field("after", 200),
             queue_in_query=queue_in_query,
         )
@@ -77,14 +82,27 @@ class JobFilters:
                         raise ValueError("must not be negative")
                 except ValueError as error:
                     problems.append(f"“{label}”: {error}")
+        try:
+            filters.labels()
+        except ValueError as error:
+            problems.append(f"“tags and meta”: {error}")
         return replace(filters, problem="; ".join(problems))
+
+    def labels(self) -> tuple[list[str] | None, Meta | None]:
+        """The tags and meta typed into the form (comma-separated; meta pairs as the CLI
+        takes them); ValueError naming what is wrong."""
+        tags = [tag.strip() for tag in self.tag.split(",") if tag.strip()]
+        pairs = [pair.strip() for pair in self.meta.split(",") if pair.strip()]
+        return (check_tags(tags, "tag") or None, parse_meta_pairs(pairs) or None)
 
     def seconds(self, value: str) -> float | None:
         return parse_duration(value) if value else None
 
     @property
     def active(self) -> bool:
-        return any((self.status, self.lane, self.min_age, self.max_age, self.text.strip()))
+        return any(
+            (self.status, self.lane, self.min_age, self.max_age, self.text.strip(), self.tag)
+        ) or bool(self.meta)
 
     def params(self, **changes: Any) -> dict[str, str]:
         values = {
@@ -94,6 +112,8 @@ class JobFilters:
             "min_age": self.min_age,
             "max_age": self.max_age,
             "text": self.text,
+            "tag": self.tag,
+            "meta": self.meta,
             "after": self.after,
         }
         values.update(changes)
@@ -104,6 +124,7 @@ class JobFilters:
 
     async def fetch(self, admin: Admin, status: str | None = None) -> Page[JobSummary]:
         """One page of jobs; `status` overrides the filter (the dead-letter view)."""
+        tags, meta = self.labels()
         return await admin.list_jobs(
             queue=self.queue,
             status=status or self.status or None,
@@ -113,4 +134,6 @@ class JobFilters:
             text=self.text if self.text.strip() else None,
             after=self.after or None,
             limit=PAGE_SIZE,
+            tags=tags,
+            meta=meta,
         )
