@@ -19,10 +19,13 @@ from conveyor.errors import (
 from conveyor.jobs import Job
 from conveyor.outcomes import Cancel, Discard, Retry, Snooze
 from conveyor.retry import RetryPolicy
-from conveyor.tasks import JobContext, Task
+from conveyor.tasks import JobContext, Signature, Task
+from conveyor.workflows import ChainHandle, ChordHandle, GroupHandle
 
 __all__ = [
     "Cancel",
+    "ChainHandle",
+    "ChordHandle",
     "Conveyor",
     "ConveyorError",
     "DatabaseUnavailable",
@@ -30,6 +33,7 @@ __all__ = [
     "Discard",
     "EnqueueError",
     "EnqueueResult",
+    "GroupHandle",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -41,6 +45,7 @@ __all__ = [
     "ResultNotStored",
     "Retry",
     "RetryPolicy",
+    "Signature",
     "Snooze",
     "Task",
     "TaskTimeout",
