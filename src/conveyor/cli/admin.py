@@ -236,6 +236,13 @@ def job(state: State, as_json: bool, job_id: str) -> None:
         out.print(shown, markup=False)
     if detail.result_error:
         out.print(f"[bold]result:[/] none kept: {escape(detail.result_error)}")
+    if detail.parents or detail.children:
+        links = make_table("workflow", "relation", "id", "task", "status")
+        for relation, linked in (("parent", detail.parents), ("child", detail.children)):
+            for link in linked:
+                status = link.status or "pruned"
+                links.add_row(relation, str(link.id), escape(link.task or "-"), status)
+        out.print(links)
     if detail.attempts:
         table = make_table(
             "attempts",
