@@ -64,6 +64,7 @@ async def test_admin_shows_parents_children_and_why_a_child_waits(
         child = await admin.job_detail(flow["child"])
         parent = await admin.job_detail(flow["open"])
         waiting = await admin.list_jobs(queue="q", status=WAITING)
+        stats = await admin.stats()
         everything = await admin.list_jobs(queue="q")
     assert child.status == WAITING and child.pending_parents == 1
     assert [(link.id, link.status) for link in child.parents] == [
@@ -76,6 +77,8 @@ async def test_admin_shows_parents_children_and_why_a_child_waits(
     assert [(link.id, link.status) for link in parent.children] == [(flow["child"], WAITING)]
     assert parent.parents == [] and parent.pending_parents is None
     assert {job.id for job in waiting.items} == {flow["child"], flow["grandchild"]}
+    queue = stats.queue("q")
+    assert queue is not None and queue.awaiting_parents == 2
     assert {flow["child"], flow["grandchild"], flow["open"]} <= {j.id for j in everything.items}
 
 
@@ -117,3 +120,5 @@ def test_the_cli_prints_the_workflow(
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert "workflow" in result.stdout and str(flow["open"]) in result.stdout
     assert "Waiting for 1 parent" in result.stdout
+    stats = runner.invoke(main, ["--config", str(config), "admin", "stats"])
+    assert "waiting on parents (depends_on): q 2" in stats.stdout

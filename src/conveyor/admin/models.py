@@ -70,6 +70,7 @@ class QueueStats(Model):
     status: Colour
     reasons: list[str] = field(default_factory=list)  # why the colour is not green
     expired: int = 0  # jobs not started before their deadline, still kept
+    awaiting_parents: int = 0  # status waiting: their depends_on have not all ended
 
 
 @dataclass(frozen=True, kw_only=True)
