@@ -97,6 +97,11 @@ async def test_api_and_dashboard_show_the_graph_and_cancel_a_waiting_job(
         assert [link["id"] for link in body["parents"]] == [str(flow["done"]), str(flow["open"])]
         assert body["children"][0]["status"] == WAITING
         assert (body["pending_parents"], body["on_parent_failure"]) == (1, "cancel")
+        listed = (await client.get("/api/jobs?status=waiting", headers=viewer)).json()
+        assert {job["id"] for job in listed["items"]} == {
+            str(flow["child"]),
+            str(flow["grandchild"]),
+        }
 
         await login(client, "operator")
         page = (await client.get(f"/jobs/{flow['child']}")).text

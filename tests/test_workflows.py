@@ -15,6 +15,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conveyor import EnqueueError, JobContext, JobFailed, Unique
+from conveyor.admin import Admin
 from conveyor.app import Conveyor
 from conveyor.config import Settings
 from conveyor.ids import uuid7
@@ -183,6 +184,23 @@ async def test_a_waiting_job_can_be_cancelled_and_its_children_follow(
     assert app.cancel(child) == "cancelled"
     assert status(db, grandchild) == CANCELLED
     assert status(db, parent) == QUEUED
+
+
+async def test_deleting_a_parent_before_it_ended_counts_as_a_failure_and_edges_go_with_the_child(
+    app: Conveyor, settings: Settings, db: Db
+) -> None:
+    tasks = declare(app)
+    parent = app.enqueue(tasks["start"], 1)
+    other = app.enqueue(tasks["start"], 2)
+    child = app.enqueue(tasks["gather"], None, depends_on=[parent])
+    runs = app.enqueue(tasks["gather"], None, depends_on=[parent, other], on_parent_failure="run")
+    async with Admin(settings) as admin:
+        await admin.delete(parent, "ops")
+        assert status(db, child) == CANCELLED
+        assert child_row(db, runs)[:2] == (WAITING, 1)
+        await admin.delete(runs, "ops")
+    assert job_edges(db, runs) == []
+    assert job_edges(db, child) == [(parent, True)]
 
 
 async def test_a_child_enqueued_while_its_parent_completes_counts_it_once(
