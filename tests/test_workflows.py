@@ -12,6 +12,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from psycopg.types.json import Jsonb
 
 from conveyor import EnqueueError, JobContext, JobFailed, Unique
@@ -285,3 +286,39 @@ def test_an_unknown_parent_inside_the_callers_transaction_writes_nothing(
         conn.commit()  # the caller's transaction is still good: its other job commits
     assert status(db, kept) == QUEUED
     assert status_counts(db) == {QUEUED: 1}
+
+
+async def test_sealed_fields_of_a_parents_result_open_for_the_child(
+    settings: Settings, settings_factory: Any
+) -> None:
+    """A result's encrypted fields are sealed to the parent's id; the child's worker opens
+    them with that id, and the row keeps them sealed."""
+    sealed = settings_factory(
+        **{"encryption.keys": [Fernet.generate_key().decode()], "encryption.fields": ["ssn"]}
+    )
+    app = Conveyor(sealed)
+
+    @app.task(queue=QUEUE)
+    def lookup(_: Any) -> dict[str, str]:
+        return {"ssn": "078-05-1120", "name": "Ada"}
+
+    @app.task(queue=QUEUE)
+    def use(_: Any, ctx: JobContext) -> str:
+        return f"{ctx.parent_result['name']} {ctx.parent_result['ssn'][-4:]}"
+
+    system = Running(app)
+    try:
+        chain = app.chain(lookup.s(), use.s())
+        system.queuer()
+        system.worker([QUEUE])
+        assert await app.await_job(chain.last, timeout=30) == "Ada 1120"
+    finally:
+        await system.stop()
+        await app.aclose()
+    with psycopg.connect(sealed.database.url) as conn:
+        stored = conn.execute(
+            f'SELECT parent_results::text FROM "{sealed.database.schema_name}".jobs'
+            " WHERE id = %s".encode(),
+            (chain.last,),
+        ).fetchone()
+    assert stored is not None and "078-05-1120" not in stored[0]
