@@ -10,6 +10,7 @@ commit together: all of it exists, or none.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from conveyor.orm import AsyncTransactionHandle, TransactionHandle
     from conveyor.store.producer import InsertStep, ProducerStatements, SyncProducer
     from conveyor.tasks import Task
+    from conveyor.tracing import EnqueueSpan, Tracing
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,15 @@ class _Plan:
                 metrics.ENQUEUED.labels(record["queue_name"], record["task"]).inc()
 
 
+def _checked(signature: object) -> Signature:
+    if not isinstance(signature, Signature):
+        raise EnqueueError(
+            f"a workflow step must be a signature (task.s(payload, ...)), not "
+            f"{type(signature).__name__}"
+        )
+    return signature
+
+
 class WorkflowEnqueue:
     """Mixed into `Conveyor`, which provides the attributes declared below."""
 
@@ -85,6 +96,7 @@ class WorkflowEnqueue:
         tasks: dict[str, Task]
         cipher: PayloadCipher
         settings: Settings
+        tracing: Tracing
 
         def _producer(self, connection: TransactionHandle | None) -> SyncProducer: ...
 
@@ -94,15 +106,21 @@ class WorkflowEnqueue:
 
     # -- building ------------------------------------------------------------------------
 
+    def _span(
+        self, signatures: Sequence[Signature], noun: str
+    ) -> AbstractContextManager[EnqueueSpan]:
+        """One enqueue span for the whole workflow, named for its first job; every job
+        carries its context, so the workers' spans of all of them join the caller's trace."""
+        if not signatures:
+            raise EnqueueError(f"a {noun} needs at least one signature")
+        first = _checked(signatures[0])
+        task = client.resolve_task(self.tasks, first.task)
+        return self.tracing.enqueue(first.options.get("queue") or task.queue, task.name)
+
     def _signature_batch(
-        self, signature: Signature, after: Sequence[UUID] = ()
+        self, signature: Signature, trace: dict[str, str] | None, after: Sequence[UUID] = ()
     ) -> client.InsertBatch:
-        if not isinstance(signature, Signature):
-            raise EnqueueError(
-                f"a workflow step must be a signature (task.s(payload, ...)), not "
-                f"{type(signature).__name__}"
-            )
-        task = client.resolve_task(self.tasks, signature.task)
+        task = client.resolve_task(self.tasks, _checked(signature).task)
         options = dict(signature.options)
         own = client.check_parents(options.pop("depends_on", None))
         if after:
@@ -111,30 +129,34 @@ class WorkflowEnqueue:
             options["depends_on"] = own
         args = client.enqueue_options(options)  # type: ignore[arg-type]
         limit = self.settings.jobs.max_payload_bytes
-        return client.build_batch(task, [signature.payload], args, limit, self.cipher)
+        return client.build_batch(task, [signature.payload], args, limit, self.cipher, trace)
 
-    def _chain_plan(self, signatures: Sequence[Signature]) -> tuple[_Plan, list[UUID]]:
+    def _chain_plan(
+        self, signatures: Sequence[Signature], trace: dict[str, str] | None
+    ) -> tuple[_Plan, list[UUID]]:
         if not signatures:
             raise EnqueueError("a chain needs at least one signature")
         plan, ids = _Plan(), list[UUID]()
         for signature in signatures:
-            ids += plan.add([self._signature_batch(signature, ids[-1:])])
+            ids += plan.add([self._signature_batch(signature, trace, ids[-1:])])
         return plan, ids
 
-    def _group_plan(self, signatures: Sequence[Signature], noun: str) -> tuple[_Plan, list[UUID]]:
+    def _group_plan(
+        self, signatures: Sequence[Signature], trace: dict[str, str] | None, noun: str = "group"
+    ) -> tuple[_Plan, list[UUID]]:
         if not signatures:
             raise EnqueueError(f"a {noun} needs at least one signature")
         plan = _Plan()
-        ids = plan.add([self._signature_batch(signature) for signature in signatures])
+        ids = plan.add([self._signature_batch(signature, trace) for signature in signatures])
         return plan, ids
 
     def _chord_plan(
-        self, signatures: Sequence[Signature], callback: Signature
+        self, signatures: Sequence[Signature], callback: Signature, trace: dict[str, str] | None
     ) -> tuple[_Plan, list[UUID], UUID]:
-        plan, header = self._group_plan(signatures, "chord")
+        plan, header = self._group_plan(signatures, trace, "chord")
         if len(header) > client.MAX_PARENTS:
             raise EnqueueError(f"a chord of {len(header)} jobs is over {client.MAX_PARENTS}")
-        (last,) = plan.add([self._signature_batch(callback, header)])
+        (last,) = plan.add([self._signature_batch(callback, trace, header)])
         return plan, header, last
 
     def _write_plan(self, plan: _Plan, connection: TransactionHandle | None) -> None:
@@ -153,16 +175,20 @@ class WorkflowEnqueue:
         """Enqueue the signatures as a chain: each waits for the one before it and reads
         its result as `ctx.parent_result`. All are written in one transaction (the
         caller's, with `connection=`)."""
-        plan, ids = self._chain_plan(signatures)
-        self._write_plan(plan, connection)
+        with self._span(signatures, "chain") as span:
+            plan, ids = self._chain_plan(signatures, span.context)
+            self._write_plan(plan, connection)
+            span.written(ids)
         return ChainHandle(ids)
 
     def group(
         self, signatures: Sequence[Signature], *, connection: TransactionHandle | None = None
     ) -> GroupHandle:
         """Enqueue the signatures together in one statement; they run in parallel."""
-        plan, ids = self._group_plan(signatures, "group")
-        self._write_plan(plan, connection)
+        with self._span(signatures, "group") as span:
+            plan, ids = self._group_plan(signatures, span.context)
+            self._write_plan(plan, connection)
+            span.written(ids)
         return GroupHandle(ids)
 
     def chord(
@@ -176,8 +202,10 @@ class WorkflowEnqueue:
         with their results in `ctx.parent_results` (in the group's order). The callback's
         `on_parent_failure` says what a job of the group that did not complete does:
         "cancel" (the default) or "run"."""
-        plan, header, last = self._chord_plan(signatures, callback)
-        self._write_plan(plan, connection)
+        with self._span(signatures, "chord") as span:
+            plan, header, last = self._chord_plan(signatures, callback, span.context)
+            self._write_plan(plan, connection)
+            span.written([*header, last])
         return ChordHandle(header, last)
 
     # -- async ---------------------------------------------------------------------------
@@ -185,15 +213,19 @@ class WorkflowEnqueue:
     async def achain(
         self, *signatures: Signature, connection: AsyncTransactionHandle | None = None
     ) -> ChainHandle:
-        plan, ids = self._chain_plan(signatures)
-        await self._awrite_plan(plan, connection)
+        with self._span(signatures, "chain") as span:
+            plan, ids = self._chain_plan(signatures, span.context)
+            await self._awrite_plan(plan, connection)
+            span.written(ids)
         return ChainHandle(ids)
 
     async def agroup(
         self, signatures: Sequence[Signature], *, connection: AsyncTransactionHandle | None = None
     ) -> GroupHandle:
-        plan, ids = self._group_plan(signatures, "group")
-        await self._awrite_plan(plan, connection)
+        with self._span(signatures, "group") as span:
+            plan, ids = self._group_plan(signatures, span.context)
+            await self._awrite_plan(plan, connection)
+            span.written(ids)
         return GroupHandle(ids)
 
     async def achord(
@@ -203,8 +235,10 @@ class WorkflowEnqueue:
         *,
         connection: AsyncTransactionHandle | None = None,
     ) -> ChordHandle:
-        plan, header, last = self._chord_plan(signatures, callback)
-        await self._awrite_plan(plan, connection)
+        with self._span(signatures, "chord") as span:
+            plan, header, last = self._chord_plan(signatures, callback, span.context)
+            await self._awrite_plan(plan, connection)
+            span.written([*header, last])
         return ChordHandle(header, last)
 
 
