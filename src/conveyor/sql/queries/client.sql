@@ -17,6 +17,7 @@ WITH t AS (
              depends_on uuid[], on_parent_failure text)
 ), wanted AS (
     SELECT DISTINCT w.id FROM t CROSS JOIN unnest(t.depends_on) AS w(id)
+    WHERE t.depends_on IS NOT NULL
 ), refused AS (
     SELECT true AS refused FROM wanted w
     WHERE NOT EXISTS (SELECT FROM {schema}.jobs j WHERE j.id = w.id)
@@ -29,7 +30,9 @@ WITH t AS (
                    FOR NO KEY UPDATE)
     RETURNING p.id, p.status, p.result
 ), dependent AS (
-    SELECT t.id,
+    -- One row per job with parents; it carries what edges and doomed_logged need, so those
+    -- never read the whole batch.
+    SELECT t.id, t.depends_on, t.queue_name, t.task,
            count(*) FILTER (WHERE p.status NOT IN ({COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED}))
                AS pending,
            coalesce(bool_or(p.status IN ({DEAD}, {CANCELLED}, {EXPIRED})), false)
@@ -38,7 +41,8 @@ WITH t AS (
                AS results
     FROM t CROSS JOIN unnest(t.depends_on) WITH ORDINALITY AS d(id, position)
     LEFT JOIN parents p ON p.id = d.id
-    GROUP BY t.id, t.on_parent_failure
+    WHERE t.depends_on IS NOT NULL
+    GROUP BY t.id, t.depends_on, t.queue_name, t.task, t.on_parent_failure
 ), new_queues AS (
     INSERT INTO {schema}.job_queues (name)
     SELECT DISTINCT queue_name FROM t WHERE NOT EXISTS (SELECT FROM refused)
@@ -79,17 +83,15 @@ WITH t AS (
            coalesce(p.status IN ({COMPLETED}, {DEAD}, {CANCELLED}, {EXPIRED}), true)
     FROM dependent dep
     JOIN inserted i ON i.id = dep.id
-    JOIN t ON t.id = dep.id
-    CROSS JOIN unnest(t.depends_on) WITH ORDINALITY AS d(id, position)
+    CROSS JOIN unnest(dep.depends_on) WITH ORDINALITY AS d(id, position)
     LEFT JOIN parents p ON p.id = d.id
 ), doomed_logged AS (
     -- A parent that had already ended without completing: the rule applies at once.
     INSERT INTO {schema}.job_logs (job_id, queue_name, task, status, attempt_number, log_message)
-    SELECT i.id, t.queue_name, t.task, {LOG_CANCELLED}, 0,
+    SELECT i.id, dep.queue_name, dep.task, {LOG_CANCELLED}, 0,
            'a parent had ended without completing (on_parent_failure: cancel)'
     FROM dependent dep
     JOIN inserted i ON i.id = dep.id
-    JOIN t ON t.id = dep.id
     WHERE dep.doomed
 )
 SELECT id, idempotency_key FROM inserted;
