@@ -244,6 +244,20 @@ async def test_a_parent_completing_while_its_child_is_being_enqueued_releases_it
     assert child_row(db, child) == (QUEUED, 0, [{"id": str(parent), "result": "ok"}])
 
 
+async def test_releasing_a_child_wakes_the_queuer(
+    app: Conveyor, store: Store, settings: Settings, db: Db
+) -> None:
+    tasks = declare(app)
+    parent = add_job(db, QUEUE, task=tasks["start"].name, status=RUNNING, lease_token=1)
+    child = app.enqueue(tasks["gather"], None, depends_on=[parent])
+    with psycopg.connect(settings.database.url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{settings.database.schema_name}_jobs"'.encode())
+        await store.record_outcomes([Outcome(parent, 1, LOG_COMPLETED, 0.1)])
+        woken = list(listener.notifies(timeout=10, stop_after=1))
+    assert len(woken) == 1
+    assert status(db, child) == QUEUED
+
+
 def test_bad_dependencies_are_refused_and_nothing_is_written(app: Conveyor, db: Db) -> None:
     tasks = declare(app)
     parent = app.enqueue(tasks["start"], 1)
