@@ -104,7 +104,7 @@ class WorkflowEnqueue:
             self, connection: AsyncTransactionHandle | None
         ) -> ProducerStatements: ...
 
-    # -- building ------------------------------------------------------------------------
+    # -- building (every check before anything is written) -------------------------------
 
     def _span(
         self, signatures: Sequence[Signature], noun: str
@@ -134,18 +134,14 @@ class WorkflowEnqueue:
     def _chain_plan(
         self, signatures: Sequence[Signature], trace: dict[str, str] | None
     ) -> tuple[_Plan, list[UUID]]:
-        if not signatures:
-            raise EnqueueError("a chain needs at least one signature")
         plan, ids = _Plan(), list[UUID]()
         for signature in signatures:
             ids += plan.add([self._signature_batch(signature, trace, ids[-1:])])
         return plan, ids
 
     def _group_plan(
-        self, signatures: Sequence[Signature], trace: dict[str, str] | None, noun: str = "group"
+        self, signatures: Sequence[Signature], trace: dict[str, str] | None
     ) -> tuple[_Plan, list[UUID]]:
-        if not signatures:
-            raise EnqueueError(f"a {noun} needs at least one signature")
         plan = _Plan()
         ids = plan.add([self._signature_batch(signature, trace) for signature in signatures])
         return plan, ids
@@ -153,7 +149,7 @@ class WorkflowEnqueue:
     def _chord_plan(
         self, signatures: Sequence[Signature], callback: Signature, trace: dict[str, str] | None
     ) -> tuple[_Plan, list[UUID], UUID]:
-        plan, header = self._group_plan(signatures, trace, "chord")
+        plan, header = self._group_plan(signatures, trace)
         if len(header) > client.MAX_PARENTS:
             raise EnqueueError(f"a chord of {len(header)} jobs is over {client.MAX_PARENTS}")
         (last,) = plan.add([self._signature_batch(callback, trace, header)])
