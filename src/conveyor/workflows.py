@@ -9,8 +9,8 @@ commit together: all of it exists, or none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -60,6 +60,15 @@ class _Plan:
     """The insert_jobs steps of one workflow, built before anything is written."""
 
     steps: list[client.InsertBatch] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[UUID]:
+        """Every job of the workflow, in the order written."""
+        return [job_id for step in self.steps for job_id in step.ids]
+
+    def chord(self) -> ChordHandle:
+        header, callback = self.steps
+        return ChordHandle(header.ids, callback.ids[0])
 
     def add(self, batches: list[client.InsertBatch]) -> list[UUID]:
         merged = client.InsertBatch(
@@ -131,29 +140,36 @@ class WorkflowEnqueue:
         limit = self.settings.jobs.max_payload_bytes
         return client.build_batch(task, [signature.payload], args, limit, self.cipher, trace)
 
-    def _chain_plan(
-        self, signatures: Sequence[Signature], trace: dict[str, str] | None
-    ) -> tuple[_Plan, list[UUID]]:
-        plan, ids = _Plan(), list[UUID]()
-        for signature in signatures:
-            ids += plan.add([self._signature_batch(signature, trace, ids[-1:])])
-        return plan, ids
-
-    def _group_plan(
-        self, signatures: Sequence[Signature], trace: dict[str, str] | None
-    ) -> tuple[_Plan, list[UUID]]:
+    def _build(
+        self,
+        noun: str,
+        signatures: Sequence[Signature],
+        callback: Signature | None,
+        trace: dict[str, str] | None,
+    ) -> _Plan:
         plan = _Plan()
-        ids = plan.add([self._signature_batch(signature, trace) for signature in signatures])
-        return plan, ids
+        if noun == "chain":
+            for signature in signatures:
+                previous = plan.steps[-1].ids if plan.steps else []
+                plan.add([self._signature_batch(signature, trace, previous)])
+            return plan
+        header = plan.add([self._signature_batch(signature, trace) for signature in signatures])
+        if callback is not None:
+            if len(header) > client.MAX_PARENTS:
+                raise EnqueueError(f"a chord of {len(header)} jobs is over {client.MAX_PARENTS}")
+            plan.add([self._signature_batch(callback, trace, header)])
+        return plan
 
-    def _chord_plan(
-        self, signatures: Sequence[Signature], callback: Signature, trace: dict[str, str] | None
-    ) -> tuple[_Plan, list[UUID], UUID]:
-        plan, header = self._group_plan(signatures, trace)
-        if len(header) > client.MAX_PARENTS:
-            raise EnqueueError(f"a chord of {len(header)} jobs is over {client.MAX_PARENTS}")
-        (last,) = plan.add([self._signature_batch(callback, trace, header)])
-        return plan, header, last
+    @contextmanager
+    def _planned(
+        self, noun: str, signatures: Sequence[Signature], callback: Signature | None = None
+    ) -> Iterator[_Plan]:
+        """The workflow's plan, built inside its enqueue span, for the caller to write; the
+        span then records every id."""
+        with self._span(signatures, noun) as span:
+            plan = self._build(noun, signatures, callback, span.context)
+            yield plan
+            span.written(plan.ids)
 
     def _write_plan(self, plan: _Plan, connection: TransactionHandle | None) -> None:
         self._producer(connection).insert_workflow(plan.statements())
@@ -171,21 +187,17 @@ class WorkflowEnqueue:
         """Enqueue the signatures as a chain: each waits for the one before it and reads
         its result as `ctx.parent_result`. All are written in one transaction (the
         caller's, with `connection=`)."""
-        with self._span(signatures, "chain") as span:
-            plan, ids = self._chain_plan(signatures, span.context)
+        with self._planned("chain", signatures) as plan:
             self._write_plan(plan, connection)
-            span.written(ids)
-        return ChainHandle(ids)
+        return ChainHandle(plan.ids)
 
     def group(
         self, signatures: Sequence[Signature], *, connection: TransactionHandle | None = None
     ) -> GroupHandle:
         """Enqueue the signatures together in one statement; they run in parallel."""
-        with self._span(signatures, "group") as span:
-            plan, ids = self._group_plan(signatures, span.context)
+        with self._planned("group", signatures) as plan:
             self._write_plan(plan, connection)
-            span.written(ids)
-        return GroupHandle(ids)
+        return GroupHandle(plan.ids)
 
     def chord(
         self,
@@ -198,31 +210,25 @@ class WorkflowEnqueue:
         with their results in `ctx.parent_results` (in the group's order). The callback's
         `on_parent_failure` says what a job of the group that did not complete does:
         "cancel" (the default) or "run"."""
-        with self._span(signatures, "chord") as span:
-            plan, header, last = self._chord_plan(signatures, callback, span.context)
+        with self._planned("chord", signatures, callback) as plan:
             self._write_plan(plan, connection)
-            span.written([*header, last])
-        return ChordHandle(header, last)
+        return plan.chord()
 
     # -- async ---------------------------------------------------------------------------
 
     async def achain(
         self, *signatures: Signature, connection: AsyncTransactionHandle | None = None
     ) -> ChainHandle:
-        with self._span(signatures, "chain") as span:
-            plan, ids = self._chain_plan(signatures, span.context)
+        with self._planned("chain", signatures) as plan:
             await self._awrite_plan(plan, connection)
-            span.written(ids)
-        return ChainHandle(ids)
+        return ChainHandle(plan.ids)
 
     async def agroup(
         self, signatures: Sequence[Signature], *, connection: AsyncTransactionHandle | None = None
     ) -> GroupHandle:
-        with self._span(signatures, "group") as span:
-            plan, ids = self._group_plan(signatures, span.context)
+        with self._planned("group", signatures) as plan:
             await self._awrite_plan(plan, connection)
-            span.written(ids)
-        return GroupHandle(ids)
+        return GroupHandle(plan.ids)
 
     async def achord(
         self,
@@ -231,11 +237,9 @@ class WorkflowEnqueue:
         *,
         connection: AsyncTransactionHandle | None = None,
     ) -> ChordHandle:
-        with self._span(signatures, "chord") as span:
-            plan, header, last = self._chord_plan(signatures, callback, span.context)
+        with self._planned("chord", signatures, callback) as plan:
             await self._awrite_plan(plan, connection)
-            span.written([*header, last])
-        return ChordHandle(header, last)
+        return plan.chord()
 
 
 __all__ = ["ChainHandle", "ChordHandle", "GroupHandle", "WorkflowEnqueue"]
