@@ -130,6 +130,10 @@ _JOB_COLUMNS = frozenset(
         "progress_at",
         "tags",
         "meta",
+        "pending_parents",
+        "on_parent_failure",
+        "parent_results",
+        "has_dependents",
     }
 )
 
@@ -418,3 +422,24 @@ def add_batch(
     )  # fmt: skip
     db.execute(b"UPDATE jobs SET batch_id = %s WHERE id = ANY(%s)", (batch_id, members))
     return batch_id
+
+
+def lock_waiters(db: Db, schema: str) -> int:
+    """Backends waiting for a row of this schema's jobs table that another transaction
+    holds (the first waiter holds the row's tuple lock while it waits for that one)."""
+    row = db.execute(
+        b"SELECT count(*) FROM pg_locks t JOIN pg_locks w ON w.pid = t.pid"
+        b" WHERE t.locktype = 'tuple' AND t.granted AND t.relation = %s::regclass"
+        b" AND NOT w.granted",
+        (f'"{schema}".jobs',),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def job_edges(db: Db, child: UUID) -> list[tuple[UUID, bool]]:
+    """The child's `job_dependencies` rows in position order: (parent id, resolved)."""
+    rows = db.execute(
+        b"SELECT parent_id, resolved FROM job_dependencies WHERE child_id = %s ORDER BY position",
+        (child,),
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows]

@@ -187,8 +187,14 @@ def create_recording_tables(settings: Settings) -> None:
             f'CREATE TABLE IF NOT EXISTS "{schema}".executions ('
             "job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL,"
             " at timestamptz NOT NULL DEFAULT clock_timestamp());"
-            f'CREATE TABLE IF NOT EXISTS "{schema}".effects (job_id uuid PRIMARY KEY)'.encode()
+            f'CREATE TABLE IF NOT EXISTS "{schema}".effects (job_id uuid PRIMARY KEY);'
+            # Named gates a test opens to let waiting handlers finish (tests/apps/recording.py).
+            f'CREATE TABLE IF NOT EXISTS "{schema}".gates (name text PRIMARY KEY)'.encode()
         )
+
+
+def open_gate(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute(b"INSERT INTO gates (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
 
 
 def queue_check(conn: psycopg.Connection[Any], job_ids: list[Any]) -> dict[str, int]:

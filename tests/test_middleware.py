@@ -275,6 +275,29 @@ async def test_batch_jobs_pass_the_enqueue_hooks(
     await app.aclose()
 
 
+async def test_each_workflow_step_passes_the_enqueue_hooks(
+    app: Conveyor, db: psycopg.Connection[Any]
+) -> None:
+    calls: list[tuple[str, str, Any]] = []
+    app.add_middleware(Recorder("watch", calls))
+
+    @app.task(name="noop", queue="work")
+    def noop(payload: Any) -> None:
+        pass
+
+    chord = app.chord([noop.s({"n": 1}), noop.s({"n": 2})], noop.s({"n": 3}))
+    chain = await app.achain(noop.s({"n": 4}), noop.s({"n": 5}))
+    befores = [detail for _, hook, detail in calls if hook == "before_enqueue"]
+    afters = [detail for _, hook, detail in calls if hook == "after_enqueue"]
+    assert befores == [[{"n": n}] for n in range(1, 6)]
+    assert afters == [[job] for job in [*chord.header, chord.callback, *chain.ids]]
+    app.add_middleware(Raising("before_enqueue"))
+    with pytest.raises(EnqueueAborted):
+        app.chain(noop.s({"n": 6}), noop.s({"n": 7}))
+    assert job_count(db) == 5, "an aborted workflow writes none of its jobs"
+    await app.aclose()
+
+
 def test_a_failed_enqueue_reaches_on_enqueue_error_and_the_caller_unchanged(
     app: Conveyor, db: psycopg.Connection[Any]
 ) -> None:

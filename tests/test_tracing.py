@@ -107,6 +107,25 @@ def test_enqueue_inside_a_span_stores_the_enqueue_spans_context(
         )
 
 
+def test_a_workflow_is_one_enqueue_span_whose_context_every_job_carries(
+    app: Conveyor, spans: Spans, db: psycopg.Connection[Any]
+) -> None:
+    app.tasks.update(traced.app.tasks)
+    app.tracing = spans.tracing()
+    greet = app.tasks["greet"]
+    with spans.tracer.start_as_current_span("checkout"):
+        chord = app.chord([greet.s({}), greet.s({})], greet.s({}))
+    (checkout,) = spans.named("checkout")
+    (enqueue,) = spans.named("conveyor.enqueue")
+    assert enqueue["parent_id"] == checkout["span_id"]
+    assert enqueue["attributes"]["messaging.batch.message_count"] == 3
+    for job_id in (*chord.header, chord.callback):
+        assert traceparent_ids(stored_context(db, job_id)) == (
+            checkout["trace_id"],
+            enqueue["span_id"],
+        )
+
+
 async def test_async_enqueue_stores_the_context_too(
     app: Conveyor, spans: Spans, db: psycopg.Connection[Any]
 ) -> None:

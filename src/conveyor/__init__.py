@@ -23,13 +23,16 @@ from conveyor.errors import (
 from conveyor.jobs import Job
 from conveyor.outcomes import Cancel, Discard, Retry, Snooze
 from conveyor.retry import RetryPolicy
-from conveyor.tasks import JobContext, Task
+from conveyor.tasks import JobContext, Signature, Task
+from conveyor.workflows import ChainHandle, ChordHandle, GroupHandle
 
 __all__ = [
     "BatchClosed",
     "BatchInfo",
     "BatchNotFound",
     "Cancel",
+    "ChainHandle",
+    "ChordHandle",
     "Conveyor",
     "ConveyorError",
     "DatabaseUnavailable",
@@ -38,6 +41,7 @@ __all__ = [
     "EnqueueAborted",
     "EnqueueError",
     "EnqueueResult",
+    "GroupHandle",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -49,6 +53,7 @@ __all__ = [
     "ResultNotStored",
     "Retry",
     "RetryPolicy",
+    "Signature",
     "Snooze",
     "Task",
     "TaskTimeout",

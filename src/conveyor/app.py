@@ -29,11 +29,12 @@ from conveyor.store.producer import ProducerStatements, SyncProducer
 from conveyor.task_limits import TaskLimits
 from conveyor.tasks import Task
 from conveyor.tracing import Tracing
+from conveyor.workflows import WorkflowEnqueue
 
 TaskFunction = Callable[..., Any]
 
 
-class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, BatchHandles, TaskLimits):
+class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, BatchHandles, TaskLimits, WorkflowEnqueue):
     """Declare tasks and enqueue jobs.
 
     Settings come from `settings=`, or are loaded from `config=` (YAML) and the
@@ -290,13 +291,14 @@ class Conveyor(PeriodicMixin, ResultEnqueue, JobHandles, BatchHandles, TaskLimit
 
     def _write(self, batch: client.InsertBatch, connection: TransactionHandle | None) -> list[UUID]:
         statements = self._producer(connection)
-        return client.counted(batch, statements.insert_jobs(batch.jobs, batch.ids, batch.keys))
+        ids = statements.insert_jobs(batch.jobs, batch.ids, batch.keys, batch.parents)
+        return client.counted(batch, ids)
 
     async def _awrite(
         self, batch: client.InsertBatch, connection: AsyncTransactionHandle | None
     ) -> list[UUID]:
         statements = await self._aproducer(connection)
-        ids = await statements.insert_jobs(batch.jobs, batch.ids, batch.keys)
+        ids = await statements.insert_jobs(batch.jobs, batch.ids, batch.keys, batch.parents)
         return client.counted(batch, ids)
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ the caller: the job then exists if and only if the caller's transaction commits)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 from uuid import UUID
@@ -23,6 +23,10 @@ from conveyor.ids import uuid7
 from conveyor.labels import MetaValue, check_meta, check_tags
 from conveyor.limits import check_limit_key
 from conveyor.tasks import QUEUE_NAME, Task, check_priority, check_queue_name
+from conveyor.vocabulary import ON_FAILURE_CANCEL, ON_PARENT_FAILURE
+
+# More parents than this for one job is a mistake (a chord of more parents: group them).
+MAX_PARENTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class EnqueueOptions:
     # Labels to find the job by (docs/progress.md): stored only when given.
     tags: Sequence[str] | None = None
     meta: Mapping[str, MetaValue] | None = None
+    # Jobs that must end before this one is queued, and what one that did not complete
+    # does to it (docs/workflows.md).
+    depends_on: Sequence[UUID | str] | None = None
+    on_parent_failure: str | None = None
 
 
 class EnqueueArgs(TypedDict, total=False):
@@ -64,6 +72,8 @@ class EnqueueArgs(TypedDict, total=False):
     limit_key: str | None
     tags: Sequence[str] | None
     meta: Mapping[str, MetaValue] | None
+    depends_on: Sequence[UUID | str] | None
+    on_parent_failure: str | None
 
 
 ENQUEUE_ARGS = frozenset(EnqueueArgs.__annotations__)
@@ -101,6 +111,8 @@ class InsertBatch:
     ids: list[UUID]
     keys: list[str | None]
     records: list[dict[str, Any]]
+    # Every job the batch's jobs depend on (insert_jobs reports unknown ones through it).
+    parents: list[UUID] = field(default_factory=list)
 
     @property
     def jobs(self) -> str:
@@ -144,6 +156,10 @@ def build_batch(
     delay = _delay_seconds(options.delay)
     limit_key = _limit_key(options.limit_key)
     labels = _labels(options.tags, options.meta)
+    parents = check_parents(options.depends_on)
+    rule = _parent_failure_rule(options.on_parent_failure, parents)
+    if parents and options.dedup is not None:
+        raise EnqueueError("depends_on cannot be combined with dedup")
     own = options.expires_in is not None or options.deadline is not None
     expiry = _expiry(options.expires_in if own else task.expires_in, options.deadline)
     payloads = list(payloads)
@@ -179,12 +195,56 @@ def build_batch(
     if options.batch_id is not None:  # same reason
         common["batch_id"] = options.batch_id
     common.update(labels)  # same reason
+    if parents:  # same reason
+        common["depends_on"] = parents
+        common["on_parent_failure"] = rule
     # Payloads are already JSON text (their size was checked): embed, do not re-encode.
     records = [
         {"id": job_id, "payload": orjson.Fragment(payload), **common}
         for job_id, payload in zip(ids, encoded, strict=True)
     ]
-    return InsertBatch(ids, [options.idempotency_key] * count, records)
+    return InsertBatch(ids, [options.idempotency_key] * count, records, parents)
+
+
+def check_parents(depends_on: Sequence[UUID | str] | None) -> list[UUID]:
+    """The parent ids of `depends_on`, checked: ids (UUIDs or their text), each once."""
+    if depends_on is None:
+        return []
+    if isinstance(depends_on, str | UUID) or not isinstance(depends_on, Sequence):
+        raise EnqueueError(f"depends_on must be a list of job ids, not {type(depends_on).__name__}")
+    if len(depends_on) > MAX_PARENTS:
+        raise EnqueueError(f"depends_on names {len(depends_on)} jobs, over {MAX_PARENTS}")
+    parents = [_job_id(item) for item in depends_on]
+    if len(set(parents)) < len(parents):
+        seen: set[UUID] = set()
+        for parent in parents:
+            if parent in seen:
+                raise EnqueueError(f"depends_on names job {parent} twice")
+            seen.add(parent)
+    return parents
+
+
+def _job_id(item: object) -> UUID:
+    if isinstance(item, UUID):
+        return item
+    try:
+        if isinstance(item, str):
+            return UUID(item)
+    except ValueError:
+        pass
+    raise EnqueueError(f"depends_on: {item!r} is not a job id")
+
+
+def _parent_failure_rule(rule: str | None, parents: list[UUID]) -> str:
+    if rule is None:
+        return ON_FAILURE_CANCEL
+    if rule not in ON_PARENT_FAILURE:
+        raise EnqueueError(
+            f"on_parent_failure must be one of {', '.join(ON_PARENT_FAILURE)}, not {rule!r}"
+        )
+    if not parents:
+        raise EnqueueError("on_parent_failure applies only to a job with depends_on")
+    return rule
 
 
 def _limit_key(key: str | None) -> str | None:

@@ -89,6 +89,10 @@ class JobContext:
     queue: str
     attempt: int
     max_attempts: int
+    # The results of the jobs this one depended on, in depends_on order (a parent that did
+    # not complete gives None), and their ids; empty without depends_on (docs/workflows.md).
+    parent_results: list[Any] = field(default_factory=list)
+    parent_ids: list[UUID] = field(default_factory=list)
     # A plain flag: set by the event loop, read by handler threads (atomic under the GIL);
     # a threading.Event per job cost more than the no-op jobs it serves.
     _cancelled: bool = field(default=False, repr=False)
@@ -127,6 +131,16 @@ class JobContext:
     def idempotency_key(self) -> str:
         """The job id, stable across attempts: use it to make side effects happen once."""
         return str(self.job_id)
+
+    @property
+    def parent_result(self) -> Any:
+        """The one parent's result: a chain's previous step."""
+        if len(self.parent_results) != 1:
+            raise LookupError(
+                f"job {self.job_id} has {len(self.parent_results)} parents, not one: "
+                "read ctx.parent_results"
+            )
+        return self.parent_results[0]
 
     @property
     def cancelled(self) -> bool:
@@ -209,6 +223,11 @@ class Task:
         result: UUID = self.enqueue_hook(self, payload, **options)
         return result
 
+    def s(self, payload: Any = None, **options: Any) -> Signature:
+        """This task with a payload and enqueue options, not enqueued yet: a step of
+        `app.chain`, `app.group` or `app.chord` (docs/workflows.md)."""
+        return Signature(self, payload, options)
+
     def encode_payload(
         self, payload: Any, limit: int, transform: Callable[[Any], Any] | None = None
     ) -> str:
@@ -246,6 +265,16 @@ class Task:
                 f"invalid payload for task {self.name}: {_first_error(error)}",
                 field=_first_field(error),
             ) from None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A job to enqueue as part of a workflow: its task, payload and enqueue options (the
+    keywords of `app.enqueue`; checked when the workflow is enqueued)."""
+
+    task: Task
+    payload: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 # The tasks a worker can run, by name: the ones registered on the user's app at import.

@@ -18,7 +18,8 @@ COMPLETED: Final = "completed"
 DEAD: Final = "dead"
 CANCELLED: Final = "cancelled"
 EXPIRED: Final = "expired"  # not started before its deadline (expires_at); never ran
-STATUSES: Final = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED, EXPIRED)
+WAITING: Final = "waiting"  # its parents (depends_on) have not all ended; see docs/workflows.md
+STATUSES: Final = (QUEUED, DISPATCHED, RUNNING, COMPLETED, DEAD, CANCELLED, EXPIRED, WAITING)
 TERMINAL: Final = (COMPLETED, DEAD, CANCELLED, EXPIRED)
 # Shown, never stored: a queued job waiting out its retry backoff.
 RETRY_SCHEDULED: Final = "retry_scheduled"
@@ -51,6 +52,12 @@ LOG_STATUSES: Final = (
     LOG_SNOOZED,
     LOG_EXPIRED,
 )
+
+# -- workflows (jobs.on_parent_failure): what a parent that did not complete does to its
+# waiting child; see docs/workflows.md.
+ON_FAILURE_CANCEL: Final = "cancel"  # the child is cancelled (and so are its own children)
+ON_FAILURE_RUN: Final = "run"  # the parent counts as ended; the child runs without its result
+ON_PARENT_FAILURE: Final = (ON_FAILURE_CANCEL, ON_FAILURE_RUN)
 
 # -- lanes -------------------------------------------------------------------------------
 LaneName = Literal["high", "normal", "low"]
@@ -113,6 +120,7 @@ def sql_tokens() -> dict[str, str]:
     tokens.update({f"SEVERITY_{name.upper()}": f"'{name}'" for name in SEVERITIES})
     tokens.update({f"SCOPE_{kind.upper()}": f"'{kind}:'" for kind in SCOPE_KINDS})
     tokens.update({f"LIMIT_FROM_{name.upper()}": f"'{name}'" for name in LIMIT_SOURCES})
+    tokens.update({f"ON_FAILURE_{name.upper()}": f"'{name}'" for name in ON_PARENT_FAILURE})
     tokens["START_BUCKET_SECONDS"] = str(START_BUCKET_SECONDS)
     tokens["HIGH_PRIORITY_MAX"] = str(HIGH_PRIORITY_MAX)
     tokens["NORMAL_PRIORITY_MAX"] = str(NORMAL_PRIORITY_MAX)

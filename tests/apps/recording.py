@@ -26,6 +26,7 @@ _pool_lock = threading.Lock()
 _RECORD_EXECUTION = (
     f'INSERT INTO "{_schema}".executions (job_id, attempt, pid) VALUES (%s, %s, %s)'.encode()
 )
+_GATE_OPEN = f'SELECT EXISTS (SELECT FROM "{_schema}".gates WHERE name = %s)'.encode()
 _RECORD_EFFECT = (
     f'INSERT INTO "{_schema}".effects (job_id) VALUES (%s) ON CONFLICT DO NOTHING'.encode()
 )
@@ -122,3 +123,30 @@ async def loop_blocker(payload: dict[str, Any], ctx: JobContext) -> None:
 def batch_done(payload: dict[str, Any], ctx: JobContext) -> None:
     """A batch's callback (docs/batches.md): recorded, so a test can count its runs."""
     record(ctx)
+
+
+def wait_for_gate(name: str, bound: float = 120.0) -> None:
+    """Hold the handler until the test opens the gate (tests.processes.open_gate)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        with pool().connection() as conn:
+            row = conn.execute(_GATE_OPEN, (name,)).fetchone()
+        if row and row[0]:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"gate {name!r} never opened")
+
+
+@app.task(name="chord_part", queue="work", max_attempts=3, retry=RetryPolicy(base=0.05, cap=0.2))
+def chord_part(payload: dict[str, Any], ctx: JobContext) -> int:
+    """A member of a chord: returns its number, after its gate opens if it names one."""
+    record(ctx)
+    if payload.get("gate"):
+        wait_for_gate(payload["gate"])
+    return int(payload["n"])
+
+
+@app.task(name="chord_callback", queue="work", max_attempts=3)
+def chord_callback(payload: Any, ctx: JobContext) -> dict[str, Any]:
+    record(ctx)
+    return {"count": len(ctx.parent_results), "results": ctx.parent_results}

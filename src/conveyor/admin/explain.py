@@ -11,6 +11,7 @@ from datetime import datetime
 
 from conveyor.durations import format_duration
 from conveyor.jobs import DISPATCHED, QUEUED
+from conveyor.vocabulary import ON_FAILURE_RUN, WAITING
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +35,9 @@ class WaitFacts:
     # A tenant-scoped reader: the counts ahead are of its tenants' jobs only (the rest of
     # the queue is not its business), so the sentence must say so.
     own_only: bool = False
+    # A job with depends_on: its parents not ended yet, and its rule (docs/workflows.md).
+    pending_parents: int | None = None
+    on_parent_failure: str | None = None
 
 
 def _when(moment: datetime, now: datetime) -> str:
@@ -54,6 +58,8 @@ def _plural(count: int, word: str) -> str:
 
 def why_waiting(facts: WaitFacts) -> str | None:
     """None for a job that is running or finished; otherwise one to three sentences."""
+    if facts.status == WAITING:
+        return _waiting_on_parents(facts)
     if facts.status not in (QUEUED, DISPATCHED):
         return None
     sentences: list[str] = []
@@ -111,3 +117,15 @@ def _ready(facts: WaitFacts) -> str:
     noun = "job" if ahead == 1 else "jobs"
     text = f"Waiting behind {count} {noun} of higher or equal priority in queue {facts.queue!r}"
     return text + (" (only your tenants' jobs are counted)." if facts.own_only else ".")
+
+
+def _waiting_on_parents(facts: WaitFacts) -> str:
+    pending = facts.pending_parents or 0
+    if facts.on_parent_failure == ON_FAILURE_RUN:
+        rule = "it runs however they end"
+    else:
+        rule = "if one of them does not complete, it is cancelled"
+    return (
+        f"Waiting for {_plural(pending, 'parent')} (depends_on) to end: the statement that "
+        f"ends the last one queues it; {rule}."
+    )

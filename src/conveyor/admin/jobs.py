@@ -25,10 +25,10 @@ from conveyor.admin.base import (
 )
 from conveyor.admin.errors import AdminError, AdminNotFound
 from conveyor.admin.explain import WaitFacts, why_waiting
-from conveyor.admin.models import Attempt, AuditEntry, JobDetail, JobSummary, Page
+from conveyor.admin.models import Attempt, AuditEntry, JobDetail, JobLink, JobSummary, Page
 from conveyor.errors import RedisUnavailable
 from conveyor.labels import check_meta, check_tags
-from conveyor.store.admin_reads import JobPage
+from conveyor.store.admin_reads import JobLinkRow, JobPage
 from conveyor.vocabulary import (
     CANCELLED,
     COMPLETED,
@@ -45,14 +45,16 @@ from conveyor.vocabulary import (
     RETRY_SCHEDULED,
     RUNNING,
     STATUSES,
+    WAITING,
     LaneName,
 )
 
 log = logging.getLogger("conveyor.admin")
 AT_REST = (QUEUED, COMPLETED, DEAD, CANCELLED, EXPIRED)  # the statuses jobs_admin_list_idx holds
-IN_FLIGHT = (DISPATCHED, RUNNING)
+IN_FLIGHT = (DISPATCHED, RUNNING, WAITING)  # each listed from its own partial index
 LIST_STATUSES = (*STATUSES, RETRY_SCHEDULED)
 AHEAD_CAP = 100_000
+LINKS_SHOWN = 200  # parents, and children, of a job in its detail (a chord may have more)
 # Characters of a result's JSON shown in full; a longer one is shown truncated.
 RESULT_CAP = 65_536
 LIST_TIMEOUT_MS = 20_000  # a payload search over a huge queue gives up rather than hog
@@ -220,6 +222,9 @@ class JobsMixin(AdminBase):
             if row is None:
                 raise AdminNotFound(f"no job with id {identifier}")
             logs = await store.job_attempts(identifier)
+            links = []
+            if row["pending_parents"] is not None or row["has_dependents"]:
+                links = await store.job_graph(identifier, self.scope, LINKS_SHOWN)
         in_redis, redis_ahead = None, None
         own_only = self.scope.tenants is not None
         if row["status"] == DISPATCHED:
@@ -244,6 +249,8 @@ class JobsMixin(AdminBase):
             redis_ahead=redis_ahead,
             in_redis=in_redis,
             own_only=own_only,
+            pending_parents=row["pending_parents"],
+            on_parent_failure=row["on_parent_failure"],
         )
         return JobDetail(
             **JobSummary.fields_from_row(row),
@@ -271,6 +278,10 @@ class JobsMixin(AdminBase):
                 for log_row in logs
             ],
             why_waiting=why_waiting(facts),
+            parents=[_link(link) for link in links if link.relation == "parent"],
+            children=[_link(link) for link in links if link.relation == "child"],
+            pending_parents=row["pending_parents"],
+            on_parent_failure=row["on_parent_failure"],
         )
 
     async def _redis_place(self, row: dict[str, Any]) -> tuple[bool | None, int | None]:
@@ -288,3 +299,13 @@ class JobsMixin(AdminBase):
         limit = check_count(limit, "limit")
         rows = await self.read(self.store.audit_log(limit, self.scope))
         return [AuditEntry(**vars(row)) for row in rows]  # the row has the model's fields
+
+
+def _link(row: JobLinkRow) -> JobLink:
+    retrying = row.status == QUEUED and (row.attempt or 0) > 0
+    return JobLink(
+        id=row.id,
+        task=row.task,
+        status=RETRY_SCHEDULED if retrying else row.status,
+        queue=row.queue_name,
+    )

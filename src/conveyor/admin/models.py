@@ -70,6 +70,7 @@ class QueueStats(Model):
     status: Colour
     reasons: list[str] = field(default_factory=list)  # why the colour is not green
     expired: int = 0  # jobs not started before their deadline, still kept
+    awaiting_parents: int = 0  # status waiting: their depends_on have not all ended
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +177,16 @@ class Attempt(Model):
 
 
 @dataclass(frozen=True, kw_only=True)
+class JobLink(Model):
+    """A parent or a child of a job in a workflow (docs/workflows.md)."""
+
+    id: UUID
+    task: str | None  # None: a parent retention has pruned
+    status: str | None
+    queue: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobDetail(JobSummary):
     payload: Any
     idempotency_key: str | None
@@ -191,6 +202,13 @@ class JobDetail(JobSummary):
     result_error: str | None = None  # why a completed job's result was not kept
     tags: list[str] = field(default_factory=list)  # as enqueued (docs/progress.md)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Workflows (docs/workflows.md): the jobs it waits on, in depends_on order, and the jobs
+    # that wait on it (the first LINKS_SHOWN of each); how many parents have not ended yet,
+    # and what a parent that did not complete does to it (None: it has no parents).
+    parents: list[JobLink] = field(default_factory=list)
+    children: list[JobLink] = field(default_factory=list)
+    pending_parents: int | None = None
+    on_parent_failure: str | None = None
 
 
 # -- actions --------------------------------------------------------------------------------

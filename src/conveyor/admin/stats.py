@@ -77,6 +77,7 @@ def queue_stats_from_row(settings: Settings, row: dict[str, Any]) -> QueueStats:
         failed_last_hour=row["failed_last_hour"],
         dead=row["dead"],
         expired=row["expired"],
+        awaiting_parents=row["awaiting_parents"],
         oldest_waiting_age_seconds=max(known_ages) if known_ages else None,
         throughput_per_minute=row["completed_5m"] / 5.0,
         target_seconds=settings.queue_target(name),

@@ -87,6 +87,9 @@ def stats(state: State, as_json: bool) -> None:
         )
     out = console()
     out.print(table if result.queues else "no queues yet")
+    on_parents = [f"{q.name} {q.awaiting_parents}" for q in result.queues if q.awaiting_parents]
+    if on_parents:
+        out.print(f"waiting on parents (depends_on): {', '.join(on_parents)}")
     w = result.workers
     out.print(
         f"workers: {w.alive} alive of {w.total} registered, {w.busy} busy of {w.capacity} slots"
@@ -155,7 +158,8 @@ def peek(state: State, as_json: bool, queue: str, count: int, lane: str | None) 
     "--status",
     "-s",
     default=None,
-    help="queued, retry_scheduled, dispatched, running, completed, dead, cancelled, expired.",
+    help="queued, retry_scheduled, dispatched, running, completed, dead, cancelled, expired, "
+    "waiting (on parents).",
 )
 @click.option("--lane", type=click.Choice(LANES), default=None)
 @click.option("--older-than", default=None, help="Created at least this long ago (5m, 2h).")
@@ -258,6 +262,13 @@ def job(state: State, as_json: bool, job_id: str) -> None:
         out.print(shown, markup=False)
     if detail.result_error:
         out.print(f"[bold]result:[/] none kept: {escape(detail.result_error)}")
+    if detail.parents or detail.children:
+        links = make_table("workflow", "relation", "id", "task", "status")
+        for relation, linked in (("parent", detail.parents), ("child", detail.children)):
+            for link in linked:
+                status = link.status or "pruned"
+                links.add_row(relation, str(link.id), escape(link.task or "-"), status)
+        out.print(links)
     if detail.attempts:
         table = make_table(
             "attempts",

@@ -63,6 +63,19 @@ class StatsRows:
 
 
 @dataclass(frozen=True)
+class JobLinkRow:
+    """A parent or a child of a job (admin_job_graph); status None: a pruned parent."""
+
+    relation: str  # "parent" or "child"
+    position: int
+    id: UUID
+    task: str | None
+    status: str | None
+    attempt: int | None
+    queue_name: str | None
+
+
+@dataclass(frozen=True)
 class PrunePreview:
     finished: int  # completed or cancelled, past `retention`
     dead: int  # past `dead_retention`
@@ -212,6 +225,12 @@ class AdminReads(StoreBase):
         }
         rows = await self._dicts("admin_job_detail", params, prepare=False)
         return rows[0] if rows else None
+
+    async def job_graph(self, job_id: UUID, scope: Scope, limit: int) -> list[JobLinkRow]:
+        """The job's parents (depends_on order) then children (oldest first), `limit` of
+        each, within the scope (docs/workflows.md)."""
+        params = {"id": job_id, "limit": limit, **scope.params}
+        return await self._rows("admin_job_graph", params, JobLinkRow, prepare=False)
 
     async def job_attempts(self, job_id: UUID) -> list[AttemptRow]:
         """Every job_logs row of the job, oldest first."""

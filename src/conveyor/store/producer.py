@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 from uuid import UUID
 
+from conveyor.errors import EnqueueError
 from conveyor.jobs import Job
 from conveyor.store.batches import BatchStatements, SyncBatchStatements
 from conveyor.store.dedup import DedupRow, Reseal, enqueue_deduplicated
@@ -21,13 +22,24 @@ CancelOutcome = Literal["cancelled", "requested", "finished"]
 __all__ = ["AsyncConn", "CancelOutcome", "ProducerStatements", "SyncConn", "SyncProducer"]
 
 
-def insert_jobs(jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> Plan[list[UUID]]:
+def insert_jobs(
+    jobs: str,
+    ids: Sequence[UUID],
+    keys: Sequence[str | None],
+    parents: Sequence[UUID] = (),
+) -> Plan[list[UUID]]:
     """Write every job of `jobs` (the JSON array `insert_jobs` reads; `ids` and `keys` are
-    its jobs' ids and idempotency keys, in order); return the ids in input order, where a
-    key already taken gives the id of the job that holds it."""
+    its jobs' ids and idempotency keys, in order, `parents` every id their `depends_on`
+    name); return the ids in input order, where a key already taken gives the id of the
+    job that holds it. An unknown parent is an EnqueueError, and nothing is written."""
     rows = yield "insert_jobs", {"jobs": jobs}
     if len(rows) == len(ids):  # the common case: every job is new, one statement
         return list(ids)
+    if parents:
+        missing = yield "missing_parents", {"ids": list(parents)}
+        if missing:
+            unknown = ", ".join(str(job_id) for job_id in missing.column("id"))
+            raise EnqueueError(f"depends_on names no job: {unknown}; nothing was enqueued")
     inserted = set(rows.column("id"))
     given = [key for key in keys if key is not None]
     found = yield "job_ids_by_idempotency_key", {"keys": given}
@@ -36,6 +48,19 @@ def insert_jobs(jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> P
         job_id if job_id in inserted or key is None else existing[key]
         for job_id, key in zip(ids, keys, strict=True)
     ]
+
+
+# One insert_jobs step of a workflow: (jobs, ids, keys, parents) as `insert_jobs` takes them.
+InsertStep = tuple[str, Sequence[UUID], Sequence[str | None], Sequence[UUID]]
+
+
+def insert_workflow(batches: Sequence[InsertStep]) -> Plan[list[list[UUID]]]:
+    """Several `insert_jobs` in order, in one transaction: a later batch may depend on the
+    jobs of an earlier one (a chain's next step, a chord's callback)."""
+    written = []
+    for jobs, ids, keys, parents in batches:
+        written.append((yield from insert_jobs(jobs, ids, keys, parents)))
+    return written
 
 
 def get_job(job_id: UUID) -> Plan[Job | None]:
@@ -59,9 +84,16 @@ def cancel_job(job_id: UUID, reason: str) -> Plan[CancelOutcome | None]:
 
 class ProducerStatements(BatchStatements):
     async def insert_jobs(
-        self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]
+        self,
+        jobs: str,
+        ids: Sequence[UUID],
+        keys: Sequence[str | None],
+        parents: Sequence[UUID] = (),
     ) -> list[UUID]:
-        return await self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
+        return await self._run_plan(insert_jobs(jobs, ids, keys, parents), atomic=True)
+
+    async def insert_workflow(self, batches: Sequence[InsertStep]) -> list[list[UUID]]:
+        return await self._run_plan(insert_workflow(batches), atomic=True)
 
     async def enqueue_deduplicated(
         self, records: Sequence[dict[str, Any]], keys: Sequence[str], reseal: Reseal | None
@@ -79,8 +111,17 @@ class ProducerStatements(BatchStatements):
 class SyncProducer(SyncBatchStatements):
     """`ProducerStatements` for sync callers."""
 
-    def insert_jobs(self, jobs: str, ids: Sequence[UUID], keys: Sequence[str | None]) -> list[UUID]:
-        return self._run_plan(insert_jobs(jobs, ids, keys), atomic=True)
+    def insert_jobs(
+        self,
+        jobs: str,
+        ids: Sequence[UUID],
+        keys: Sequence[str | None],
+        parents: Sequence[UUID] = (),
+    ) -> list[UUID]:
+        return self._run_plan(insert_jobs(jobs, ids, keys, parents), atomic=True)
+
+    def insert_workflow(self, batches: Sequence[InsertStep]) -> list[list[UUID]]:
+        return self._run_plan(insert_workflow(batches), atomic=True)
 
     def enqueue_deduplicated(
         self, records: Sequence[dict[str, Any]], keys: Sequence[str], reseal: Reseal | None

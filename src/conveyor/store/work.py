@@ -46,6 +46,9 @@ class ClaimedJob:
     trace_context: dict[str, str] | None = None
     # Snoozes so far: free up to the task's max_snoozes (see conveyor.outcomes.Snooze).
     snoozes: int = 0
+    # Its parents' ids and results, [{"id", "result"}] in depends_on order (None unless it
+    # was enqueued with depends_on; docs/workflows.md).
+    parent_results: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

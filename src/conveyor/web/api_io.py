@@ -57,6 +57,7 @@ Status = Literal[
     "cancelled",
     "retry_scheduled",
     "expired",
+    "waiting",
 ]
 JobIds = Annotated[
     list[UUID], Field(min_length=1, max_length=MAX_IDS, description="Job ids (UUIDs)")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
+from uuid import UUID
 
 from conveyor import metrics
 from conveyor.encryption import PayloadCipher, redact
@@ -119,6 +120,8 @@ async def run_job(
             payload = opened.payload
             secrets.extend(opened.secrets)
         argument = task.decode_payload(payload)
+        if job.parent_results is not None:
+            _give_parent_results(ctx, job.parent_results, results or _PLAIN)
     except PayloadError as error:
         # The stored payload will not change by itself: retrying cannot help.
         return failed(error, task.retry, retryable=False)
@@ -207,6 +210,18 @@ async def _invoke(
     if task.is_async:
         return await _with_timeout(call(), job.timeout)
     return await _in_thread(job, call, executor, overran)
+
+
+def _give_parent_results(
+    ctx: JobContext, parents: list[dict[str, Any]], results: ResultCodec
+) -> None:
+    """Open each parent's result (sealed fields are bound to the parent's id)."""
+    ids = [UUID(str(parent["id"])) for parent in parents]
+    ctx.parent_ids = ids
+    ctx.parent_results = [
+        results.decode(parent.get("result"), job_id)
+        for parent, job_id in zip(parents, ids, strict=True)
+    ]
 
 
 def _bind(task: Task, argument: Any, ctx: JobContext) -> Callable[[], Any]:

@@ -1,7 +1,7 @@
 -- name: admin_list_jobs
 -- One keyset page of jobs, newest first by (created, id). Rows at rest are read from
 -- jobs_admin_list_idx, one index range per (queue, status) pair, each stopping after
--- `limit` rows; dispatched and running jobs (bounded sets) come from their own indexes.
+-- `limit` rows; dispatched, running and waiting jobs come from their own indexes.
 -- The age bounds and the cursor are all conditions on (created, id), so they narrow the
 -- index ranges. Without a queue, the queues are found with a skip scan of the same index.
 -- The caller's scope (`tenants`, `queues`; NULL: unrestricted) filters every branch; a
@@ -46,6 +46,9 @@ WITH queues AS (
         SELECT * FROM {schema}.jobs WHERE status = {DISPATCHED} AND {DISPATCHED} = ANY(%(live_statuses)s::text[])
         UNION ALL
         SELECT * FROM {schema}.jobs WHERE status = {RUNNING} AND {RUNNING} = ANY(%(live_statuses)s::text[])
+        UNION ALL
+        -- Jobs waiting on their parents (docs/workflows.md), from jobs_waiting_idx.
+        SELECT * FROM {schema}.jobs WHERE status = {WAITING} AND {WAITING} = ANY(%(live_statuses)s::text[])
     ) j
     WHERE (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
       AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
@@ -147,7 +150,7 @@ SELECT j.id, j.queue_name, j.task, j.status, j.priority, j.attempt, j.max_attemp
        CASE WHEN length(j.result::text) <= %(result_cap)s THEN j.result END AS result,
        CASE WHEN length(j.result::text) > %(result_cap)s
             THEN left(j.result::text, %(result_cap)s) END AS result_head,
-       j.result_error,
+       j.result_error, j.pending_parents, j.on_parent_failure, j.has_dependents,
        coalesce(NOT q.is_active, false) AS queue_paused, q.paused_at AS queue_paused_at,
        CASE WHEN j.status = {QUEUED} THEN (
            SELECT count(*) FROM (

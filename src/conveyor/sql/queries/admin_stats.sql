@@ -1,6 +1,7 @@
 -- name: admin_queue_stats
 -- One row per queue with every figure the dashboard shows, in one statement. Each part
 -- reads a partial index: jobs_ready_idx (queued), jobs_dispatched_idx, jobs_running_idx,
+-- jobs_waiting_idx,
 -- jobs_admin_list_idx (dead, and the skip scan that finds queues without a job_queues
 -- row), job_logs_finished_idx (the last hour).
 -- Scoped (`tenants`, `queues`; NULL: unrestricted): only the queues in scope, and for a
@@ -15,6 +16,7 @@ WITH queues AS (
         -- One branch per status, so each reads its own partial index.
         UNION SELECT queue_name FROM {schema}.jobs WHERE status = {DISPATCHED} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
         UNION SELECT queue_name FROM {schema}.jobs WHERE status = {RUNNING} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
+        UNION SELECT queue_name FROM {schema}.jobs WHERE status = {WAITING} AND (%(tenants)s::text[] IS NULL OR tenant = ANY(%(tenants)s::text[]))
     ) known (name)
     WHERE %(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[])
 ), ready AS (
@@ -87,6 +89,7 @@ SELECT q.name,
        coalesce(c.completed_5m, 0) AS completed_5m,
        d.dead,
        e.expired,
+       p.awaiting_parents,
        coalesce(l.live_workers, 0) AS live_workers
 FROM queues q
 LEFT JOIN {schema}.job_queues jq ON jq.name = q.name
@@ -107,6 +110,12 @@ CROSS JOIN LATERAL (
       AND j.queue_name = q.name AND j.status = {EXPIRED}
       AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
 ) e
+CROSS JOIN LATERAL (
+    -- Jobs waiting on their parents (docs/workflows.md), from jobs_waiting_idx.
+    SELECT count(*) AS awaiting_parents FROM {schema}.jobs j
+    WHERE j.status = {WAITING} AND j.queue_name = q.name
+      AND (%(tenants)s::text[] IS NULL OR j.tenant = ANY(%(tenants)s::text[]))
+) p
 ORDER BY q.name;
 
 -- name: admin_stats_summary
@@ -175,7 +184,9 @@ ELSE EXISTS (SELECT 1 FROM {schema}.job_queues WHERE name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
                WHERE status = {DISPATCHED} AND queue_name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.jobs
-               WHERE status = {RUNNING} AND queue_name = %(queue)s) END AS known;
+               WHERE status = {RUNNING} AND queue_name = %(queue)s)
+    OR EXISTS (SELECT 1 FROM {schema}.jobs
+               WHERE status = {WAITING} AND queue_name = %(queue)s) END AS known;
 
 -- name: admin_ping
 SELECT 1;

@@ -10,7 +10,8 @@ SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
 -- and fencing token. Ids of a paused queue go back to queued instead; ids that match
 -- nothing (duplicates, cancelled, deleted rows) are simply not returned. The payload comes
 -- back as text, parsed per job (store/work.py): one that cannot parse fails its own job.
--- trace_context is the producer's trace (NULL unless it was traced; see conveyor/tracing.py).
+-- trace_context is the producer's trace (NULL unless it was traced; see conveyor/tracing.py);
+-- parent_results its parents' results (NULL unless it had parents; docs/workflows.md).
 -- A job past its deadline (expires_at) is never started: it ends expired here, with its
 -- job_logs row, whether or not its queue is paused (the three updates touch disjoint rows).
 WITH paused AS (
@@ -43,7 +44,7 @@ WITH paused AS (
     RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload::text AS payload,
               j.attempt, j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
               extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
-              j.trace_context, j.snoozes, j.rate_scopes
+              j.trace_context, j.snoozes, j.rate_scopes, j.parent_results
 ), started AS (
     -- A job dispatched under a rate counts as a start from this statement on, no longer as
     -- dispatched: one statement, so the limited dispatch sees it exactly once. Scopes in
@@ -59,7 +60,7 @@ WITH paused AS (
     ON CONFLICT (scope, bucket) DO UPDATE SET starts = f.starts + excluded.starts
 )
 SELECT id, queue, task, priority, payload, attempt, max_attempts, token, timeout, waited,
-       trace_context, snoozes
+       trace_context, snoozes, parent_results
 FROM claimed;
 
 -- name: heartbeat
@@ -225,4 +226,4 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status IN ({QUEUED}, {DISPA
 RETURNING j.id, j.queue_name AS queue, j.task, j.priority, j.payload, j.attempt,
           j.max_attempts, j.lease_token AS token, j.timeout_seconds AS timeout,
           extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited,
-          j.trace_context, j.snoozes;
+          j.trace_context, j.snoozes, j.parent_results;

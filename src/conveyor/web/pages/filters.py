@@ -19,12 +19,14 @@ from conveyor.vocabulary import (
     QUEUED,
     RETRY_SCHEDULED,
     RUNNING,
+    WAITING,
 )
 from conveyor.web.pages.common import query_string
 
 PAGE_SIZE = 50
 # The statuses an operator filters by, in the order a job passes through them.
 STATUS_CHOICES = (
+    WAITING,
     QUEUED,
     RETRY_SCHEDULED,
     DISPATCHED,

@@ -17,7 +17,7 @@ from conveyor.web.pages.format import sentence
 # Statuses an operator may retry or delete from the dashboard (the admin layer has the
 # final word and explains a refusal; this only decides which buttons to draw).
 RETRYABLE = frozenset({"dead", "cancelled", "completed", "retry_scheduled"})
-CANCELLABLE = frozenset({"queued", "retry_scheduled", "dispatched", "running"})
+CANCELLABLE = frozenset({"queued", "retry_scheduled", "dispatched", "running", "waiting"})
 
 
 @guarded("viewer")
