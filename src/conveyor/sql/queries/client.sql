@@ -2,6 +2,9 @@
 -- Bulk insert in one statement. The batch arrives as one JSON array of records (encoded
 -- in C by orjson, parsed in C by PostgreSQL). Queue rows are created on first use in
 -- the same statement, so a job can never reference a queue the queuer does not know.
+-- Only jobs with an idempotency key go through ON CONFLICT: a speculative insertion
+-- writes a second WAL record per row (its confirmation), which keyless jobs, nearly all
+-- of them, need not pay. The insert trigger still sends one notification per statement.
 WITH t AS (
     SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb)
         AS t(id uuid, queue_name text, task text, priority int, payload jsonb, max_attempts int,
@@ -12,29 +15,42 @@ WITH t AS (
     INSERT INTO {schema}.job_queues (name)
     SELECT DISTINCT queue_name FROM t
     ON CONFLICT (name) DO NOTHING
-)
-INSERT INTO {schema}.jobs (
-    id, queue_name, task, priority, payload, max_attempts, run_at,
-    idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
-    expires_at, limit_key, limited)
-SELECT t.id, t.queue_name, t.task, t.priority,
+), fresh AS (
+    SELECT t.id, t.queue_name, t.task, t.priority,
        -- A JSON null payload reads as SQL NULL from the recordset: keep it JSON.
-       coalesce(t.payload, 'null'::jsonb), t.max_attempts,
+       coalesce(t.payload, 'null'::jsonb) AS payload, t.max_attempts,
        CASE WHEN t.delay_seconds IS NOT NULL THEN now() + t.delay_seconds * interval '1 second'
-            ELSE coalesce(t.run_at, now()) END,
+            ELSE coalesce(t.run_at, now()) END AS run_at,
        t.idempotency_key, t.timeout_seconds, t.lease_seconds, t.tenant, t.trace_context,
        t.unique_key,
        -- `deadline` is absolute; `expires_in` counts from PostgreSQL's clock, not the client's.
-       coalesce(t.expires_at, now() + t.expires_in * interval '1 second'),
+       coalesce(t.expires_at, now() + t.expires_in * interval '1 second') AS expires_at,
        -- A key, or a task with a limit, sends the job through the limited dispatch. The
        -- read of flow_limits is what lock_flow_limits_table waits for (limits.sql).
        t.limit_key,
        t.limit_key IS NOT NULL OR t.task = ANY(ARRAY(
            SELECT substr(l.scope, length({SCOPE_TASK}) + 1) FROM {schema}.flow_limits l
-           WHERE starts_with(l.scope, {SCOPE_TASK})))
-FROM t
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, idempotency_key;
+           WHERE starts_with(l.scope, {SCOPE_TASK}))) AS limited
+    FROM t
+), keyed AS (
+    INSERT INTO {schema}.jobs (
+        id, queue_name, task, priority, payload, max_attempts, run_at,
+        idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
+        expires_at, limit_key, limited)
+    SELECT * FROM fresh WHERE idempotency_key IS NOT NULL
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, idempotency_key
+), keyless AS (
+    INSERT INTO {schema}.jobs (
+        id, queue_name, task, priority, payload, max_attempts, run_at,
+        idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
+        expires_at, limit_key, limited)
+    SELECT * FROM fresh WHERE idempotency_key IS NULL
+    RETURNING id, idempotency_key
+)
+SELECT id, idempotency_key FROM keyed
+UNION ALL
+SELECT id, idempotency_key FROM keyless;
 
 -- name: job_ids_by_idempotency_key
 SELECT idempotency_key, id FROM {schema}.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
