@@ -66,8 +66,8 @@ ENQUEUE_BATCH = 1000
 def raw_figures(
     before: Snapshot, after: Snapshot, wal: WalShare, cpu: dict[str, float], indexes: dict[str, int]
 ) -> dict[str, float]:
-    """The window's totals: counts, bytes, CPU seconds; per-table and per-index detail
-    under `table:` and `index:` keys."""
+    """The window's totals: counts, bytes, CPU seconds; per-table, per-index and per-record
+    detail under `table:`, `index:` and `wal:` keys."""
     writes = {
         name: counts.minus(before.tables.get(name, TableWrites()))
         for name, counts in after.tables.items()
@@ -90,6 +90,8 @@ def raw_figures(
     for name, w in writes.items():
         if w.inserts + w.updates + w.deletes:
             figures[f"table:{name}"] = w.inserts + w.updates + w.deletes
+    if wal.parts is not None:
+        figures.update({f"wal:{part}": n for part, n in wal.parts.items()})
     if wal.index_entries is not None:
         figures["index_entries"] = sum(wal.index_entries.values())
         figures.update({f"index:{name}": n for name, n in wal.index_entries.items()})

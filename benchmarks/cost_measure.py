@@ -77,7 +77,15 @@ SELECT (SELECT coalesce(sum(bytes), 0) FROM records)::bigint AS cluster_bytes,
               AND (ours.record_type IN ('INSERT_LEAF', 'INSERT_POST')
                    OR (ours.record_type IN ('SPLIT_L', 'SPLIT_R')
                        AND ours.description LIKE 'level 0,%%'))
-            GROUP BY c.relname) AS per_index) AS index_entries
+            GROUP BY c.relname) AS per_index) AS index_entries,
+       -- Where the bytes went: by relation and, for tables, by record type (UPDATE, LOCK,
+       -- HOT_UPDATE...); every record of an index counts as its "index" part.
+       (SELECT coalesce(jsonb_object_agg(part, bytes), '{}') FROM (
+            SELECT coalesce(c.relname, '(no relation)') || ' '
+                   || CASE WHEN c.relkind = 'i' THEN 'index' ELSE ours.record_type END AS part,
+                   sum(ours.bytes)::bigint AS bytes
+            FROM ours LEFT JOIN pg_class c ON c.relfilenode = ours.relfilenode
+            GROUP BY 1) AS per_part) AS parts
 """
 
 INDEXES_PER_TABLE = """
@@ -164,6 +172,7 @@ class WalShare:
     cluster_bytes: int
     index_entries: dict[str, int] | None  # None: estimated instead (no pg_walinspect)
     method: str
+    parts: dict[str, int] | None = None  # bytes by "relation record-type" (pg_walinspect)
 
 
 @dataclass
@@ -296,6 +305,7 @@ class Harness:
             int(row["cluster_bytes"]),
             {name: int(n) for name, n in row["index_entries"].items()},
             "WAL records of the scratch database's relations and transactions (pg_walinspect)",
+            {part: int(n) for part, n in row["parts"].items()},
         )
 
     async def indexes_per_table(self) -> dict[str, int]:

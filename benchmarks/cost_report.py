@@ -56,6 +56,7 @@ def render(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Names
         cells = [_cell(summary[w].get(key), digits, args.rounds) for w in WINDOWS]
         total = summary["total"].get(key, {}).get("median", 0.0)
         once_per_run = key.startswith(("table:", "index:")) and total < 0.005
+        once_per_run |= key.startswith("wal:") and total < 1  # catalogue writes, start-up
         if any(cell != "-" for cell in cells) and not once_per_run:
             rows.append((label, cells[0], cells[1], cells[2]))
 
@@ -65,10 +66,12 @@ def render(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Names
         shared = " (whole server)" if component == "postgres background" else ""
         add(f"CPU s per 1,000 jobs: {component}{shared}", f"cpu:{component}", 3)
     add("WAL bytes, whole server (other databases too)", "wal_cluster_bytes", 0)
-    details = sorted({k for w in WINDOWS for k in summary[w] if k.startswith(("table:", "index:"))})
+    detail = ("table:", "index:", "wal:")
+    details = sorted({k for w in WINDOWS for k in summary[w] if k.startswith(detail)})
+    labels = {"table": "rows written", "index": "entries", "wal": "WAL bytes"}
     for key in details:
         kind, _, name = key.partition(":")
-        add(f"{'rows written' if kind == 'table' else 'entries'}: {name}", key, 2)
+        add(f"{labels[kind]}: {name}", key, 0 if kind == "wal" else 2)
     header = ("per job", "enqueue", "drain", "total")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     spread = " (median, min-max of the rounds)" if args.rounds > 1 else ""
@@ -102,6 +105,8 @@ METHOD = {
     "transactions that touched them, read back with pg_walinspect; without it, the whole "
     "server's LSN difference",
     "wal_fpi_bytes": "full-page images inside those records (each window starts with a CHECKPOINT)",
+    "wal_parts": "the same records by relation and, for tables, by record type (an index's "
+    "records all count as its 'index' part); parts under 1 byte per job are left out",
     "heap_row_writes": "n_tup_ins + n_tup_upd + n_tup_del of pg_stat_user_tables, every table "
     "of the schema; HOT from n_tup_hot_upd",
     "index_entries": "btree leaf insertions (INSERT_LEAF, INSERT_POST, leaf SPLIT) counted in "

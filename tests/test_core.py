@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 
 from conveyor.app import Conveyor
+from conveyor.config import Settings
 from conveyor.jobs import COMPLETED
+from conveyor.store import Store
 from tests.conftest import Running, status_counts, wait_until
 
 
@@ -122,6 +126,35 @@ def test_idempotency_key_returns_existing_job(app: Conveyor, db: psycopg.Connect
     again = app.enqueue(noop, {"x": 2}, idempotency_key="order-42")
     assert first == again
     assert db.execute(b"SELECT count(*) FROM jobs").fetchone() == (1,)
+
+
+async def test_one_batch_mixing_keyed_and_keyless_jobs(
+    app: Conveyor, settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    # insert_jobs sends keyed jobs through ON CONFLICT and keyless ones around it, in one
+    # statement: the ids still come back in the caller's order, a taken key giving its job.
+    @app.task(queue="q")
+    def noop(payload: Any) -> None:
+        return None
+
+    taken = app.enqueue(noop, {}, idempotency_key="order-42")
+    keys = [None, "order-42", "order-43", None]
+    ids = [uuid.uuid4() for _ in keys]
+    records = [
+        {"id": str(job_id), "queue_name": "q", "task": noop.name, "priority": 100,
+         "payload": {"n": n}, "max_attempts": 3, "idempotency_key": key}
+        for n, (job_id, key) in enumerate(zip(ids, keys, strict=True))
+    ]  # fmt: skip
+    store = await Store.open(settings, "test", size=1)
+    try:
+        got = await store.insert_jobs(orjson.dumps(records).decode(), ids, keys)
+    finally:
+        await store.close()
+    assert got == [ids[0], taken, ids[2], ids[3]]
+    rows = db.execute(b"SELECT id, idempotency_key FROM jobs ORDER BY idempotency_key, id")
+    assert sorted(rows.fetchall(), key=str) == sorted(
+        [(taken, "order-42"), (ids[2], "order-43"), (ids[0], None), (ids[3], None)], key=str
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from conveyor import vocabulary
 from conveyor.config import Settings
 from conveyor.store.listen import CHANNEL_SLOT
 from conveyor.store.queries import load_queries, render
+from tests.factories import add_job
 
 # psycopg's placeholders (named, positional, and the escaped percent sign).
 _PLACEHOLDER = re.compile(rb"%\((?P<name>[^)]+)\)[sbt]|%[sbt]|%%")
@@ -220,3 +221,25 @@ def _without_comments(sql: str) -> str:
 
 def _without_literals(sql: str) -> str:
     return re.sub(r"'(?:[^']|'')*'", "''", _without_comments(sql))
+
+
+def test_only_the_dispatch_commits_without_waiting_for_the_wal_flush(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    """dispatch_ready turns synchronous_commit off for its own transaction (a lost
+    dispatch is redone; docs/architecture.md, "Work per job"); the claim keeps it on."""
+    queries = load_queries(settings.database.schema_name)
+    add_job(db)
+    dispatched = add_job(db, status=vocabulary.DISPATCHED)
+
+    def setting_after(name: str, params: dict[str, Any]) -> tuple[int, str]:
+        with db.transaction(force_rollback=True):
+            rows = db.execute(queries[name], params).fetchall()
+            shown = db.execute(b"SHOW synchronous_commit").fetchone()
+        assert shown is not None
+        return len(rows), shown[0]
+
+    assert setting_after("dispatch_ready", {"buffer": 10, "batch": 10, "skip": []}) == (1, "off")
+    claim = {"ids": [dispatched], "worker_id": "w", "lease": 30.0}
+    assert setting_after("claim_jobs", claim) == (1, "on")
+    assert db.execute(b"SHOW synchronous_commit").fetchone() == ("on",)

@@ -48,39 +48,56 @@ WITH t AS (
     INSERT INTO {schema}.job_queues (name)
     SELECT DISTINCT queue_name FROM t WHERE NOT EXISTS (SELECT FROM refused)
     ON CONFLICT (name) DO NOTHING
-), inserted AS (
-    INSERT INTO {schema}.jobs (
-        id, queue_name, task, priority, payload, max_attempts, run_at,
-        idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
-        expires_at, limit_key, limited, batch_id, tags, meta, status, pending_parents,
-        on_parent_failure, parent_results)
+), fresh AS (
+    -- Only jobs with an idempotency key go through ON CONFLICT (keyed, below): a
+    -- speculative insertion writes a second WAL record per row, which keyless jobs, nearly
+    -- all of them, need not pay. The insert trigger still sends one notification.
     SELECT t.id, t.queue_name, t.task, t.priority,
            -- A JSON null payload reads as SQL NULL from the recordset: keep it JSON.
-           coalesce(t.payload, 'null'::jsonb), t.max_attempts,
+           coalesce(t.payload, 'null'::jsonb) AS payload, t.max_attempts,
            CASE WHEN t.delay_seconds IS NOT NULL THEN now() + t.delay_seconds * interval '1 second'
-                ELSE coalesce(t.run_at, now()) END,
+                ELSE coalesce(t.run_at, now()) END AS run_at,
            t.idempotency_key, t.timeout_seconds, t.lease_seconds, t.tenant, t.trace_context,
            t.unique_key,
            -- `deadline` is absolute; `expires_in` counts from PostgreSQL's clock, not the client's.
-           coalesce(t.expires_at, now() + t.expires_in * interval '1 second'),
+           coalesce(t.expires_at, now() + t.expires_in * interval '1 second') AS expires_at,
            -- A key, or a task with a limit, sends the job through the limited dispatch. The
            -- read of flow_limits is what lock_flow_limits_table waits for (limits.sql).
            t.limit_key,
            t.limit_key IS NOT NULL OR t.task = ANY(ARRAY(
                SELECT substr(l.scope, length({SCOPE_TASK}) + 1) FROM {schema}.flow_limits l
-               WHERE starts_with(l.scope, {SCOPE_TASK}))),
+               WHERE starts_with(l.scope, {SCOPE_TASK}))) AS limited,
            -- Counted into its batch by add_to_batch, in the same transaction (batches.sql).
            t.batch_id,
            t.tags, t.meta,
            CASE WHEN dep.id IS NULL OR (dep.pending = 0 AND NOT dep.doomed) THEN {QUEUED}
                 WHEN dep.doomed THEN {CANCELLED}
-                ELSE {WAITING} END,
-           dep.pending, t.on_parent_failure,
-           CASE WHEN dep.pending = 0 AND NOT dep.doomed THEN dep.results END
+                ELSE {WAITING} END AS status,
+           dep.pending AS pending_parents, t.on_parent_failure,
+           CASE WHEN dep.pending = 0 AND NOT dep.doomed THEN dep.results END AS parent_results
     FROM t LEFT JOIN dependent dep ON dep.id = t.id
     WHERE NOT EXISTS (SELECT FROM refused)
+), keyed AS (
+    INSERT INTO {schema}.jobs (
+        id, queue_name, task, priority, payload, max_attempts, run_at,
+        idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
+        expires_at, limit_key, limited, batch_id, tags, meta, status, pending_parents,
+        on_parent_failure, parent_results)
+    SELECT * FROM fresh WHERE idempotency_key IS NOT NULL
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, idempotency_key
+), keyless AS (
+    INSERT INTO {schema}.jobs (
+        id, queue_name, task, priority, payload, max_attempts, run_at,
+        idempotency_key, timeout_seconds, lease_seconds, tenant, trace_context, unique_key,
+        expires_at, limit_key, limited, batch_id, tags, meta, status, pending_parents,
+        on_parent_failure, parent_results)
+    SELECT * FROM fresh WHERE idempotency_key IS NULL
+    RETURNING id, idempotency_key
+), inserted AS (
+    SELECT id, idempotency_key FROM keyed
+    UNION ALL
+    SELECT id, idempotency_key FROM keyless
 ), edges AS (
     INSERT INTO {schema}.job_dependencies (child_id, position, parent_id, resolved)
     SELECT i.id, d.position, d.id,

@@ -5,7 +5,14 @@
 -- Limited work is not this statement's: queues with a queue limit are skipped, and jobs
 -- with a key or a limited task (jobs.limited) sit in their own part of jobs_ready_idx,
 -- which this scan never enters (limited_dispatch in limits.sql takes them).
-WITH room AS (
+-- Its commit does not wait for the WAL flush (synchronous_commit off for this transaction
+-- only): a dispatch lost in a server crash leaves its jobs queued, their ids in Redis find
+-- nothing to claim (claim_jobs wants dispatched) and the next pass dispatches them again;
+-- and a claim's flushed commit flushes the dispatch before it. docs/architecture.md,
+-- "Work per job", has the whole argument, and why the claim keeps its flush.
+WITH unflushed AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true) AS setting
+), room AS (
     SELECT q.name,
            greatest(%(buffer)s - (SELECT count(*) FROM {schema}.jobs d
                                   WHERE d.status = {DISPATCHED} AND d.queue_name = q.name), 0)
@@ -31,6 +38,7 @@ UPDATE {schema}.jobs j
 SET status = {DISPATCHED}, dispatched_at = now(), updated = now()
 -- An array, not a join: the planner cannot size the CTE and would hash the whole table.
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.status = {QUEUED}
+  AND (SELECT setting FROM unflushed) IS NOT NULL
 RETURNING j.id, j.queue_name, j.priority,
           extract(epoch FROM now() - greatest(j.created, j.run_at))::float8 AS waited;
 

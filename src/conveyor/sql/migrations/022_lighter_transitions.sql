@@ -1,0 +1,12 @@
+-- Room on each page for the versions a job's transitions write (docs/architecture.md,
+-- "Work per job"). Every transition changes `status`, which every partial index names, so
+-- none is HOT; but an update that finds room on its page writes one WAL record with only
+-- the changed middle of the row, while one that must move the row to another page first
+-- logs a lock of the old version (and, after a checkpoint, an image of a second page),
+-- then the whole new row. The queuer dispatches a page's jobs together, so each page
+-- needs room for a second version of all its rows at once: at 80, more than half of the
+-- updates moved; at 30, one in forty (benchmarks/cost.py: 1,947 -> 1,742 WAL bytes per
+-- drained job).
+-- Only pages filled from now on keep the new room; jobs at rest take about three times
+-- the pages they took at 80, the price of that.
+ALTER TABLE {schema}.jobs SET (fillfactor = 30);
