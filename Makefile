@@ -26,11 +26,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Two pytest processes (pytest-xdist, worksteal): most tests wait on real processes.
+# Three pytest processes on two cores (pytest-xdist, worksteal): most tests wait on real
+# processes rather than compute.
 # Tests must not reach outside their own schema, Redis prefix and ports: the one pool
 # timeout seen with two processes came from a fault test that terminated every Conveyor
 # backend on the server, the other test's included. PYTEST_WORKERS=0 runs one.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 unit: $(STAMP)
 	$(BIN)/python -m pytest -W error -n $(PYTEST_WORKERS) --dist worksteal
 
