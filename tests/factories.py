@@ -349,18 +349,28 @@ def add_history(
     `minutes_ago` whole minutes (hours) before the current one, with any `figures`
     (completed=3, run_p95=1.5, ...); marks the minute rollup as done up to now."""
     table, unit = ("metrics_hours", "hour") if hourly else ("metrics_minutes", "minute")
+    # "The current minute" is the one of this connection's first call: a test that adds
+    # rows in a loop must not see the clock cross a minute between two of them (two rows
+    # would then name the same minute).
+    db.execute(
+        b"SELECT set_config('conveyor_test.history_anchor', coalesce(nullif("
+        b"current_setting('conveyor_test.history_anchor', true), ''),"
+        b" date_trunc('minute', now())::text), false)"
+    )
+    anchor = "current_setting('conveyor_test.history_anchor')::timestamptz"
     names = ", ".join(figures)
     slots = ", ".join(f"%(figure_{name})s" for name in figures)
     params = {f"figure_{name}": value for name, value in figures.items()}
     params.update({"ago": minutes_ago, "queue": queue, "lane": lane})
     sql = (
         f"INSERT INTO {table} (bucket, queue_name, lane{', ' if figures else ''}{names})"
-        f" VALUES (date_trunc('{unit}', now()) - %(ago)s * interval '1 {unit}', %(queue)s,"
+        f" VALUES (date_trunc('{unit}', {anchor}) - %(ago)s * interval '1 {unit}', %(queue)s,"
         f" %(lane)s{', ' if figures else ''}{slots})"
     )
     db.execute(sql.encode(), params)
     db.execute(
-        b"INSERT INTO metrics_rollup_state (rolled_through) VALUES (date_trunc('minute', now()))"
+        b"INSERT INTO metrics_rollup_state (rolled_through)"
+        b" VALUES (current_setting('conveyor_test.history_anchor')::timestamptz)"
         b" ON CONFLICT (singleton) DO UPDATE SET rolled_through = excluded.rolled_through"
     )
 

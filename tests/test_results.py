@@ -175,14 +175,13 @@ async def test_a_wait_sleeps_until_the_job_ends_and_is_woken_by_its_notification
     waiting = asyncio.create_task(app.await_job(job, timeout=60))
 
     def waiter_asleep() -> bool:
-        # The waiter's session is idle after its first read: it waits on the socket.
-        # This test's waiter only: another test's may be asleep beside it (pytest -n 2).
-        row = db.execute(
-            b"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'conveyor-waiter'"
-            b" AND state = 'idle' AND query LIKE '%%SET awaited = true%%' AND query LIKE %s",
-            (f"%{app.settings.database.schema_name}%",),
-        ).fetchone()
-        return row is not None and row[0] == 1
+        # Its first read is logged after its LISTEN: from then on the end cannot be missed.
+        # (Counting idle waiter sessions in pg_stat_activity also counted the two waits
+        # above, whose backends can linger there for a moment after they disconnect.)
+        return any(
+            record.getMessage() == f"waiting for job {job}: read it before waiting: running"
+            for record in caplog.records
+        )
 
     await wait_until(waiter_asleep, message="the waiter to sleep")
     client = redis.Redis.from_url(REDIS_URL)
